@@ -1,0 +1,71 @@
+# firebreak — the two commands a newcomer needs: `make demo` and `make test`.
+# Both install what they need on a fresh Debian 12/13 machine (apt packages as root, a venv).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= /tmp/firebreak-demo
+PYTEST_ARGS ?=
+
+# Programs the tests and the demo run for real, and the Debian package that brings each.
+APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
+	nft:nftables ip:iproute2 runuser:util-linux
+
+.PHONY: help deps venv lint typecheck generate check-generated test test-fast demo demo-stop bench clean
+
+help:
+	@echo "make demo    - set everything up, back up a sample directory to three demo sites, show status"
+	@echo "make test    - set everything up, then lint, type-check and run the whole test suite"
+	@echo "make lint | typecheck | test-fast | generate | demo-stop | clean"
+
+deps:
+	@missing=""; \
+	for need in $(APT_NEEDS); do \
+		prog=$${need%%:*}; pkg=$${need##*:}; \
+		if ! command -v $$prog >/dev/null 2>&1 && ! ls /usr/sbin/$$prog /usr/lib/postgresql/*/bin/$$prog >/dev/null 2>&1; then \
+			missing="$$missing $$pkg"; fi; \
+	done; \
+	if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run make as root, or apt-get install them)"; exit 1; fi; \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -q; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+lint: venv
+	$(BIN)/ruff check daemon migrations tests
+	$(BIN)/ruff format --check daemon migrations tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, docs/configuration.md
+	$(BIN)/python -m firebreak.config.reference --write .
+
+test: deps venv lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv  ## unit tests only, no servers
+	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
+
+demo: deps venv
+	DEMO_DIR=$(DEMO_DIR) FIREBREAK=$(abspath $(BIN))/firebreak bash deploy/demo/run-demo.sh
+
+demo-stop:
+	DEMO_DIR=$(DEMO_DIR) bash deploy/demo/run-demo.sh --stop
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

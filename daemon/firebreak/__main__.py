@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from firebreak.cli import main
+
+main()

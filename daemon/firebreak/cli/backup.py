@@ -1,0 +1,88 @@
+"""``firebreak backup SOURCE``: one cycle now, to every site of the source (or the ones named)."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from firebreak.cli.common import (
+    Exit,
+    Options,
+    check_names,
+    console,
+    fail,
+    format_bytes,
+    load,
+    runtime,
+)
+from firebreak.cycles.cycle import CycleReport, run_cycle
+from firebreak.history.models import Status
+
+
+@click.command()
+@click.argument("sources", nargs=-1)
+@click.option("--all", "all_sources", is_flag=True, help="Back up every source.")
+@click.option("--site", "sites", multiple=True, help="Only this site (repeatable).")
+@click.pass_obj
+def backup(
+    options: Options, sources: tuple[str, ...], all_sources: bool, sites: tuple[str, ...]
+) -> None:
+    """Back up SOURCES to their sites now.
+
+    Exit 0 when every site succeeded, 3 when every site has a new snapshot but some files
+    could not be read, 4 when one or more sites failed.
+    """
+    config = load(options, check_environment=True)
+    names = list(config.sources) if all_sources else list(sources)
+    if not names:
+        fail("name a source to back up, or use --all", Exit.CONFIG)
+    check_names(options, config, names, sites)
+    rt = runtime(config)
+    reports = [run_cycle(rt, name, sites=list(sites) or None) for name in names]
+    out = console()
+    for report in reports:
+        out.print(_table(report))
+        for line in _problems(report):
+            out.print(line, markup=False, soft_wrap=True)
+    statuses = {report.status for report in reports}
+    if statuses <= {Status.SUCCESS}:
+        raise SystemExit(Exit.OK)
+    if statuses <= {Status.SUCCESS, Status.PARTIAL}:
+        raise SystemExit(Exit.PARTIAL)
+    raise SystemExit(Exit.FAILED)
+
+
+def _table(report: CycleReport) -> Table:
+    ok = len(report.runs) - len(report.failed)
+    table = Table(
+        title=(
+            f"{report.source}: {report.status} "
+            f"({ok} of {len(report.runs)} sites, cycle {report.cycle_id})"
+        ),
+        title_justify="left",
+    )
+    for column in ("site", "outcome", "snapshot", "added", "duration", "problem"):
+        table.add_column(column, overflow="fold")
+    for run in report.runs:
+        table.add_row(
+            run.site,
+            _colour(run.status),
+            run.snapshot_id or "-",
+            format_bytes(run.bytes_added),
+            f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else "-",
+            run.error_class or "",
+        )
+    return table
+
+
+def _problems(report: CycleReport) -> list[str]:
+    return [
+        f"  {run.site}: {run.error_class}: {run.error_message}"
+        for run in report.runs
+        if run.error_class
+    ]
+
+
+def _colour(status: str) -> str:
+    colour = {"success": "green", "partial": "yellow"}.get(status, "red")
+    return f"[{colour}]{status}[/]"

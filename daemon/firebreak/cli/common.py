@@ -1,0 +1,101 @@
+"""What every command shares: exit codes, loading the config, opening the runtime, output."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+
+from firebreak.config import Config, ConfigError, load_config
+from firebreak.cycles.runtime import Runtime, open_runtime
+from firebreak.history.database import DatabaseError
+from firebreak.restic.errors import ResticUnavailable
+
+DEFAULT_CONFIG = Path("/etc/firebreak/firebreak.yaml")
+
+
+class Exit:
+    """firebreak's exit codes (docs/cli.md lists them)."""
+
+    OK = 0
+    ERROR = 1  # something unexpected; the message says what
+    CONFIG = 2  # bad command line or invalid config
+    PARTIAL = 3  # every site has a new snapshot, but some files could not be read
+    FAILED = 4  # one or more sites failed, or a source is not safe
+    NOT_READY = 5  # restic or the database cannot be used
+
+
+@dataclass
+class Options:
+    config_path: Path
+    verbose: int
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def error_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    error_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    sys.exit(code)
+
+
+def load(options: Options, *, check_environment: bool = False) -> Config:
+    try:
+        return load_config(options.config_path, check_environment=check_environment)
+    except ConfigError as exc:
+        err = error_console()
+        for line in exc.render().splitlines():
+            err.print(line, markup=False, soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem(s) in {exc.file}", markup=False)
+        sys.exit(Exit.CONFIG)
+
+
+def check_names(
+    options: Options, config: Config, sources: list[str], sites: list[str] | tuple[str, ...] = ()
+) -> None:
+    """Exit with a clear message when a source or site named on the command line is unknown."""
+    for name in sources:
+        if name not in config.sources:
+            known = ", ".join(config.sources)
+            fail(f"no source {name!r} in {options.config_path} (sources: {known})", Exit.CONFIG)
+        for site in sites:
+            if site not in config.sources[name].sites:
+                fail(f"source {name!r} is not backed up to site {site!r}", Exit.CONFIG)
+
+
+def runtime(config: Config) -> Runtime:
+    try:
+        return open_runtime(config)
+    except (ResticUnavailable, DatabaseError) as exc:
+        fail(str(exc), Exit.NOT_READY)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Alembic narrates every migration step at INFO; that is debug detail for us.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+
+
+def format_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

@@ -1,0 +1,50 @@
+"""``firebreak db``: the run history's schema."""
+
+from __future__ import annotations
+
+import click
+
+from firebreak.cli.common import Exit, Options, console, fail, load
+from firebreak.history.database import DatabaseError, describe, make_engine, schema_state, upgrade
+
+
+@click.group()
+def db() -> None:
+    """The run history database."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(options: Options) -> None:
+    """Bring the database schema up to date (safe to run again)."""
+    config = load(options)
+    try:
+        engine = make_engine(config.database_url)
+        before = upgrade(engine)
+    except DatabaseError as exc:
+        fail(str(exc), Exit.NOT_READY)
+    if before.up_to_date:
+        console().print(f"{describe(engine)}: already at revision {before.head}", markup=False)
+    else:
+        console().print(
+            f"{describe(engine)}: upgraded from {before.current or 'empty'} to {before.head}",
+            markup=False,
+        )
+
+
+@db.command("status")
+@click.pass_obj
+def db_status(options: Options) -> None:
+    """Show the schema revision; exit 5 when the database needs `firebreak db upgrade`."""
+    config = load(options)
+    try:
+        engine = make_engine(config.database_url)
+        state = schema_state(engine)
+    except DatabaseError as exc:
+        fail(str(exc), Exit.NOT_READY)
+    word = "up to date" if state.up_to_date else "needs `firebreak db upgrade`"
+    console().print(
+        f"{describe(engine)}: revision {state.current or 'none'}, newest {state.head}: {word}",
+        markup=False,
+    )
+    raise SystemExit(Exit.OK if state.up_to_date else Exit.NOT_READY)

@@ -1,0 +1,69 @@
+"""``firebreak snapshots SOURCE``: what each site holds for a source (asks restic)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+
+import click
+from rich.table import Table
+
+from firebreak.cli.common import Exit, Options, check_names, console, fail, load
+from firebreak.cycles.inspect import SiteSnapshots, list_snapshots
+from firebreak.restic.commands import SOURCE_TAG_PREFIX
+from firebreak.restic.errors import ResticUnavailable
+from firebreak.restic.program import detect_version
+
+
+@click.command()
+@click.argument("source")
+@click.option("--site", "sites", multiple=True, help="Only this site (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def snapshots(options: Options, source: str, sites: tuple[str, ...], as_json: bool) -> None:
+    """List the snapshots of SOURCE at each of its sites.
+
+    Exit 0 when every site answered, 4 when one or more could not.
+    """
+    config = load(options, check_environment=True)
+    check_names(options, config, [source], sites)
+    names = list(sites) or list(config.sources[source].sites)
+    try:
+        detect_version(config.restic.binary)
+    except ResticUnavailable as exc:
+        fail(str(exc), Exit.NOT_READY)
+    config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    listing = list_snapshots(config, source, names)
+    if as_json:
+        click.echo(json.dumps([_as_json(entry) for entry in listing], indent=2))
+    else:
+        out = console()
+        for entry in listing:
+            out.print(_table(source, entry))
+    raise SystemExit(Exit.FAILED if any(entry.error for entry in listing) else Exit.OK)
+
+
+def _as_json(entry: SiteSnapshots) -> dict[str, object]:
+    return {
+        "site": entry.site,
+        "error": entry.error,
+        "snapshots": [snapshot.model_dump(mode="json") for snapshot in entry.snapshots],
+    }
+
+
+def _table(source: str, entry: SiteSnapshots) -> Table:
+    title = f"{source} at {entry.site}: "
+    title += f"[red]{entry.error}[/]" if entry.error else f"{len(entry.snapshots)} snapshots"
+    table = Table(title=title, title_justify="left")
+    for column in ("id", "time (UTC)", "host", "paths", "tags"):
+        table.add_column(column, overflow="fold")
+    for snapshot in entry.snapshots:
+        tags = [t for t in snapshot.tags or [] if not t.startswith(SOURCE_TAG_PREFIX)]
+        table.add_row(
+            snapshot.short,
+            snapshot.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            snapshot.hostname,
+            "\n".join(snapshot.paths),
+            ", ".join(tags),
+        )
+    return table

@@ -1,0 +1,84 @@
+"""``firebreak status``: is everything safe? Answered from the run history, not from restic."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from firebreak.cli.common import Exit, Options, console, fail, format_bytes, load
+from firebreak.config.durations import format_seconds, humanize_age
+from firebreak.history.database import DatabaseError, make_engine, require_current
+from firebreak.history.freshness import SourceFreshness, freshness
+from firebreak.history.records import latest_runs, utcnow
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the same data as JSON.")
+@click.pass_obj
+def status(options: Options, as_json: bool) -> None:
+    """Freshness of every source at every site, and whether each source is safe.
+
+    Exit 0 when every source is safe, 4 when one or more is not.
+    """
+    config = load(options)
+    try:
+        engine = make_engine(config.database_url)
+        require_current(engine)
+        latest = latest_runs(engine)
+    except DatabaseError as exc:
+        fail(str(exc), Exit.NOT_READY)
+    now = utcnow()
+    report = freshness(config, latest, now)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"generated_at": now.isoformat(), "sources": [s.as_json() for s in report]},
+                indent=2,
+            )
+        )
+    else:
+        out = console()
+        for source in report:
+            out.print(_table(source))
+            for line in _problems(source):
+                out.print(line, markup=False, soft_wrap=True)
+        unsafe = [s.source for s in report if not s.safe]
+        if unsafe:
+            out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
+        else:
+            out.print(f"[green]every source is safe ({len(report)})[/]")
+    raise SystemExit(Exit.OK if all(source.safe for source in report) else Exit.FAILED)
+
+
+def _table(source: SourceFreshness) -> Table:
+    verdict = "[green]safe[/]" if source.safe else "[bold red]NOT SAFE[/]"
+    max_age = format_seconds(source.max_age_seconds)
+    table = Table(
+        title=(
+            f"{source.source}: {verdict} — {source.fresh_sites} of {len(source.sites)} sites "
+            f"fresh, {source.required_fresh_sites} required, max_age {max_age}"
+        ),
+        title_justify="left",
+    )
+    for column in ("site", "fresh", "last success", "last attempt", "outcome", "snapshot", "added"):
+        table.add_column(column, overflow="fold")
+    now = utcnow()
+    for site in source.sites:
+        table.add_row(
+            site.site,
+            "[green]fresh[/]" if site.fresh else "[red]STALE[/]",
+            f"{humanize_age(site.age_seconds)} ago" if site.age_seconds is not None else "never",
+            f"{humanize_age((now - site.last_attempt_at).total_seconds())} ago"
+            if site.last_attempt_at
+            else "never",
+            site.last_outcome or "-",
+            site.snapshot_id or "-",
+            format_bytes(site.bytes_added),
+        )
+    return table
+
+
+def _problems(source: SourceFreshness) -> list[str]:
+    return [f"  {site.site}: {site.last_error}" for site in source.sites if site.last_error]

@@ -1,0 +1,242 @@
+"""Reading firebreak.yaml: YAML → pydantic model, with every problem reported at once.
+
+Each problem is addressed by file, line and the dotted path of the field, the way a sysadmin
+would look for it: ``firebreak.yaml:12: sites.fra.password_file: file /x does not exist``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from firebreak.config.model import Config
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the config, addressed by the path of the field."""
+
+    loc: Loc
+    message: str
+    line: int | None = None
+
+    @property
+    def path(self) -> str:
+        return format_loc(self.loc)
+
+
+class ConfigError(Exception):
+    """The config cannot be used; carries every problem found, not only the first."""
+
+    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
+        self.file = file
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(render_problem(self.file, problem) for problem in self.problems)
+
+
+def render_problem(file: str, problem: Problem) -> str:
+    where = f"{file}:{problem.line}" if problem.line else file
+    return (
+        f"{where}: {problem.path}: {problem.message}"
+        if problem.loc
+        else f"{where}: {problem.message}"
+    )
+
+
+def format_loc(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def load_config(path: Path | str, *, check_environment: bool = False) -> Config:
+    """Read and validate a config file.
+
+    With ``check_environment`` the files and environment variables it refers to must exist
+    too (``firebreak validate`` and every command that runs restic ask for this).
+    """
+    file = Path(path)
+    display = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(display, [Problem((), "file does not exist")]) from None
+    except OSError as exc:
+        raise ConfigError(display, [Problem((), f"cannot read: {exc.strerror or exc}")]) from None
+    return parse_config(
+        text, display, base_dir=file.resolve().parent, check_environment=check_environment
+    )
+
+
+def parse_config(
+    text: str, display: str, *, base_dir: Path, check_environment: bool = False
+) -> Config:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise ConfigError(display, [Problem((), f"not valid YAML: {exc.problem}", line)]) from None
+    if root is None or data is None:
+        raise ConfigError(display, [Problem((), "the file is empty")])
+    if not isinstance(data, dict):
+        raise ConfigError(display, [Problem((), "the top level must be a mapping of keys")])
+
+    problems = list(_duplicate_keys(root, ()))
+    problems += _unknown_site_references(data)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(
+            data, context={"base_dir": base_dir, "check_environment": check_environment}
+        )
+    except ValidationError as exc:
+        problems += _from_pydantic(exc)
+    if problems:
+        located = [Problem(p.loc, p.message, p.line or _line_of(root, p.loc)) for p in problems]
+        located.sort(key=lambda p: (p.line or 0, p.path))
+        raise ConfigError(display, located)
+    assert config is not None
+    return config
+
+
+def _from_pydantic(error: ValidationError) -> Iterable[Problem]:
+    for item in error.errors(include_url=False):
+        loc: Loc = tuple(part for part in item["loc"] if part != "[key]")
+        kind = item["type"]
+        message = item["msg"]
+        if kind == "missing":
+            message = "required"
+        elif kind == "extra_forbidden":
+            message = "unknown key" + _suggestion(loc)
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] != "country":
+            message = (
+                "use letters, digits, '.', '_' and '-' only (at most 63), "
+                "starting with a letter or digit"
+            )
+        if "[key]" in item["loc"]:
+            message = f"name {loc[-1]!r}: {message}"
+        yield Problem(loc, message)
+
+
+def _suggestion(loc: Loc) -> str:
+    model = _model_at(loc[:-1])
+    if model is None or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model class that validates the mapping at loc (used to suggest a key)."""
+    current: Any = Config
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+            continue
+        origin = typing.get_origin(current)
+        args = typing.get_args(current)
+        if origin is dict and len(args) == 2:
+            current = args[1]
+        elif origin is list and args:
+            current = args[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not models:
+                return None
+            current = models[0]
+        else:
+            return None
+        current = _unwrap(current)
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _unknown_site_references(data: dict[str, Any]) -> list[Problem]:
+    sites = data.get("sites")
+    sources = data.get("sources")
+    if not isinstance(sites, dict) or not isinstance(sources, dict):
+        return []
+    known = ", ".join(str(name) for name in sites) or "none"
+    problems = []
+    for source_name, source in sources.items():
+        listed = source.get("sites") if isinstance(source, dict) else None
+        if not isinstance(listed, list):
+            continue
+        for index, site_name in enumerate(listed):
+            if isinstance(site_name, str) and site_name not in sites:
+                problems.append(
+                    Problem(
+                        ("sources", source_name, "sites", index),
+                        f"unknown site {site_name!r} (sites defined: {known})",
+                    )
+                )
+    return problems
+
+
+def _duplicate_keys(node: yaml.Node, loc: Loc) -> Iterable[Problem]:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                yield Problem(
+                    (*loc, key),
+                    f"defined twice (lines {seen[key]} and {line}); the first would be lost",
+                    line,
+                )
+            seen.setdefault(key, line)
+            yield from _duplicate_keys(value_node, (*loc, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, index))
+
+
+def _line_of(root: yaml.Node, loc: Loc) -> int | None:
+    """The line (1-based) of the deepest node on loc that exists in the YAML."""
+    node = root
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            # The last of repeated keys is the one YAML keeps, so it is the one validated.
+            matches = [pair for pair in node.value if str(pair[0].value) == str(part)]
+            if not matches:
+                return line
+            key_node, node = matches[-1]
+            line = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

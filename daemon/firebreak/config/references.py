@@ -1,0 +1,75 @@
+"""``${ENV_VAR}`` and ``file:`` references: how secrets are named in the YAML without being in it.
+
+A reference is kept as written in the config model and resolved only when a restic process is
+about to start, so a secret's value never sits in the model, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_ONLY = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+FILE_PREFIX = "file:"
+
+
+class UnresolvedReference(ValueError):
+    """A reference that cannot be resolved; the message never contains a secret."""
+
+
+def is_file_reference(text: str) -> bool:
+    return text.startswith(FILE_PREFIX)
+
+
+def file_reference_path(text: str, base_dir: Path) -> Path:
+    path = Path(text[len(FILE_PREFIX) :]).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def interpolate(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replace every ``${VAR}`` in text; a variable that is not set is an error naming it."""
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise UnresolvedReference(f"environment variable {name} is not set")
+        return env[name]
+
+    return ENV_REFERENCE.sub(substitute, text)
+
+
+def missing_variables(text: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if environ is None else environ
+    return [name for name in ENV_REFERENCE.findall(text) if name not in env]
+
+
+def resolve(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The value a reference stands for: a file's content (one trailing newline dropped),
+    an interpolated ``${VAR}`` string, or the literal text."""
+    if is_file_reference(text):
+        path = file_reference_path(text, base_dir)
+        try:
+            content = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UnresolvedReference(f"cannot read {path}: {exc.strerror or exc}") from None
+        return content[:-1] if content.endswith("\n") else content
+    return interpolate(text, environ)
+
+
+def check_reference(text: str, base_dir: Path) -> str | None:
+    """Why a reference cannot be resolved now, or None when it can."""
+    if is_file_reference(text):
+        path = file_reference_path(text, base_dir)
+        if not path.is_file():
+            return f"file {path} does not exist"
+        if not os.access(path, os.R_OK):
+            return f"file {path} is not readable"
+        return None
+    missing = missing_variables(text)
+    if missing:
+        return f"environment variable {', '.join(missing)} is not set"
+    return None

@@ -1,0 +1,85 @@
+"""A cycle: one backup of one source to all of its sites, concurrently.
+
+Each site runs in its own thread, bounded by the runtime's run slots; one site's failure,
+hang or timeout is recorded for that site and never stops or delays the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from firebreak.cycles.backup import back_up_site
+from firebreak.cycles.runtime import Runtime
+from firebreak.history.models import Run, Status
+from firebreak.history.records import finish_cycle, runs_of_cycle, start_cycle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    cycle_id: int
+    source: str
+    status: Status
+    runs: list[Run]
+
+    @property
+    def failed(self) -> list[Run]:
+        return [run for run in self.runs if run.status not in (Status.SUCCESS, Status.PARTIAL)]
+
+    @property
+    def partial(self) -> list[Run]:
+        return [run for run in self.runs if run.status == Status.PARTIAL]
+
+
+def cycle_status(runs: list[Run]) -> Status:
+    statuses = {run.status for run in runs}
+    if statuses <= {Status.SUCCESS}:
+        return Status.SUCCESS
+    if statuses <= {Status.SUCCESS, Status.PARTIAL}:
+        return Status.PARTIAL
+    if Status.FAILED in statuses:
+        return Status.FAILED
+    return Status.INTERRUPTED
+
+
+def run_cycle(
+    rt: Runtime,
+    source_name: str,
+    *,
+    sites: list[str] | None = None,
+    trigger: str = "cli",
+    cancel: threading.Event | None = None,
+) -> CycleReport:
+    """Back up a source to its sites (all of them, or the ones named) and record the cycle."""
+    source = rt.config.sources[source_name]
+    names = sites if sites is not None else list(source.sites)
+    cycle_id = start_cycle(
+        rt.engine, source=source_name, trigger=trigger, host=rt.host, sites=len(names)
+    )
+    log.info("cycle %d of %s to %s started", cycle_id, source_name, ", ".join(names))
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"{source_name}") as pool:
+        futures = [
+            pool.submit(back_up_site, rt, source_name, name, cycle_id=cycle_id, cancel=cancel)
+            for name in names
+        ]
+        for future in futures:
+            exc = future.exception()
+            if exc is not None:
+                log.error("cycle %d: a site run crashed: %r", cycle_id, exc, exc_info=exc)
+    runs = [run for run in runs_of_cycle(rt.engine, cycle_id) if run.operation == "backup"]
+    status = cycle_status(runs)
+    succeeded = sum(1 for run in runs if run.status == Status.SUCCESS)
+    finish_cycle(rt.engine, cycle_id, status=status, succeeded=succeeded)
+    log.info(
+        "cycle %d of %s: %s (%d of %d sites succeeded)",
+        cycle_id,
+        source_name,
+        status,
+        succeeded,
+        len(names),
+    )
+    return CycleReport(cycle_id=cycle_id, source=source_name, status=status, runs=runs)

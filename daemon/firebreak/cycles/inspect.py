@@ -1,0 +1,44 @@
+"""Read-only questions to the sites themselves (restic snapshots), asked concurrently."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from firebreak.config.model import Config
+from firebreak.config.references import UnresolvedReference
+from firebreak.restic import commands, runner
+from firebreak.restic.access import resolve_site
+from firebreak.restic.errors import classify
+from firebreak.restic.messages import Snapshot, snapshot_list
+
+
+@dataclass(frozen=True)
+class SiteSnapshots:
+    site: str
+    snapshots: list[Snapshot]
+    error: str | None = None
+
+
+def list_snapshots(config: Config, source_name: str, sites: list[str]) -> list[SiteSnapshots]:
+    """The source's snapshots at each site; a site that cannot answer carries its error."""
+    workers = max(1, min(config.max_parallel_runs, len(sites)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda site: _site_snapshots(config, source_name, site), sites))
+
+
+def _site_snapshots(config: Config, source_name: str, site_name: str) -> SiteSnapshots:
+    site = config.sites[site_name]
+    try:
+        access = resolve_site(site_name, site)
+    except UnresolvedReference as exc:
+        return SiteSnapshots(site_name, [], f"ConfigError: sites.{site_name}: {exc}")
+    invocation = commands.snapshots(
+        config.restic.binary, access, config.cache_dir, os.environ, source_name=source_name
+    )
+    result = runner.run(invocation, timeout=site.timeout.total_seconds())
+    error = classify(result)
+    if error is not None:
+        return SiteSnapshots(site_name, [], f"{error.error_class}: {error.message}")
+    return SiteSnapshots(site_name, snapshot_list(result))

@@ -1,0 +1,61 @@
+"""What every cycle needs, opened once: config, database, restic's version, the run slots."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from firebreak.config.model import Config
+from firebreak.history.database import make_engine, require_current
+from firebreak.restic.program import detect_version
+from firebreak.restic.version import ResticVersion
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    restic_version: ResticVersion
+    host: str
+    # At most max_parallel_runs restic processes at once, whatever mix of sources and sites.
+    run_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.run_slots = threading.BoundedSemaphore(self.config.max_parallel_runs)
+
+    @property
+    def restic_binary(self) -> str:
+        return self.config.restic.binary
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.config.cache_dir
+
+
+def open_runtime(config: Config, *, engine: Engine | None = None) -> Runtime:
+    """Check restic and the database, create the state directories; raise with a clear
+    message (ResticUnavailable, DatabaseError) when something is missing."""
+    version = detect_version(config.restic.binary)
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = engine or make_engine(config.database_url)
+    require_current(engine)
+    return Runtime(config=config, engine=engine, restic_version=version, host=socket.gethostname())
+
+
+class RunLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with the source, site and run id (sites run concurrently)."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        run = f" run {extra['run_id']}" if extra.get("run_id") else ""
+        return f"[{extra.get('source')} → {extra.get('site')}{run}] {msg}", kwargs

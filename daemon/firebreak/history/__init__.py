@@ -1,0 +1,1 @@
+"""The run history: SQLAlchemy models, the queries, the engine and migrations glue."""

@@ -1,0 +1,147 @@
+"""The engine and the schema's state: SQLite (WAL, foreign keys) by default, PostgreSQL for fleets.
+
+Alembic's migrations ship inside the package (``firebreak.migrations``), so an installed
+firebreak can upgrade its own database: ``firebreak db upgrade``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from firebreak.config.references import interpolate
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseError(Exception):
+    """The run history cannot be used; the message says what to do."""
+
+
+class DatabaseBehind(DatabaseError):
+    pass
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: str | None
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the history database; creates the SQLite file's directory."""
+    try:
+        parsed = make_url(interpolate(url))
+    except Exception as exc:  # sqlalchemy raises ArgumentError and ValueError alike
+        raise DatabaseError(f"database.url is not a database URL: {exc}") from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def describe(engine: Engine) -> str:
+    """The URL with its password hidden, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def migrations_dir() -> Path:
+    return Path(str(resources.files("firebreak.migrations")))
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert head is not None
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"cannot open the database {describe(engine)}: {_reason(exc)}"
+        ) from None
+    return SchemaState(current=current, head=head)
+
+
+def upgrade(engine: Engine) -> SchemaState:
+    """Bring the schema to the newest revision; returns the state before."""
+    before = schema_state(engine)
+    if not before.up_to_date:
+        log.info(
+            "upgrading database %s from %s to %s", describe(engine), before.current, before.head
+        )
+        command.upgrade(alembic_config(engine), "head")
+    return before
+
+
+def require_current(engine: Engine) -> None:
+    """Make sure the schema is the one this firebreak expects.
+
+    A database with no tables at all is created on the spot (there is nothing in it to
+    lose); one at an older revision needs ``firebreak db upgrade``, an operator's decision,
+    because on PostgreSQL several hosts may share it.
+    """
+    state = schema_state(engine)
+    if state.up_to_date:
+        return
+    if state.current is None:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+        if not tables:
+            upgrade(engine)
+            return
+        raise DatabaseBehind(
+            f"the database {describe(engine)} has tables but no firebreak schema version: "
+            "is database.url pointing at another application's database?"
+        )
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    if scripts.get_revision(state.current) is None:
+        raise DatabaseBehind(
+            f"the database {describe(engine)} is at revision {state.current}, newer than this "
+            "firebreak knows: upgrade firebreak on this host"
+        )
+    raise DatabaseBehind(
+        f"the database {describe(engine)} is at revision {state.current}, this firebreak needs "
+        f"{state.head}: run `firebreak db upgrade`"
+    )
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

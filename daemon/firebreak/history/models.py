@@ -1,0 +1,107 @@
+"""The run history tables. Every restic operation is a row, from ``running`` to its end."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Status(enum.StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+FINAL_STATUSES = (Status.SUCCESS, Status.PARTIAL, Status.FAILED, Status.INTERRUPTED)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (SQLite has no time zones), always returned as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the run history; use UTC-aware values")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Cycle(Base):
+    """One backup of one source to all of its sites."""
+
+    __tablename__ = "cycles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16))  # cli, schedule, catch-up
+    host: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=Status.RUNNING)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sites_total: Mapped[int] = mapped_column(Integer, default=0)
+    sites_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_cycles_source_started", "source", "started_at"),)
+
+
+class Run(Base):
+    """One restic operation of one source at one site."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cycle_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cycles.id", ondelete="SET NULL"), nullable=True
+    )
+    source: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[str] = mapped_column(String(32))  # backup, init, forget, check, ...
+    status: Mapped[str] = mapped_column(String(16), default=Status.RUNNING)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    files_new: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    files_changed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    files_unmodified: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bytes_added: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bytes_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    repository_initialized: Mapped[bool] = mapped_column(default=False)
+    restic_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        # "latest run per source × site × operation" and "latest success" both walk these.
+        Index("ix_runs_latest", "source", "site", "operation", "id"),
+        Index("ix_runs_status", "source", "site", "operation", "status", "id"),
+        Index("ix_runs_cycle", "cycle_id"),
+    )

@@ -1,0 +1,160 @@
+"""Writing and reading the run history. The only module that issues queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from firebreak.history.models import Cycle, Run, Status
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended; what ``finish_run`` writes."""
+
+    status: Status
+    exit_code: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    snapshot_id: str | None = None
+    files_new: int | None = None
+    files_changed: int | None = None
+    files_unmodified: int | None = None
+    bytes_added: int | None = None
+    bytes_processed: int | None = None
+    repository_initialized: bool = False
+
+
+def start_cycle(engine: Engine, *, source: str, trigger: str, host: str, sites: int) -> int:
+    with Session(engine) as session, session.begin():
+        cycle = Cycle(
+            source=source,
+            trigger=trigger,
+            host=host,
+            status=Status.RUNNING,
+            started_at=utcnow(),
+            sites_total=sites,
+            sites_succeeded=0,
+        )
+        session.add(cycle)
+        session.flush()
+        return cycle.id
+
+
+def finish_cycle(engine: Engine, cycle_id: int, *, status: Status, succeeded: int) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(Cycle)
+            .where(Cycle.id == cycle_id)
+            .values(status=status, finished_at=utcnow(), sites_succeeded=succeeded)
+        )
+
+
+def start_run(
+    engine: Engine,
+    *,
+    source: str,
+    site: str,
+    operation: str,
+    host: str,
+    restic_version: str | None,
+    cycle_id: int | None = None,
+    pid: int | None = None,
+) -> int:
+    """Record a run as ``running`` before restic starts."""
+    with Session(engine) as session, session.begin():
+        run = Run(
+            cycle_id=cycle_id,
+            source=source,
+            site=site,
+            operation=operation,
+            status=Status.RUNNING,
+            started_at=utcnow(),
+            host=host,
+            restic_version=restic_version,
+            pid=pid,
+            repository_initialized=False,
+        )
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def finish_run(engine: Engine, run_id: int, outcome: RunOutcome) -> Run:
+    """Record how a run ended; returns the finished row (detached)."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        run = session.get_one(Run, run_id)
+        now = utcnow()
+        run.status = outcome.status
+        run.finished_at = now
+        run.duration_seconds = (now - run.started_at).total_seconds()
+        run.exit_code = outcome.exit_code
+        run.error_class = outcome.error_class
+        run.error_message = outcome.error_message
+        run.snapshot_id = outcome.snapshot_id
+        run.files_new = outcome.files_new
+        run.files_changed = outcome.files_changed
+        run.files_unmodified = outcome.files_unmodified
+        run.bytes_added = outcome.bytes_added
+        run.bytes_processed = outcome.bytes_processed
+        run.repository_initialized = outcome.repository_initialized
+        return run
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The newest run and the newest successful run of one source at one site."""
+
+    source: str
+    site: str
+    last_attempt: Run | None
+    last_success: Run | None
+
+
+def latest_runs(
+    engine: Engine, operation: str = "backup", sources: Iterable[str] | None = None
+) -> dict[tuple[str, str], Latest]:
+    """Latest attempt and latest success per (source, site): two indexed group-by queries."""
+    newest = select(func.max(Run.id)).where(Run.operation == operation)
+    succeeded = newest.where(Run.status == Status.SUCCESS)
+    if sources is not None:
+        names = list(sources)
+        newest = newest.where(Run.source.in_(names))
+        succeeded = succeeded.where(Run.source.in_(names))
+    newest = newest.group_by(Run.source, Run.site)
+    succeeded = succeeded.group_by(Run.source, Run.site)
+    with Session(engine, expire_on_commit=False) as session:
+        attempts = {
+            (r.source, r.site): r for r in session.scalars(select(Run).where(Run.id.in_(newest)))
+        }
+        successes = {
+            (r.source, r.site): r for r in session.scalars(select(Run).where(Run.id.in_(succeeded)))
+        }
+        session.expunge_all()
+    return {
+        key: Latest(key[0], key[1], attempts.get(key), successes.get(key))
+        for key in attempts.keys() | successes.keys()
+    }
+
+
+def runs_of_cycle(engine: Engine, cycle_id: int) -> list[Run]:
+    with Session(engine, expire_on_commit=False) as session:
+        runs = list(session.scalars(select(Run).where(Run.cycle_id == cycle_id).order_by(Run.id)))
+        session.expunge_all()
+    return runs
+
+
+def all_runs(engine: Engine) -> list[Run]:
+    """Every run, oldest first (tests and exports)."""
+    with Session(engine, expire_on_commit=False) as session:
+        runs = list(session.scalars(select(Run).order_by(Run.id)))
+        session.expunge_all()
+    return runs

@@ -1,0 +1,151 @@
+"""restic failures as types: by exit code first, then restic's ``exit_error`` JSON, then stderr.
+
+restic 0.14 exits 1 for every fatal error; 0.17 and later use 10 (no repository), 11 (lock
+failed) and 12 (wrong password). The stderr patterns below are what 0.14 through current print.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from firebreak.restic.result import ResticResult, StopReason
+
+
+class ResticError(Exception):
+    """A restic run that did not do its job. ``transient`` says whether a retry may help."""
+
+    error_class: ClassVar[str] = "ResticFailed"
+    transient: ClassVar[bool] = False
+    summary: ClassVar[str] = "restic failed"
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+class ResticFailed(ResticError):
+    pass
+
+
+class RepositoryNotFound(ResticError):
+    error_class = "RepositoryNotFound"
+    summary = "no restic repository at the site"
+
+
+class WrongPassword(ResticError):
+    error_class = "WrongPassword"
+    summary = "wrong password for the repository"
+
+
+class RepositoryLocked(ResticError):
+    error_class = "RepositoryLocked"
+    transient = True
+    summary = "the repository is locked by another restic"
+
+
+class SiteUnreachable(ResticError):
+    error_class = "SiteUnreachable"
+    transient = True
+    summary = "the site cannot be reached"
+
+
+class SourceMissing(ResticError):
+    error_class = "SourceMissing"
+    summary = "none of the source's paths exist"
+
+
+class PartialBackup(ResticError):
+    """Exit 3: a snapshot was written, but some source files could not be read."""
+
+    error_class = "PartialBackup"
+    summary = "some files could not be read"
+
+
+class Timeout(ResticError):
+    error_class = "Timeout"
+    transient = True
+    summary = "the run took longer than the site's timeout"
+
+
+class Stalled(Timeout):
+    error_class = "Stalled"
+    summary = "the run showed no progress for longer than the site's stall_timeout"
+
+
+class Interrupted(ResticError):
+    error_class = "Interrupted"
+    summary = "the run was interrupted"
+
+
+class ResticUnavailable(ResticError):
+    """The restic program itself cannot be used (missing, too old)."""
+
+    error_class = "ResticUnavailable"
+    summary = "restic cannot be run"
+
+
+_BY_EXIT_CODE: dict[int, type[ResticError]] = {
+    3: PartialBackup,
+    10: RepositoryNotFound,
+    11: RepositoryLocked,
+    12: WrongPassword,
+    130: Interrupted,
+}
+
+# Order matters: an unreachable server also makes restic ask "Is there a repository ...?".
+_BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), kind)
+    for pattern, kind in (
+        (r"wrong password or no key found", WrongPassword),
+        (r"repository is already locked|unable to create lock", RepositoryLocked),
+        (
+            r"connection refused|no route to host|network is unreachable|i/o timeout"
+            r"|connection reset|no such host|connection timed out|tls handshake timeout"
+            r"|ssh: connect to host|connection closed by|unable to start the sftp session"
+            r"|subprocess ssh:|server misbehaving|broken pipe",
+            SiteUnreachable,
+        ),
+        (
+            r"is there a repository at the following location|repository does not exist"
+            r"|config file does not exist|the specified bucket does not exist",
+            RepositoryNotFound,
+        ),
+        (
+            r"all target directories/files do not exist|all source directories/files do not exist",
+            SourceMissing,
+        ),
+    )
+)
+
+
+def classify(result: ResticResult) -> ResticError | None:
+    """The error a finished run stands for, or None when restic reported success."""
+    if result.stop_reason is StopReason.TIMEOUT:
+        return Timeout(f"stopped after the timeout of {result.limit_seconds:.0f}s")
+    if result.stop_reason is StopReason.STALLED:
+        return Stalled(f"stopped after {result.limit_seconds:.0f}s without progress")
+    if result.stop_reason is StopReason.CANCELLED:
+        return Interrupted("stopped on request", exit_code=result.exit_code)
+    code = result.exit_code
+    if code == 0:
+        return None
+    message = result.error_message()
+    kind = _BY_EXIT_CODE.get(code)
+    if kind is None and result.exit_error_code is not None:
+        kind = _BY_EXIT_CODE.get(result.exit_error_code)
+    if kind is None or kind is RepositoryNotFound:
+        # restic 0.14 exits 1 for everything, and an unreachable server also prints "Is there
+        # a repository ...?": the text decides between the two.
+        kind = _classify_text(result.stderr_text()) or kind
+    if kind is None:
+        kind = ResticFailed
+    return kind(message, exit_code=code)
+
+
+def _classify_text(text: str) -> type[ResticError] | None:
+    for pattern, kind in _BY_TEXT:
+        if pattern.search(text):
+            return kind
+    return None

@@ -1,0 +1,71 @@
+"""Typed views of restic's --json output (fields that 0.14 through current all print)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from firebreak.restic.result import ResticResult
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class BackupSummary(_Message):
+    snapshot_id: str | None = None
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    data_added: int = 0
+    total_files_processed: int = 0
+    total_bytes_processed: int = 0
+    total_duration: float = 0.0
+
+
+class Snapshot(_Message):
+    id: str
+    short_id: str | None = None
+    time: datetime
+    hostname: str = ""
+    paths: list[str] = []
+    tags: list[str] | None = None
+
+    @property
+    def short(self) -> str:
+        return self.short_id or self.id[:8]
+
+
+def backup_summary(result: ResticResult) -> BackupSummary | None:
+    """The summary restic prints at the end of a backup, or None when there is none."""
+    summaries = result.messages_of("summary")
+    if not summaries:
+        return None
+    try:
+        return BackupSummary.model_validate(summaries[-1])
+    except ValidationError:
+        return None
+
+
+def snapshot_list(result: ResticResult) -> list[Snapshot]:
+    """``restic snapshots --json`` prints one JSON array."""
+    listed: list[Any] = []
+    for message in result.messages:
+        if isinstance(message, list):
+            listed.extend(message)
+    return sorted(
+        (Snapshot.model_validate(item) for item in listed if isinstance(item, dict)),
+        key=lambda snapshot: snapshot.time,
+    )
+
+
+def unreadable_items(result: ResticResult, limit: int = 3) -> str:
+    """``/a (permission denied), /b ...`` from a partial backup's error lines."""
+    items = [m.get("item", "?") for m in result.error_messages if m.get("message_type") == "error"]
+    if not items:
+        return ""
+    shown = ", ".join(str(item) for item in items[:limit])
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{shown}{more}"

@@ -1,0 +1,63 @@
+"""What one restic process left behind: exit code, JSON messages, the tail of stderr."""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+STDERR_TAIL_LINES = 40
+MAX_MESSAGES = 10_000
+MESSAGE_LIMIT = 500
+
+
+class StopReason(enum.Enum):
+    """Why firebreak stopped the process before it ended by itself."""
+
+    NONE = "none"
+    TIMEOUT = "timeout"
+    STALLED = "stalled"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class ResticResult:
+    argv: tuple[str, ...]
+    exit_code: int = -1
+    duration_seconds: float = 0.0
+    stop_reason: StopReason = StopReason.NONE
+    limit_seconds: float = 0.0
+    # JSON values restic printed on stdout, except progress ("status") lines.
+    messages: list[Any] = field(default_factory=list)
+    # Lines of stdout that were not JSON (restic 0.14 prints some text even with --json).
+    stdout_lines: list[str] = field(default_factory=list)
+    # The last lines of stderr, secrets already masked.
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
+    # Structured error lines from stderr (message_type error / exit_error).
+    error_messages: list[dict[str, Any]] = field(default_factory=list)
+    exit_error_code: int | None = None
+    last_status: dict[str, Any] | None = None
+
+    def messages_of(self, message_type: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.messages
+            if isinstance(m, dict) and m.get("message_type") == message_type
+        ]
+
+    def stderr_text(self) -> str:
+        return "\n".join(self.stderr_tail)
+
+    def error_message(self) -> str:
+        """One short line for a person: restic's own fatal message when it gave one."""
+        candidates = [m.get("message", "") for m in self.error_messages if "message" in m]
+        for line in self.stderr_tail:
+            if line.startswith("Fatal: "):
+                candidates.append(line.removeprefix("Fatal: "))
+        if not candidates:
+            candidates = [
+                line for line in self.stderr_tail if line.strip() and not line.startswith("{")
+            ]
+        text = candidates[0] if candidates else f"restic exited with code {self.exit_code}"
+        return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"

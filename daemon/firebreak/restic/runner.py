@@ -1,0 +1,256 @@
+"""The one place a restic process is started.
+
+An argument list (never a shell), a fresh environment, the process in its own process group,
+stdout and stderr read line by line, a wall-clock timeout and a stall timeout, cancellation by
+SIGINT then SIGKILL, secrets masked in everything that is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from firebreak.restic.errors import ResticUnavailable
+from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE_SECONDS = 10.0
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Everything needed to start restic once. Built by pure functions, run by ``run``."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    # A password handed over through an inherited pipe (RESTIC_PASSWORD_FILE=/dev/fd/N).
+    password: str | None = None
+    # Values to mask wherever output is kept or logged.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __repr__(self) -> str:  # never show env values or the password
+        return f"Invocation(argv={self.argv!r})"
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """Hide secrets and credentials embedded in URLs (``rest:https://user:pw@host``)."""
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+class _Progress:
+    """Tracks whether a run is making progress, for the stall detector.
+
+    restic prints ``status`` lines on a timer even when nothing moves, so only a status line
+    whose counters changed, or any other output, counts as progress.
+    """
+
+    def __init__(self) -> None:
+        self.last_change = time.monotonic()
+        self._last_counters: tuple[Any, ...] | None = None
+
+    def saw(self, message: Any) -> None:
+        if isinstance(message, dict) and message.get("message_type") == "status":
+            counters = tuple(
+                message.get(key)
+                for key in ("files_done", "bytes_done", "total_files", "total_bytes", "error_count")
+            )
+            if counters == self._last_counters:
+                return
+            self._last_counters = counters
+        self.last_change = time.monotonic()
+
+
+def run(
+    invocation: Invocation,
+    *,
+    timeout: float | None = None,
+    stall_timeout: float | None = None,
+    cancel: threading.Event | None = None,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    kill_grace: float = KILL_GRACE_SECONDS,
+) -> ResticResult:
+    """Run restic to the end (or until a limit) and return what it said.
+
+    Never raises for restic's own failures: ``errors.classify`` reads the result. Raises
+    ResticUnavailable only when the program cannot be started at all.
+    """
+    result = ResticResult(argv=invocation.argv)
+    env = dict(invocation.env)
+    pass_fds: tuple[int, ...] = ()
+    read_fd = None
+    if invocation.password is not None:
+        read_fd, write_fd = os.pipe()
+        try:
+            os.write(write_fd, invocation.password.encode())
+        finally:
+            os.close(write_fd)
+        env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{read_fd}"
+        pass_fds = (read_fd,)
+
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            invocation.argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise ResticUnavailable(
+            f"cannot start {invocation.argv[0]}: {exc.strerror or exc}"
+        ) from None
+    finally:
+        if read_fd is not None:
+            os.close(read_fd)
+
+    log.debug("started %s (pid %d)", " ".join(invocation.argv), process.pid)
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    readers = [
+        threading.Thread(target=_pump, args=(process.stdout, "out", lines), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, "err", lines), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+
+    progress = _Progress()
+    open_streams = 2
+    while open_streams:
+        try:
+            stream, line = lines.get(timeout=0.2)
+        except queue.Empty:
+            stream, line = "", None
+            now = time.monotonic()
+            reason = StopReason.NONE
+            if cancel is not None and cancel.is_set():
+                reason, limit = StopReason.CANCELLED, 0.0
+            elif timeout is not None and now - started > timeout:
+                reason, limit = StopReason.TIMEOUT, timeout
+            elif stall_timeout is not None and now - progress.last_change > stall_timeout:
+                reason, limit = StopReason.STALLED, stall_timeout
+            if reason is not StopReason.NONE and result.stop_reason is StopReason.NONE:
+                result.stop_reason, result.limit_seconds = reason, limit
+                log.warning("stopping restic (pid %d): %s", process.pid, reason.value)
+                _stop(process, kill_grace)
+                open_streams = _drain(lines, open_streams, result, invocation.secrets, progress)
+                break
+            continue
+        if line is None:
+            open_streams -= 1
+            continue
+        _take_line(stream, line, result, invocation.secrets, progress, on_status)
+
+    try:
+        result.exit_code = process.wait(timeout=kill_grace)
+    except subprocess.TimeoutExpired:
+        _stop(process, 0)
+        result.exit_code = process.wait()
+    for reader in readers:
+        reader.join(timeout=1.0)
+    result.duration_seconds = time.monotonic() - started
+    return result
+
+
+def _pump(stream: IO[bytes] | None, name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
+    assert stream is not None
+    with stream:
+        for raw in stream:
+            lines.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n")))
+    lines.put((name, None))
+
+
+def _take_line(
+    stream: str,
+    line: str,
+    result: ResticResult,
+    secrets: tuple[str, ...],
+    progress: _Progress,
+    on_status: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    message: Any = None
+    if line.startswith(("{", "[")):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+    progress.saw(message if message is not None else line)
+    if stream == "err":
+        result.stderr_tail.append(mask(line, secrets))
+        if isinstance(message, dict) and message.get("message_type") in ("error", "exit_error"):
+            if len(result.error_messages) < MAX_MESSAGES:
+                result.error_messages.append(_masked(message, secrets))
+            if message.get("message_type") == "exit_error" and isinstance(message.get("code"), int):
+                result.exit_error_code = message["code"]
+        return
+    if message is None:
+        if len(result.stdout_lines) < MAX_MESSAGES:
+            result.stdout_lines.append(mask(line, secrets))
+        return
+    if isinstance(message, dict) and message.get("message_type") == "status":
+        result.last_status = message
+        if on_status is not None:
+            on_status(message)
+        return
+    if len(result.messages) < MAX_MESSAGES:
+        result.messages.append(message)
+
+
+def _masked(message: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    masked: dict[str, Any] = json.loads(mask(json.dumps(message), secrets))
+    return masked
+
+
+def _drain(
+    lines: queue.Queue[tuple[str, str | None]],
+    open_streams: int,
+    result: ResticResult,
+    secrets: tuple[str, ...],
+    progress: _Progress,
+) -> int:
+    """Keep what the stopped process printed on its way out."""
+    deadline = time.monotonic() + 2.0
+    while open_streams and time.monotonic() < deadline:
+        try:
+            stream, line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if line is None:
+            open_streams -= 1
+        else:
+            _take_line(stream, line, result, secrets, progress, None)
+    return open_streams
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGINT to the whole process group (restic cleans up its lock), SIGKILL after grace."""
+    if grace > 0:
+        _signal_group(process, signal.SIGINT)
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            log.warning("restic (pid %d) ignored SIGINT for %.0fs; killing it", process.pid, grace)
+    _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)

@@ -1,0 +1,1 @@
+"""Alembic migrations for firebreak's run history, shipped as ``firebreak.migrations``."""
