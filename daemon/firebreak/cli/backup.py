@@ -43,7 +43,7 @@ def backup(
     for report in reports:
         out.print(_table(report))
         for line in _problems(report):
-            out.print(line, markup=False, soft_wrap=True)
+            click.echo(line)
     statuses = {report.status for report in reports}
     if statuses <= {Status.SUCCESS}:
         raise SystemExit(Exit.OK)

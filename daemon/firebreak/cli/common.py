@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+import click
 from rich.console import Console
 
 from firebreak.config import Config, ConfigError, load_config
@@ -39,12 +40,8 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
-def error_console() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
 def fail(message: str, code: int) -> NoReturn:
-    error_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -52,10 +49,8 @@ def load(options: Options, *, check_environment: bool = False) -> Config:
     try:
         return load_config(options.config_path, check_environment=check_environment)
     except ConfigError as exc:
-        err = error_console()
-        for line in exc.render().splitlines():
-            err.print(line, markup=False, soft_wrap=True)
-        err.print(f"{len(exc.problems)} problem(s) in {exc.file}", markup=False)
+        click.echo(exc.render(), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) in {exc.file}", err=True)
         sys.exit(Exit.CONFIG)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from firebreak.cli.common import Exit, Options, console, fail, load
+from firebreak.cli.common import Exit, Options, fail, load
 from firebreak.history.database import DatabaseError, describe, make_engine, schema_state, upgrade
 
 
@@ -24,11 +24,10 @@ def db_upgrade(options: Options) -> None:
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
     if before.up_to_date:
-        console().print(f"{describe(engine)}: already at revision {before.head}", markup=False)
+        click.echo(f"{describe(engine)}: already at revision {before.head}")
     else:
-        console().print(
-            f"{describe(engine)}: upgraded from {before.current or 'empty'} to {before.head}",
-            markup=False,
+        click.echo(
+            f"{describe(engine)}: upgraded from {before.current or 'empty'} to {before.head}"
         )
 
 
@@ -43,8 +42,7 @@ def db_status(options: Options) -> None:
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
     word = "up to date" if state.up_to_date else "needs `firebreak db upgrade`"
-    console().print(
-        f"{describe(engine)}: revision {state.current or 'none'}, newest {state.head}: {word}",
-        markup=False,
+    click.echo(
+        f"{describe(engine)}: revision {state.current or 'none'}, newest {state.head}: {word}"
     )
     raise SystemExit(Exit.OK if state.up_to_date else Exit.NOT_READY)

@@ -43,7 +43,7 @@ def status(options: Options, as_json: bool) -> None:
         for source in report:
             out.print(_table(source))
             for line in _problems(source):
-                out.print(line, markup=False, soft_wrap=True)
+                click.echo(line)
         unsafe = [s.source for s in report if not s.safe]
         if unsafe:
             out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
@@ -62,7 +62,7 @@ def _table(source: SourceFreshness) -> Table:
         ),
         title_justify="left",
     )
-    for column in ("site", "fresh", "last success", "last attempt", "outcome", "snapshot", "added"):
+    for column in ("site", "fresh", "success", "attempt", "outcome", "snapshot", "added"):
         table.add_column(column, overflow="fold")
     now = utcnow()
     for site in source.sites:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from firebreak.cli.common import Exit, Options, console, load
+from firebreak.cli.common import Exit, Options, load
 
 
 @click.command()
@@ -12,7 +12,6 @@ from firebreak.cli.common import Exit, Options, console, load
 def validate(options: Options) -> None:
     """Check the config file, and the files and variables it refers to."""
     config = load(options, check_environment=True)
-    out = console()
     warnings = []
     for name, source in config.sources.items():
         for index, path in enumerate(source.paths):
@@ -23,9 +22,8 @@ def validate(options: Options) -> None:
         if name not in used:
             warnings.append(f"sites.{name}: no source uses this site")
     for warning in warnings:
-        out.print(f"{options.config_path}: warning: {warning}", markup=False, soft_wrap=True)
-    out.print(
-        f"{options.config_path}: valid ({len(config.sources)} sources, {len(config.sites)} sites)",
-        markup=False,
+        click.echo(f"{options.config_path}: warning: {warning}")
+    click.echo(
+        f"{options.config_path}: valid ({len(config.sources)} sources, {len(config.sites)} sites)"
     )
     raise SystemExit(Exit.OK)

@@ -17,9 +17,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from firebreak.config.model import Config
+from firebreak.config.model import COUNTRY_PATTERN, LISTEN_PATTERN, NAME_PATTERN, Config
 
 Loc = tuple[str | int, ...]
+
+PATTERN_MESSAGES = {
+    NAME_PATTERN: (
+        "use letters, digits, '.', '_' and '-' only (at most 63), starting with a letter or digit"
+    ),
+    LISTEN_PATTERN: "write it as host:port, such as 127.0.0.1:9188 or [::1]:9188",
+    COUNTRY_PATTERN: "use the two-letter ISO 3166-1 code, such as FR or DE",
+}
 
 
 @dataclass(frozen=True)
@@ -127,11 +135,9 @@ def _from_pydantic(error: ValidationError) -> Iterable[Problem]:
             message = "unknown key" + _suggestion(loc)
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        elif kind == "string_pattern_mismatch" and loc and loc[-1] != "country":
-            message = (
-                "use letters, digits, '.', '_' and '-' only (at most 63), "
-                "starting with a letter or digit"
-            )
+        elif kind == "string_pattern_mismatch":
+            pattern = (item.get("ctx") or {}).get("pattern")
+            message = PATTERN_MESSAGES.get(str(pattern), message)
         if "[key]" in item["loc"]:
             message = f"name {loc[-1]!r}: {message}"
         yield Problem(loc, message)

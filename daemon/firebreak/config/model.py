@@ -34,6 +34,8 @@ from firebreak.config.references import (
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+LISTEN_PATTERN = r"^\[?[0-9A-Za-z.:-]*\]?:\d{1,5}$"
+COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
 DEFAULT_STATE_DIR = Path("/var/lib/firebreak")
 
 
@@ -92,9 +94,7 @@ class Location(Strict):
         examples=["SBG2"],
     )
     country: str = Field(
-        min_length=2,
-        max_length=2,
-        pattern=r"^[A-Za-z]{2}$",
+        pattern=COUNTRY_PATTERN,
         description="ISO 3166-1 alpha-2 country code.",
         examples=["FR"],
     )
@@ -374,7 +374,7 @@ class Restic(Strict):
 class Metrics(Strict):
     listen: str = Field(
         default="127.0.0.1:9188",
-        pattern=r"^\[?[0-9A-Za-z.:-]*\]?:\d{1,5}$",
+        pattern=LISTEN_PATTERN,
         description="host:port the daemon serves /metrics on.",
     )
 

@@ -16,6 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -130,8 +131,7 @@ def require_current(engine: Engine) -> None:
             f"the database {describe(engine)} has tables but no firebreak schema version: "
             "is database.url pointing at another application's database?"
         )
-    scripts = ScriptDirectory.from_config(alembic_config(engine))
-    if scripts.get_revision(state.current) is None:
+    if not _known_revision(engine, state.current):
         raise DatabaseBehind(
             f"the database {describe(engine)} is at revision {state.current}, newer than this "
             "firebreak knows: upgrade firebreak on this host"
@@ -140,6 +140,14 @@ def require_current(engine: Engine) -> None:
         f"the database {describe(engine)} is at revision {state.current}, this firebreak needs "
         f"{state.head}: run `firebreak db upgrade`"
     )
+
+
+def _known_revision(engine: Engine, revision: str) -> bool:
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def _reason(exc: SQLAlchemyError) -> str:

@@ -56,7 +56,8 @@ def freshness(
             entry = latest.get((source_name, site_name))
             attempt = entry.last_attempt if entry else None
             success = entry.last_success if entry else None
-            success_at = success.finished_at if success else None
+            # A snapshot holds the data as it was when its backup started: that is its age.
+            success_at = success.started_at if success else None
             age = (now - success_at).total_seconds() if success_at else None
             error = None
             if attempt is not None and attempt.error_class:

@@ -137,26 +137,20 @@ def run(
         try:
             stream, line = lines.get(timeout=0.2)
         except queue.Empty:
-            stream, line = "", None
-            now = time.monotonic()
-            reason = StopReason.NONE
-            if cancel is not None and cancel.is_set():
-                reason, limit = StopReason.CANCELLED, 0.0
-            elif timeout is not None and now - started > timeout:
-                reason, limit = StopReason.TIMEOUT, timeout
-            elif stall_timeout is not None and now - progress.last_change > stall_timeout:
-                reason, limit = StopReason.STALLED, stall_timeout
-            if reason is not StopReason.NONE and result.stop_reason is StopReason.NONE:
-                result.stop_reason, result.limit_seconds = reason, limit
-                log.warning("stopping restic (pid %d): %s", process.pid, reason.value)
-                _stop(process, kill_grace)
-                open_streams = _drain(lines, open_streams, result, invocation.secrets, progress)
-                break
-            continue
-        if line is None:
-            open_streams -= 1
-            continue
-        _take_line(stream, line, result, invocation.secrets, progress, on_status)
+            pass
+        else:
+            if line is None:
+                open_streams -= 1
+            else:
+                _take_line(stream, line, result, invocation.secrets, progress, on_status)
+        # Checked after every line too: a chatty process must not outrun its limits.
+        reason, limit = _limit_reached(started, progress, timeout, stall_timeout, cancel)
+        if reason is not StopReason.NONE:
+            result.stop_reason, result.limit_seconds = reason, limit
+            log.warning("stopping restic (pid %d): %s", process.pid, reason.value)
+            _stop(process, kill_grace)
+            _drain(lines, open_streams, result, invocation.secrets, progress)
+            break
 
     try:
         result.exit_code = process.wait(timeout=kill_grace)
@@ -167,6 +161,23 @@ def run(
         reader.join(timeout=1.0)
     result.duration_seconds = time.monotonic() - started
     return result
+
+
+def _limit_reached(
+    started: float,
+    progress: _Progress,
+    timeout: float | None,
+    stall_timeout: float | None,
+    cancel: threading.Event | None,
+) -> tuple[StopReason, float]:
+    now = time.monotonic()
+    if cancel is not None and cancel.is_set():
+        return StopReason.CANCELLED, 0.0
+    if timeout is not None and now - started > timeout:
+        return StopReason.TIMEOUT, timeout
+    if stall_timeout is not None and now - progress.last_change > stall_timeout:
+        return StopReason.STALLED, stall_timeout
+    return StopReason.NONE, 0.0
 
 
 def _pump(stream: IO[bytes] | None, name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
@@ -224,7 +235,7 @@ def _drain(
     result: ResticResult,
     secrets: tuple[str, ...],
     progress: _Progress,
-) -> int:
+) -> None:
     """Keep what the stopped process printed on its way out."""
     deadline = time.monotonic() + 2.0
     while open_streams and time.monotonic() < deadline:
@@ -236,7 +247,6 @@ def _drain(
             open_streams -= 1
         else:
             _take_line(stream, line, result, secrets, progress, None)
-    return open_streams
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float) -> None:

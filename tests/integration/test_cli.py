@@ -1,0 +1,144 @@
+"""The firebreak command as a sysadmin runs it: real processes, real restic, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.servers import RestServer
+from tests.support.setup import PASSWORD, Setup
+
+
+def firebreak(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_validate_accepts_a_good_file_and_warns_about_what_is_odd(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.local_site("unused")
+    setup.source("www", ["a"], paths=[str(setup.source_dir), str(setup.dir / "later")])
+    done = firebreak(setup.write(), "validate")
+    assert done.returncode == 0, done.stderr
+    assert f"{setup.path}: valid (1 sources, 2 sites)" in done.stdout
+    assert "sources.www.paths[1]" in done.stdout and "does not exist" in done.stdout
+    assert "sites.unused: no source uses this site" in done.stdout
+
+
+def test_validate_lists_every_problem_and_exits_2(setup: Setup) -> None:
+    setup.local_site("a", password_file=str(setup.dir / "missing"), init="maybe")
+    setup.source("www", ["a", "b"])
+    done = firebreak(setup.write(), "validate")
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert any(
+        line.startswith(f"{setup.path}:")
+        and "sites.a.password_file: file" in line
+        and "does not exist" in line
+        for line in lines
+    ), lines
+    assert any("sites.a.init:" in line for line in lines)
+    assert any("sources.www.sites[1]: unknown site 'b'" in line for line in lines)
+    assert lines[-1] == f"3 problem(s) in {setup.path}"
+    assert done.stdout == ""
+
+
+def test_backup_status_snapshots_and_their_exit_codes(
+    setup: Setup, rest_server_factory: object
+) -> None:
+    assert callable(rest_server_factory)
+    rest: RestServer = rest_server_factory()
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.rest_site("r", rest)
+    setup.source("www", ["a", "b", "r"], min_fresh_sites=2)
+    config = setup.write()
+
+    never = firebreak(config, "status")
+    assert never.returncode == 4
+    assert "NOT SAFE" in never.stdout and "never" in never.stdout
+
+    done = firebreak(config, "backup", "www")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "www: success (3 of 3 sites" in done.stdout
+
+    status = firebreak(config, "status", "--json")
+    assert status.returncode == 0
+    data = json.loads(status.stdout)
+    [www] = data["sources"]
+    assert www["safe"] and www["fresh_sites"] == 3 and www["required_fresh_sites"] == 2
+    assert [site["site"] for site in www["sites"]] == ["a", "b", "r"]
+    assert all(site["snapshot_id"] and site["fresh"] for site in www["sites"])
+
+    snapshots = firebreak(config, "snapshots", "www", "--json")
+    assert snapshots.returncode == 0, snapshots.stderr
+    listing = json.loads(snapshots.stdout)
+    assert [entry["site"] for entry in listing] == ["a", "b", "r"]
+    for entry, site in zip(listing, www["sites"], strict=True):
+        assert len(entry["snapshots"]) == 1
+        assert entry["snapshots"][0]["id"].startswith(site["snapshot_id"])
+        assert "firebreak.source=www" in entry["snapshots"][0]["tags"]
+
+    rest.stop()
+    failed = firebreak(config, "backup", "www")
+    assert failed.returncode == 4
+    assert "www: failed (2 of 3 sites" in failed.stdout
+    assert "r: SiteUnreachable: " in failed.stdout
+    table = firebreak(config, "status")
+    assert table.returncode == 0, "two fresh sites are enough"
+    assert "r: SiteUnreachable" in table.stdout
+    one_site = firebreak(config, "snapshots", "www", "--site", "r")
+    assert one_site.returncode == 4 and "SiteUnreachable" in one_site.stdout
+
+    for output in (done, status, snapshots, failed, table):
+        assert PASSWORD not in output.stdout + output.stderr
+
+
+def test_partial_backup_exits_3(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"], paths=[str(setup.source_dir), "/proc/sys/vm/drop_caches"])
+    done = firebreak(setup.write(), "backup", "--all")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "partial" in done.stdout
+
+
+def test_unknown_source_or_site_is_a_usage_error(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    config = setup.write()
+    unknown = firebreak(config, "backup", "db")
+    assert unknown.returncode == 2 and "no source 'db'" in unknown.stderr
+    wrong_site = firebreak(config, "backup", "www", "--site", "z")
+    assert wrong_site.returncode == 2 and "not backed up to site 'z'" in wrong_site.stderr
+    nothing = firebreak(config, "backup")
+    assert nothing.returncode == 2 and "--all" in nothing.stderr
+
+
+def test_db_upgrade_and_status(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    config = setup.write()
+    before = firebreak(config, "db", "status")
+    assert before.returncode == 5 and "needs `firebreak db upgrade`" in before.stdout
+    upgraded = firebreak(config, "db", "upgrade")
+    assert upgraded.returncode == 0 and "upgraded from empty to 0001" in upgraded.stdout
+    again = firebreak(config, "db", "upgrade")
+    assert again.returncode == 0 and "already at revision 0001" in again.stdout
+    after = firebreak(config, "db", "status")
+    assert after.returncode == 0 and "up to date" in after.stdout
+
+
+def test_missing_restic_is_a_clear_not_ready_error(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    setup.top["restic"] = {"binary": "restic-not-installed"}
+    done = firebreak(setup.write(), "backup", "www")
+    assert done.returncode == 5
+    assert "restic program 'restic-not-installed' not found" in done.stderr

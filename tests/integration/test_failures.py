@@ -1,0 +1,122 @@
+"""Real restic failures, classified: each test makes the fault happen for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from firebreak.cycles.backup import back_up_site
+from firebreak.cycles.cycle import run_cycle
+from firebreak.history.models import Status
+from firebreak.history.records import all_runs
+from tests.support.setup import Setup
+
+
+def _init_repository(setup: Setup, site: str) -> None:
+    rt = setup.runtime()
+    assert back_up_site(rt, "www", site).status == Status.SUCCESS
+
+
+def test_wrong_password_is_permanent_and_named(setup: Setup, tmp_path: Path) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    _init_repository(setup, "a")
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    setup.sites["a"]["password_file"] = str(wrong)
+    rt = setup.runtime()
+
+    run = back_up_site(rt, "www", "a")
+
+    assert run.status == Status.FAILED
+    assert run.error_class == "WrongPassword"
+    assert "wrong password" in (run.error_message or "")
+    assert run.snapshot_id is None
+
+
+def test_missing_repository_with_init_never_is_not_created(setup: Setup) -> None:
+    setup.local_site("a", init="never")
+    setup.source("www", ["a"])
+    rt = setup.runtime()
+
+    run = back_up_site(rt, "www", "a")
+
+    assert run.status == Status.FAILED
+    assert run.error_class == "RepositoryNotFound"
+    assert "init: never" in (run.error_message or "")
+    assert not (setup.dir / "repo-a").exists()
+    assert [r.operation for r in all_runs(rt.engine)] == ["backup"]
+
+
+def test_stale_lock_from_a_killed_restic_is_reported_as_locked(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    _init_repository(setup, "a")
+    repository = setup.dir / "repo-a"
+    # `restic key passwd` takes an exclusive lock and then waits for the new password on stdin.
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(setup.dir),
+        "RESTIC_PASSWORD_FILE": str(setup.password_file),
+        "RESTIC_REPOSITORY": str(repository),
+        "RESTIC_CACHE_DIR": str(setup.dir / "cache"),
+    }
+    holder = subprocess.Popen(
+        ["restic", "key", "passwd"], env=env, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not any((repository / "locks").iterdir()):
+            assert time.monotonic() < deadline, "restic never took its lock"
+            time.sleep(0.1)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert any((repository / "locks").iterdir()), "the killed restic left its lock behind"
+
+    run = back_up_site(setup.runtime(), "www", "a")
+
+    assert run.status == Status.FAILED
+    assert run.error_class == "RepositoryLocked"
+    assert "locked" in (run.error_message or "")
+
+
+def test_unreadable_file_makes_a_partial_run_with_a_snapshot(setup: Setup) -> None:
+    # Even root cannot read a write-only sysctl: restic skips it and exits 3.
+    unreadable = Path("/proc/sys/vm/drop_caches")
+    if os.access(unreadable, os.R_OK):
+        pytest.skip(f"{unreadable} is readable here")
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], paths=[str(setup.source_dir), str(unreadable)])
+    rt = setup.runtime()
+
+    report = run_cycle(rt, "www")
+
+    assert report.status == Status.PARTIAL
+    for run in report.runs:
+        assert run.status == Status.PARTIAL
+        assert run.exit_code == 3
+        assert run.error_class == "PartialBackup"
+        assert run.snapshot_id, "a partial run still names its snapshot"
+        assert str(unreadable) in (run.error_message or "")
+
+
+def test_source_with_no_existing_path_is_a_permanent_failure(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"], paths=[str(setup.dir / "gone")])
+    _init_repository_for_other_source(setup)
+    run = back_up_site(setup.runtime(), "www", "a")
+    assert run.status == Status.FAILED
+    assert run.error_class == "SourceMissing"
+
+
+def _init_repository_for_other_source(setup: Setup) -> None:
+    setup.source("other", ["a"])
+    rt = setup.runtime()
+    assert back_up_site(rt, "other", "a").status == Status.SUCCESS

@@ -1,0 +1,244 @@
+"""Config errors: each bad value named by file, line and key path; all of them at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from firebreak.config import ConfigError, load_config
+from firebreak.config.durations import format_duration, parse_duration
+
+GOOD_SITE: dict[str, Any] = {
+    "repository": "/srv/repo",
+    "password_file": "pw",
+    "location": {"provider": "ovh", "region": "eu", "datacenter": "GRA1", "country": "FR"},
+}
+
+
+def _config(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "sites": {"gra": dict(GOOD_SITE), "fra": dict(GOOD_SITE)},
+        "sources": {"www": {"paths": ["/var/www"], "sites": ["gra", "fra"]}},
+    }
+    data.update(changes)
+    return data
+
+
+def _write(tmp_path: Path, data: Any) -> Path:
+    (tmp_path / "pw").write_text("secret\n")
+    path = tmp_path / "firebreak.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _problems(tmp_path: Path, data: Any, *, check_environment: bool = True) -> list[str]:
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, check_environment=check_environment)
+    assert caught.value.file == str(path)
+    return caught.value.render().splitlines()
+
+
+def _with_site(**site: Any) -> dict[str, Any]:
+    data = _config()
+    data["sites"]["gra"] = {**GOOD_SITE, **site}
+    return data
+
+
+def _with_source(**source: Any) -> dict[str, Any]:
+    data = _config()
+    data["sources"]["www"] = {"paths": ["/var/www"], "sites": ["gra", "fra"], **source}
+    return data
+
+
+def test_a_good_config_loads(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, _config()), check_environment=True)
+    assert config.sites["gra"].password_file == tmp_path / "pw"
+    assert config.sources["www"].required_fresh_sites == 2
+    assert config.database_url == "sqlite:////var/lib/firebreak/firebreak.db"
+    assert config.cache_dir == Path("/var/lib/firebreak/cache")
+
+
+BAD_VALUES = [
+    (_with_site(password_file="missing.pw"), "sites.gra.password_file", "does not exist"),
+    (_with_site(password="hunter2"), "sites.gra.password", "never written in the config"),
+    (
+        _with_site(password="${FIREBREAK_TEST_UNSET}"),
+        "sites.gra.password",
+        "FIREBREAK_TEST_UNSET is not set",
+    ),
+    (_with_site(password_command="pass show x"), "sites.gra", "exactly one of"),
+    (_with_site(password_file=None), "sites.gra", "exactly one of"),
+    (_with_site(repository=""), "sites.gra.repository", "at least 1 character"),
+    (
+        _with_site(repository="rest:https://u:${FIREBREAK_TEST_UNSET}@h/"),
+        "sites.gra.repository",
+        "not set",
+    ),
+    (_with_site(init="sometimes"), "sites.gra.init", "'auto' or 'never'"),
+    (_with_site(timeout="forever"), "sites.gra.timeout", "not a duration"),
+    (_with_site(timeout=30), "sites.gra.timeout", "has no unit"),
+    (_with_site(stall_timeout="0s"), "sites.gra.stall_timeout", "is zero"),
+    (_with_site(limit_upload=0), "sites.gra.limit_upload", "greater than 0"),
+    (_with_site(limit_download="fast"), "sites.gra.limit_download", "valid integer"),
+    (_with_site(env={"RESTIC_PASSWORD": "x"}), "sites.gra.env", "set by firebreak itself"),
+    (
+        _with_site(env={"AWS_SECRET_ACCESS_KEY": "file:nope"}),
+        "sites.gra.env",
+        "AWS_SECRET_ACCESS_KEY: file",
+    ),
+    (
+        _with_site(env={"B2_ACCOUNT_KEY": "${FIREBREAK_TEST_UNSET}"}),
+        "sites.gra.env",
+        "B2_ACCOUNT_KEY",
+    ),
+    (_with_site(options={"--x": "1"}), "sites.gra.options", "not an option name"),
+    (_with_site(retries=3), "sites.gra.retries", "unknown key"),
+    (_with_site(pasword_file="pw"), "sites.gra.pasword_file", "did you mean 'password_file'"),
+    (
+        _with_site(location={"provider": "ovh", "region": "eu", "country": "FR"}),
+        "sites.gra.location.datacenter",
+        "required",
+    ),
+    (
+        _with_site(location={**GOOD_SITE["location"], "country": "France"}),
+        "sites.gra.location.country",
+        "two-letter ISO 3166-1 code",
+    ),
+    (
+        _with_site(location={**GOOD_SITE["location"], "lat": 48.5}),
+        "sites.gra.location",
+        "lat and lon go together",
+    ),
+    (
+        _with_site(location={**GOOD_SITE["location"], "lat": 95, "lon": 7}),
+        "sites.gra.location.lat",
+        "less than or equal to 90",
+    ),
+    (_with_source(paths=[]), "sources.www.paths", "at least 1 item"),
+    (_with_source(sites=["gra", "gra"]), "sources.www.sites", "site listed twice: gra"),
+    (_with_source(sites=["gra", "lon"]), "sources.www.sites[1]", "unknown site 'lon'"),
+    (_with_source(max_age="1 day"), "sources.www.max_age", "not a duration"),
+    (_with_source(min_fresh_sites=3), "sources.www", "only 2 sites"),
+    (_with_source(min_fresh_sites=0), "sources.www.min_fresh_sites", "greater than or equal to 1"),
+    (_with_source(schedule="every day"), "sources.www.schedule", "five-field cron"),
+    (_with_source(schedule="61 3 * * *"), "sources.www.schedule", "not a valid cron"),
+    (_with_source(one_file_system="maybe"), "sources.www.one_file_system", "valid boolean"),
+    (_config(max_parallel_runs=0), "max_parallel_runs", "greater than or equal to 1"),
+    (_config(metrics={"listen": "everywhere"}), "metrics.listen", "host:port"),
+    (_config(sites={}), "sites", "at least 1 item"),
+    (_config(sites={"bad name!": GOOD_SITE}), "sites.bad name!", "name 'bad name!'"),
+    (_config(colour="blue"), "colour", "unknown key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "message"), BAD_VALUES, ids=[b[1] + ":" + b[2] for b in BAD_VALUES]
+)
+def test_each_bad_value_names_its_file_line_and_path(
+    tmp_path: Path, data: dict[str, Any], path: str, message: str
+) -> None:
+    problems = _problems(tmp_path, data)
+    matching = [p for p in problems if f": {path}: " in p and message in p]
+    assert matching, f"expected '{path}: …{message}…' in {problems}"
+    assert matching[0].startswith(f"{tmp_path / 'firebreak.yaml'}:")
+    line = matching[0].split(":")[1]
+    assert line.isdigit(), f"no line number in {matching[0]}"
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    data = _config()
+    data["sites"]["gra"] = {**GOOD_SITE, "password_file": "nope", "init": "x"}
+    data["sites"]["fra"] = {**GOOD_SITE, "timeout": "soon"}
+    data["sources"]["www"]["sites"] = ["gra", "fra", "lon"]
+    data["sources"]["www"]["max_age"] = "2"
+    problems = _problems(tmp_path, data)
+    assert len(problems) == 5, problems
+    paths = [p.split(": ")[1] for p in problems]
+    assert set(paths) == {
+        "sites.gra.password_file",
+        "sites.gra.init",
+        "sites.fra.timeout",
+        "sources.www.sites[2]",
+        "sources.www.max_age",
+    }
+
+
+def test_line_numbers_point_at_the_key(tmp_path: Path) -> None:
+    text = (
+        "sites:\n"
+        "  gra:\n"
+        "    repository: /srv/r\n"
+        "    password_file: pw\n"
+        "    init: sometimes\n"
+        "    location: {provider: a, region: b, datacenter: c, country: FR}\n"
+        "sources:\n"
+        "  www: {paths: [/x], sites: [gra]}\n"
+    )
+    problems = _problems(tmp_path, text)
+    assert problems == [
+        f"{tmp_path / 'firebreak.yaml'}:5: sites.gra.init: Input should be 'auto' or 'never'"
+    ]
+
+
+def test_a_key_defined_twice_is_an_error_not_a_silent_overwrite(tmp_path: Path) -> None:
+    text = yaml.safe_dump(_config(), sort_keys=False)
+    text = text.replace("sources:", "max_parallel_runs: 3\nmax_parallel_runs: 4\nsources:")
+    problems = _problems(tmp_path, text)
+    assert any("max_parallel_runs: defined twice" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("sites: [\n", "not valid YAML"),
+    ],
+)
+def test_unusable_files(tmp_path: Path, text: str, message: str) -> None:
+    problems = _problems(tmp_path, text)
+    assert len(problems) == 1 and message in problems[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file does not exist"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_environment_is_only_checked_when_asked(tmp_path: Path) -> None:
+    data = _with_site(password_file="not-there")
+    path = _write(tmp_path, data)
+    config = load_config(path)  # status and db commands read history without secrets
+    assert config.sites["gra"].password_file == tmp_path / "not-there"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(path, check_environment=True)
+
+
+def test_env_file_references_become_absolute(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("k\n")
+    config = load_config(_write(tmp_path, _with_site(env={"AWS_SECRET_ACCESS_KEY": "file:key"})))
+    assert config.sites["gra"].env["AWS_SECRET_ACCESS_KEY"] == f"file:{tmp_path / 'key'}"
+
+
+def test_a_literal_password_is_never_echoed_in_the_error(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, _with_site(password="hunter2-literal"))
+    assert not any("hunter2-literal" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("30m", 1800), ("26h", 93600), ("7d", 604800), ("1w", 604800), ("1d12h", 129600)],
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+    assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["", "5", "h", "1.5h", "-1h", "0m", "1y"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)

@@ -1,0 +1,146 @@
+"""The run history on SQLite and on a real PostgreSQL (throwaway cluster)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, text
+
+from firebreak.config.model import Config
+from firebreak.history.database import (
+    DatabaseBehind,
+    make_engine,
+    require_current,
+    schema_state,
+    upgrade,
+)
+from firebreak.history.freshness import freshness
+from firebreak.history.models import Base, Status
+from firebreak.history.records import (
+    RunOutcome,
+    finish_cycle,
+    finish_run,
+    latest_runs,
+    start_cycle,
+    start_run,
+)
+
+LOCATION = {"provider": "p", "region": "r", "datacenter": "d", "country": "FR"}
+
+
+def _run(
+    engine: Engine, site: str, status: Status, *, source: str = "www", snapshot: str = "s"
+) -> int:
+    run_id = start_run(
+        engine, source=source, site=site, operation="backup", host="h", restic_version="0.14.0"
+    )
+    finish_run(
+        engine,
+        run_id,
+        RunOutcome(
+            status,
+            exit_code=0 if status == Status.SUCCESS else 1,
+            snapshot_id=snapshot if status == Status.SUCCESS else None,
+            bytes_added=100 if status == Status.SUCCESS else None,
+            error_class=None if status == Status.SUCCESS else "SiteUnreachable",
+            error_message=None if status == Status.SUCCESS else "connection refused",
+        ),
+    )
+    return run_id
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_a_run_is_running_until_finished(engine: Engine) -> None:
+    cycle = start_cycle(engine, source="www", trigger="cli", host="h", sites=1)
+    run_id = start_run(
+        engine, source="www", site="a", operation="backup", host="h", restic_version="0.14.0",
+        cycle_id=cycle, pid=123,
+    )  # fmt: skip
+    latest = latest_runs(engine)[("www", "a")]
+    assert latest.last_attempt is not None and latest.last_attempt.status == Status.RUNNING
+    assert latest.last_success is None
+    run = finish_run(engine, run_id, RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id="abc"))
+    finish_cycle(engine, cycle, status=Status.SUCCESS, succeeded=1)
+    assert run.status == Status.SUCCESS and run.snapshot_id == "abc"
+    assert run.finished_at is not None and run.finished_at.tzinfo is UTC
+    assert run.duration_seconds is not None and run.duration_seconds >= 0
+
+
+def test_latest_attempt_and_latest_success_per_source_and_site(engine: Engine) -> None:
+    _run(engine, "a", Status.SUCCESS, snapshot="old")
+    _run(engine, "a", Status.SUCCESS, snapshot="new")
+    _run(engine, "a", Status.FAILED)
+    _run(engine, "b", Status.FAILED)
+    _run(engine, "a", Status.SUCCESS, source="db", snapshot="db1")
+    latest = latest_runs(engine)
+    assert set(latest) == {("www", "a"), ("www", "b"), ("db", "a")}
+    www_a = latest[("www", "a")]
+    assert www_a.last_attempt is not None and www_a.last_attempt.status == Status.FAILED
+    assert www_a.last_success is not None and www_a.last_success.snapshot_id == "new"
+    assert latest[("www", "b")].last_success is None
+    assert set(latest_runs(engine, sources=["db"])) == {("db", "a")}
+
+
+def test_freshness_and_safety_from_the_history(engine: Engine) -> None:
+    config = Config.model_validate(
+        {
+            "sites": {name: {"repository": f"/r/{name}", "password_command": "x", "location": LOCATION}
+                      for name in ("a", "b", "c")},
+            "sources": {"www": {"paths": ["/w"], "sites": ["a", "b", "c"], "max_age": "1h",
+                                "min_fresh_sites": 2}},
+        }
+    )  # fmt: skip
+    _run(engine, "a", Status.SUCCESS)
+    _run(engine, "b", Status.SUCCESS)
+    _run(engine, "c", Status.FAILED)
+    now = datetime.now(UTC)
+    [www] = freshness(config, latest_runs(engine), now)
+    assert [s.fresh for s in www.sites] == [True, True, False]
+    assert www.fresh_sites == 2 and www.required_fresh_sites == 2 and www.safe
+    assert www.sites[2].last_error == "SiteUnreachable: connection refused"
+    assert www.sites[2].last_outcome == "failed"
+    [later] = freshness(config, latest_runs(engine), now + timedelta(hours=2))
+    assert later.fresh_sites == 0 and not later.safe
+    assert later.as_json()["max_age"] == "1h"
+
+
+def test_an_empty_database_is_created_on_first_use(database_url: str) -> None:
+    engine = make_engine(database_url)
+    assert schema_state(engine).current is None
+    require_current(engine)
+    assert schema_state(engine).up_to_date
+    engine.dispose()
+
+
+def test_a_schema_newer_than_this_firebreak_is_refused(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(DatabaseBehind, match="newer than this firebreak knows"):
+        require_current(engine)
+    engine.dispose()
+
+
+def test_a_foreign_database_is_not_touched(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE invoices (id INTEGER)"))
+    with pytest.raises(DatabaseBehind, match="another application's database"):
+        require_current(engine)
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'deep' / 'dir' / 'h.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1

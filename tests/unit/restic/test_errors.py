@@ -1,0 +1,107 @@
+"""Classification: exit code first, then restic's exit_error JSON, then stderr text.
+
+The stderr texts are what restic 0.14 (which exits 1 for every fatal error) really prints;
+the exit_error lines are restic 0.17+'s JSON form.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from firebreak.restic import errors
+from firebreak.restic.result import ResticResult, StopReason
+
+
+def _result(code: int, *stderr: str, exit_error: int | None = None) -> ResticResult:
+    result = ResticResult(argv=("restic",), exit_code=code)
+    result.stderr_tail.extend(stderr)
+    result.exit_error_code = exit_error
+    return result
+
+
+CASES = [
+    (_result(1, "Fatal: wrong password or no key found"), errors.WrongPassword),
+    (_result(12, "Fatal: wrong password or no key found"), errors.WrongPassword),
+    (
+        _result(
+            1,
+            "Fatal: unable to open config file: stat /r/config: no such file or directory",
+            "Is there a repository at the following location?",
+            "/r",
+        ),
+        errors.RepositoryNotFound,
+    ),
+    (
+        _result(10, "Fatal: repository does not exist: unable to open config file"),
+        errors.RepositoryNotFound,
+    ),
+    (
+        _result(
+            1,
+            'Fatal: unable to open config file: client.Head: Head "http://127.0.0.1:1/x/config": '
+            "dial tcp 127.0.0.1:1: connect: connection refused",
+            "Is there a repository at the following location?",
+        ),
+        errors.SiteUnreachable,
+    ),
+    (
+        _result(
+            1,
+            "unable to create lock in backend: repository is already locked exclusively by PID 5925",
+            "the `unlock` command can be used to remove stale locks",
+        ),
+        errors.RepositoryLocked,
+    ),
+    (_result(11, "Fatal: unable to create lock in backend"), errors.RepositoryLocked),
+    (_result(3, "Warning: at least one source file could not be read"), errors.PartialBackup),
+    (_result(1, "Fatal: all target directories/files do not exist"), errors.SourceMissing),
+    (_result(130, "signal interrupt received, cleaning up"), errors.Interrupted),
+    (_result(1, '{"message_type":"exit_error","code":12}', exit_error=12), errors.WrongPassword),
+    (_result(1, "Fatal: unable to save snapshot: no space left on device"), errors.ResticFailed),
+    (_result(77, "something new"), errors.ResticFailed),
+    (
+        _result(1, "subprocess ssh: ssh: connect to host 127.0.0.1 port 1: Connection refused"),
+        errors.SiteUnreachable,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("result", "kind"), CASES, ids=[c[1].__name__ + str(i) for i, c in enumerate(CASES)]
+)
+def test_classification(result: ResticResult, kind: type[errors.ResticError]) -> None:
+    error = errors.classify(result)
+    assert type(error) is kind
+    assert error.exit_code == result.exit_code
+    assert error.message
+
+
+def test_success_is_no_error() -> None:
+    assert errors.classify(_result(0)) is None
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        (StopReason.TIMEOUT, errors.Timeout),
+        (StopReason.STALLED, errors.Stalled),
+        (StopReason.CANCELLED, errors.Interrupted),
+    ],
+)
+def test_stopped_runs(reason: StopReason, kind: type[errors.ResticError]) -> None:
+    result = _result(-9)
+    result.stop_reason, result.limit_seconds = reason, 30
+    assert type(errors.classify(result)) is kind
+
+
+def test_only_transient_failures_are_marked_for_retry() -> None:
+    transient = {
+        kind.__name__ for kind in vars(errors).values()
+        if isinstance(kind, type) and issubclass(kind, errors.ResticError) and kind.transient
+    }  # fmt: skip
+    assert transient == {"RepositoryLocked", "SiteUnreachable", "Timeout", "Stalled"}
+
+
+def test_message_prefers_restics_fatal_line() -> None:
+    result = _result(1, "open repository", "Fatal: wrong password or no key found")
+    assert result.error_message() == "wrong password or no key found"
