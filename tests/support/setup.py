@@ -38,7 +38,11 @@ class Setup:
         self.source_dir = sample_tree(tmp_path / "src")
         self.sites: dict[str, dict[str, Any]] = {}
         self.sources: dict[str, dict[str, Any]] = {}
-        self.top: dict[str, Any] = {"state_dir": str(tmp_path / "state")}
+        # Test sites share this machine and its disk: the placement policy only warns here.
+        self.top: dict[str, Any] = {
+            "state_dir": str(tmp_path / "state"),
+            "placement": {"enforce": "warn"},
+        }
         self.path = tmp_path / "firebreak.yaml"
 
     def site(self, name: str, repository: str, **extra: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,9 @@ class Options:
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    # A pipe or a log file gets wide tables rather than folded cells; a terminal its width.
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def fail(message: str, code: int) -> NoReturn:

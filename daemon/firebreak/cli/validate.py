@@ -5,13 +5,30 @@ from __future__ import annotations
 import click
 
 from firebreak.cli.common import Exit, Options, load
+from firebreak.cli.placement import print_report
+from firebreak.placement.check import check_placement
 
 
 @click.command()
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Skip the placement checks that need the network (DNS, asking sites for their id).",
+)
 @click.pass_obj
-def validate(options: Options) -> None:
-    """Check the config file, and the files and variables it refers to."""
+def validate(options: Options, offline: bool) -> None:
+    """Check the config file, the files and variables it refers to, and the placement policy.
+
+    Exit 0 when the config can be used, 2 when not (every problem is listed).
+    """
     config = load(options, check_environment=True)
+    report = check_placement(config, resolve_hosts=not offline, probe_repositories=not offline)
+    print_report(options, report)
+    if report.errors:
+        click.echo(
+            f"{len(report.errors)} placement violation(s) in {options.config_path}", err=True
+        )
+        raise SystemExit(Exit.CONFIG)
     warnings = []
     for name, source in config.sources.items():
         for index, path in enumerate(source.paths):

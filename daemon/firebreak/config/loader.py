@@ -116,6 +116,8 @@ def parse_config(
         )
     except ValidationError as exc:
         problems += _from_pydantic(exc)
+    if config is not None:
+        problems += _loosened_placement(config)
     if problems:
         located = [Problem(p.loc, p.message, p.line or _line_of(root, p.loc)) for p in problems]
         located.sort(key=lambda p: (p.line or 0, p.path))
@@ -204,6 +206,44 @@ def _unknown_site_references(data: dict[str, Any]) -> list[Problem]:
                         f"unknown site {site_name!r} (sites defined: {known})",
                     )
                 )
+    return problems
+
+
+def _loosened_placement(config: Config) -> list[Problem]:
+    """A source may tighten the global placement policy, never loosen it."""
+    policy = config.placement
+    problems = []
+    for name, source in config.sources.items():
+        mine = source.placement
+        loc = ("sources", name, "placement")
+        if mine.min_sites is not None and mine.min_sites < policy.min_sites:
+            problems.append(
+                Problem(
+                    (*loc, "min_sites"),
+                    f"{mine.min_sites} is looser than placement.min_sites {policy.min_sites}; "
+                    "a source may only tighten the global policy",
+                )
+            )
+        if (
+            mine.min_distance_km is not None
+            and policy.min_distance_km is not None
+            and mine.min_distance_km < policy.min_distance_km
+        ):
+            problems.append(
+                Problem(
+                    (*loc, "min_distance_km"),
+                    f"{mine.min_distance_km:g} is looser than placement.min_distance_km "
+                    f"{policy.min_distance_km:g}; a source may only tighten the global policy",
+                )
+            )
+        if mine.enforce == "warn" and policy.enforce == "error":
+            problems.append(
+                Problem(
+                    (*loc, "enforce"),
+                    "warn is looser than placement.enforce error; "
+                    "a source may only tighten the global policy",
+                )
+            )
     return problems
 
 

@@ -7,6 +7,7 @@ and ``docs/configuration.md`` are generated from these classes (see ``reference.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +37,8 @@ from firebreak.config.references import (
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 LISTEN_PATTERN = r"^\[?[0-9A-Za-z.:-]*\]?:\d{1,5}$"
 COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
+# restic backends are written "name:..." (rest:, sftp:, s3:, rclone:, b2:, local: ...).
+BACKEND_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*:")
 DEFAULT_STATE_DIR = Path("/var/lib/firebreak")
 
 
@@ -212,6 +215,13 @@ class Site(Strict):
             missing = missing_variables(value)
             if missing:
                 raise ValueError(f"environment variable {', '.join(missing)} is not set")
+        # A relative local repository is relative to this file, not to wherever firebreak runs.
+        prefix = "local:" if value.startswith("local:") else ""
+        path = value.removeprefix(prefix)
+        if (prefix or not BACKEND_PREFIX.match(value)) and not path.startswith(("/", "${", "~")):
+            return prefix + str(_absolute(Path(path), info))
+        if path.startswith("~"):
+            return prefix + str(Path(path).expanduser())
         return value
 
     @field_validator("env")
@@ -262,6 +272,51 @@ class Site(Strict):
         return self
 
 
+FailureDomain = Literal["provider", "region", "country", "datacenter"]
+FAILURE_DOMAINS: tuple[FailureDomain, ...] = ("provider", "region", "country", "datacenter")
+
+
+class PlacementPolicy(Strict):
+    """The rules a source's sites must satisfy (see docs/placement.md)."""
+
+    min_sites: int = Field(default=3, ge=1, description="At least this many sites per source.")
+    distinct: list[FailureDomain] = Field(
+        default_factory=lambda: list[FailureDomain](["datacenter"]),
+        description=(
+            "Location fields that must differ between every two sites of a source. "
+            "datacenter is always included."
+        ),
+        examples=[["datacenter", "provider", "country"]],
+    )
+    min_distance_km: float | None = Field(
+        default=None,
+        gt=0,
+        description="Every two sites at least this far apart (needs lat/lon on every site).",
+    )
+    enforce: Literal["error", "warn"] = Field(
+        default="error",
+        description=(
+            "error: a violation is a config error and the daemon will not start; "
+            "warn: print it loudly and carry on (for demos and migrations only)."
+        ),
+    )
+
+
+class SourcePlacement(Strict):
+    """A source's additions to the global placement policy: it may only tighten it."""
+
+    min_sites: int | None = Field(default=None, ge=1, description="Raise the minimum site count.")
+    distinct: list[FailureDomain] = Field(
+        default_factory=list, description="More location fields that must differ."
+    )
+    min_distance_km: float | None = Field(
+        default=None, gt=0, description="Raise the minimum distance between sites."
+    )
+    enforce: Literal["error", "warn"] | None = Field(
+        default=None, description="error: make violations errors for this source."
+    )
+
+
 class Source(Strict):
     """What is backed up, and how fresh its copies must stay."""
 
@@ -297,6 +352,10 @@ class Source(Strict):
         default=None,
         ge=1,
         description="The source is safe while at least this many sites are fresh (default: all).",
+    )
+    placement: SourcePlacement = Field(
+        default_factory=SourcePlacement,
+        description="Tighten the global placement policy for this source.",
     )
     schedule: str = Field(
         default="0 3 * * *",
@@ -395,6 +454,10 @@ class Config(Strict):
         description="restic processes running at once, all sources together.",
     )
     metrics: Metrics = Field(default_factory=Metrics, description="The Prometheus endpoint.")
+    placement: PlacementPolicy = Field(
+        default_factory=PlacementPolicy,
+        description="Where copies may be: the policy every source inherits and may tighten.",
+    )
     sites: dict[Name, Site] = Field(min_length=1, description="Restic repositories by name.")
     sources: dict[Name, Source] = Field(min_length=1, description="What is backed up, by name.")
 

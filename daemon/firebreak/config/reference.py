@@ -25,7 +25,17 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from firebreak.config.durations import format_duration
-from firebreak.config.model import Config, Database, Location, Metrics, Restic, Site, Source
+from firebreak.config.model import (
+    Config,
+    Database,
+    Location,
+    Metrics,
+    PlacementPolicy,
+    Restic,
+    Site,
+    Source,
+    SourcePlacement,
+)
 
 SCHEMA_PATH = Path("config/schema.json")
 EXAMPLE_PATH = Path("config/firebreak.example.yaml")
@@ -34,6 +44,7 @@ DOCS_PATH = Path("docs/configuration.md")
 EXAMPLE: dict[str, Any] = {
     "state_dir": "/var/lib/firebreak",
     "max_parallel_runs": 2,
+    "placement": {"min_sites": 3, "distinct": ["datacenter", "provider"], "enforce": "error"},
     "sites": {
         "gra": {
             "repository": "sftp:backup@gra.example.net:/srv/restic/www",
@@ -56,6 +67,8 @@ EXAMPLE: dict[str, Any] = {
                 "region": "eu-central",
                 "datacenter": "FSN1",
                 "country": "DE",
+                "lat": 50.48,
+                "lon": 12.37,
             },
             "limit_upload": 20480,
         },
@@ -71,6 +84,8 @@ EXAMPLE: dict[str, Any] = {
                 "region": "eu-west-1",
                 "datacenter": "DUB-AZ1",
                 "country": "IE",
+                "lat": 53.35,
+                "lon": -6.26,
             },
             "init": "never",
         },
@@ -82,12 +97,23 @@ EXAMPLE: dict[str, Any] = {
             "sites": ["gra", "fsn", "dub"],
             "max_age": "26h",
             "min_fresh_sites": 2,
+            "placement": {"distinct": ["country"], "min_distance_km": 300},
             "schedule": "15 2 * * *",
         },
     },
 }
 
-_MODELS: tuple[type[BaseModel], ...] = (Config, Site, Location, Source, Database, Restic, Metrics)
+_MODELS: tuple[type[BaseModel], ...] = (
+    Config,
+    Site,
+    Location,
+    Source,
+    PlacementPolicy,
+    SourcePlacement,
+    Database,
+    Restic,
+    Metrics,
+)
 
 
 def json_schema() -> str:

@@ -136,6 +136,13 @@ def snapshots(
     return _invocation(binary, command, access, cache_dir, parent_env)
 
 
+def cat_config(
+    binary: str, access: SiteAccess, cache_dir: Path, parent_env: Mapping[str, str]
+) -> Invocation:
+    """``restic cat config``: the repository's id, to tell two URLs for one repository apart."""
+    return _invocation(binary, ("cat", "config"), access, cache_dir, parent_env)
+
+
 def restore(
     binary: str,
     access: SiteAccess,

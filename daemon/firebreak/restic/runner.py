@@ -113,6 +113,7 @@ def run(
             stderr=subprocess.PIPE,
             pass_fds=pass_fds,
             start_new_session=True,
+            cwd="/",  # nothing may depend on where firebreak was started
         )
     except OSError as exc:
         raise ResticUnavailable(

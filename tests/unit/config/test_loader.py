@@ -218,6 +218,24 @@ def test_environment_is_only_checked_when_asked(tmp_path: Path) -> None:
         load_config(path, check_environment=True)
 
 
+@pytest.mark.parametrize(
+    ("repository", "expected"),
+    [
+        ("repos/a", "{dir}/repos/a"),
+        ("local:repos/a", "local:{dir}/repos/a"),
+        ("/srv/a", "/srv/a"),
+        ("rest:http://127.0.0.1:8000/a", "rest:http://127.0.0.1:8000/a"),
+        ("sftp:backup@host:relative/path", "sftp:backup@host:relative/path"),
+        ("${REPO_ROOT}/a", "${REPO_ROOT}/a"),
+    ],
+)
+def test_relative_local_repositories_are_relative_to_the_config_file(
+    tmp_path: Path, repository: str, expected: str
+) -> None:
+    config = load_config(_write(tmp_path, _with_site(repository=repository)))
+    assert config.sites["gra"].repository == expected.replace("{dir}", str(tmp_path))
+
+
 def test_env_file_references_become_absolute(tmp_path: Path) -> None:
     (tmp_path / "key").write_text("k\n")
     config = load_config(_write(tmp_path, _with_site(env={"AWS_SECRET_ACCESS_KEY": "file:key"})))

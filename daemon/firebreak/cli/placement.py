@@ -1,0 +1,120 @@
+"""``firebreak placement``: where each source's copies are, and what survives losing a place."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from firebreak.cli.common import Exit, Options, check_names, console, fail, load
+from firebreak.config.model import Config
+from firebreak.placement.check import PlacementReport, check_placement
+from firebreak.placement.targets import site_target
+from firebreak.placement.whatif import LOSS_KEYS, Loss, simulate, what_if
+
+
+def print_report(options: Options, report: PlacementReport) -> None:
+    """Violations (errors on stderr), warnings loudly, notes quietly; shared with validate."""
+    where = options.config_path
+    for violation in report.errors:
+        click.echo(f"{where}: placement: {violation.message}", err=True)
+    if report.warnings:
+        click.echo(
+            f"{where}: WARNING: placement policy is in warn mode — these copies can be lost "
+            "together, and firebreak carries on only because enforce: warn says so:"
+        )
+        for violation in report.warnings:
+            click.echo(f"{where}: WARNING: placement: {violation.message}")
+    for note in report.notes:
+        about = f"sites.{note.site}: " if note.site else ""
+        click.echo(f"{where}: note: {about}{note.message}")
+
+
+@click.command()
+@click.argument("source", required=False)
+@click.option(
+    "--lose",
+    "losses",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help=f"Simulate losing every site with this {', '.join(LOSS_KEYS)} (repeatable).",
+)
+@click.option("--offline", is_flag=True, help="No DNS lookups and no questions to the sites.")
+@click.pass_obj
+def placement(options: Options, source: str | None, losses: tuple[str, ...], offline: bool) -> None:
+    """Where each source's sites are, the policy's verdict, and what survives a disaster.
+
+    With --lose, show which sources would be left without min_fresh_sites sites (exit 4 if
+    any). Without it, exit 2 when the policy is violated in error mode.
+    """
+    config = load(options, check_environment=not offline)
+    names = [source] if source else list(config.sources)
+    check_names(options, config, names)
+    try:
+        parsed = [Loss.parse(text) for text in losses]
+    except ValueError as exc:
+        fail(str(exc), Exit.CONFIG)
+    out = console()
+    if parsed:
+        outcomes = [o for o in simulate(config, parsed) if o.source in names]
+        table = Table(title=f"after losing {', '.join(map(str, parsed))}", title_justify="left")
+        for column in ("source", "lost", "surviving", "needs", "verdict"):
+            table.add_column(column, overflow="fold")
+        for item in outcomes:
+            table.add_row(
+                item.source,
+                ", ".join(item.lost) or "-",
+                ", ".join(item.surviving) or "-",
+                str(item.required),
+                "[green]safe[/]" if item.safe else "[bold red]UNSAFE[/]",
+            )
+        out.print(table)
+        raise SystemExit(Exit.OK if all(item.safe for item in outcomes) else Exit.FAILED)
+
+    report = check_placement(
+        config, sources=names, resolve_hosts=not offline, probe_repositories=not offline
+    )
+    for name in names:
+        out.print(_sites_table(config, name))
+        out.print(_what_if_table(config, name))
+    print_report(options, report)
+    raise SystemExit(Exit.CONFIG if report.errors else Exit.OK)
+
+
+def _sites_table(config: Config, source: str) -> Table:
+    table = Table(title=f"{source}: where its copies are", title_justify="left")
+    for column in ("site", "provider", "region", "datacenter", "country", "lat, lon", "reached at"):
+        table.add_column(column, overflow="fold")
+    for name in config.sources[source].sites:
+        location = config.sites[name].location
+        target = site_target(config.sites[name])
+        coordinates = f"{location.lat:g}, {location.lon:g}" if location.lat is not None else "-"
+        reached = target.path if target.kind == "local" else (target.host or target.backend)
+        table.add_row(
+            name,
+            location.provider,
+            location.region,
+            location.datacenter,
+            location.country.upper(),
+            coordinates,
+            reached,
+        )
+    return table
+
+
+def _what_if_table(config: Config, source: str) -> Table:
+    required = config.sources[source].required_fresh_sites
+    table = Table(
+        title=f"{source}: what if one place is lost (needs {required} sites)",
+        title_justify="left",
+    )
+    for column in ("lose", "sites lost", "surviving", "min_fresh_sites"):
+        table.add_column(column, overflow="fold")
+    for row in what_if(config, source):
+        outcome = row.outcome
+        table.add_row(
+            f"{row.domain}={row.value}",
+            ", ".join(outcome.lost),
+            str(len(outcome.surviving)),
+            "[green]holds[/]" if outcome.safe else "[bold red]BROKEN[/]",
+        )
+    return table

@@ -1,0 +1,323 @@
+"""Placement checks that labels cannot fool: filesystems, repository identity, hosts.
+
+A label says "datacenter: FRA1"; these look at the machine: a local repository on the same
+filesystem as the data, two sites that are one repository (same path, same URL, or the same
+restic repository id), a "remote" site that is this machine, two sites on one host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+
+from firebreak.config.model import Config
+from firebreak.config.references import UnresolvedReference
+from firebreak.placement.policy import Severity, Violation, effective_policy
+from firebreak.placement.targets import Target, site_target
+from firebreak.restic import commands, runner
+from firebreak.restic.access import resolve_site
+from firebreak.restic.errors import RepositoryNotFound, classify
+
+DNS_TIMEOUT_SECONDS = 2.0
+PROBE_TIMEOUT_SECONDS = 30.0
+
+Resolver = Callable[[str], set[str]]
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the placement check could not verify; worth a look, not an error."""
+
+    source: str | None
+    site: str | None
+    message: str
+
+
+class HostLookups:
+    """Resolves each host once, in parallel, with a short timeout; failures become notes."""
+
+    def __init__(
+        self, resolver: Resolver | None = None, timeout: float = DNS_TIMEOUT_SECONDS
+    ) -> None:
+        self._resolver = resolver or _getaddrinfo
+        self._timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns")
+        self._cache: dict[str, set[str] | str] = {}
+        self._pending: dict[str, Future[set[str]]] = {}
+
+    def start(self, hosts: Iterable[str]) -> None:
+        self._pending = {
+            host: self._pool.submit(self._resolver, host)
+            for host in set(hosts)
+            if host not in self._cache and _literal(host) is None
+        }
+
+    def addresses(self, host: str) -> set[str] | str:
+        """The host's addresses, or why they are unknown."""
+        if host in self._cache:
+            return self._cache[host]
+        literal = _literal(host)
+        if literal is not None:
+            result: set[str] | str = {literal}
+        else:
+            future = getattr(self, "_pending", {}).get(host) or self._pool.submit(
+                self._resolver, host
+            )
+            try:
+                result = future.result(timeout=self._timeout)
+            except FutureTimeout:
+                result = f"looking up {host} took longer than {self._timeout:g}s"
+            except OSError as exc:
+                result = f"cannot look up {host}: {exc.strerror or exc}"
+        self._cache[host] = result
+        return result
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _getaddrinfo(host: str) -> set[str]:
+    return {str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(host, None)}
+
+
+def _literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def is_this_machine(address: str) -> bool:
+    """Loopback, unspecified, or an address bound to one of this machine's interfaces."""
+    ip = ipaddress.ip_address(address)
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    if ip.is_link_local:
+        return False
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 0))  # only addresses this machine owns can be bound
+        except OSError:
+            return False
+    return True
+
+
+def physical_violations(
+    config: Config,
+    source_name: str,
+    lookups: HostLookups | None,
+    repository_ids: dict[str, str],
+) -> tuple[list[Violation], list[Note]]:
+    """Filesystem, repository and host checks for one source. ``lookups`` None: offline,
+    only IP literals are checked."""
+    severity = effective_policy(config, source_name).enforce
+    source = config.sources[source_name]
+    targets = {name: site_target(config.sites[name]) for name in source.sites}
+    violations: list[Violation] = []
+    notes: list[Note] = []
+
+    def add(rule: str, sites: tuple[str, ...], message: str) -> None:
+        violations.append(
+            Violation(source_name, rule, sites, f'source "{source_name}": {message}', severity)
+        )
+
+    for name, target in targets.items():
+        if target.kind == "local":
+            _same_filesystem(source.paths, name, target, add, notes, source_name)
+    same: set[frozenset[str]] = set()
+    for (name_a, a), (name_b, b) in itertools.combinations(targets.items(), 2):
+        if _one_repository(a, b):
+            same.add(frozenset((name_a, name_b)))
+            add(
+                "same_repository",
+                (name_a, name_b),
+                f'sites "{name_a}" and "{name_b}" are the same repository ({_show(a)}) — '
+                "that is one copy, not two",
+            )
+        elif repository_ids.get(name_a) and repository_ids.get(name_a) == repository_ids.get(
+            name_b
+        ):
+            same.add(frozenset((name_a, name_b)))
+            add(
+                "same_repository",
+                (name_a, name_b),
+                f'sites "{name_a}" and "{name_b}" reach the same restic repository '
+                f"(id {repository_ids[name_a][:8]}) by different URLs — that is one copy, not two",
+            )
+    violations += _host_violations(source_name, targets, lookups, notes, same, severity)
+    return violations, notes
+
+
+def _same_filesystem(
+    paths: list[Path],
+    name: str,
+    target: Target,
+    add: Callable[[str, tuple[str, ...], str], None],
+    notes: list[Note],
+    source_name: str,
+) -> None:
+    repo_device = _device(Path(target.path))
+    for path in paths:
+        if not path.exists():
+            notes.append(
+                Note(
+                    source_name,
+                    name,
+                    f"source path {path} does not exist; its filesystem is not checked",
+                )
+            )
+            continue
+        if repo_device is not None and path.stat().st_dev == repo_device:
+            add(
+                "same_filesystem",
+                (name,),
+                f'site "{name}" ({target.path}) is on the same filesystem as source path {path} '
+                "— one failed disk or one full filesystem takes the data and this copy together",
+            )
+            return
+
+
+def _device(path: Path) -> int | None:
+    """The device of path, or of its nearest existing parent (a repository not created yet)."""
+    for candidate in (path, *path.parents):
+        try:
+            return candidate.stat().st_dev
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _one_repository(a: Target, b: Target) -> bool:
+    if a.kind == b.kind == "local":
+        return _real(a.path) == _real(b.path)
+    return a.identity == b.identity
+
+
+def _show(target: Target) -> str:
+    return target.path if target.kind == "local" else target.identity
+
+
+def _host_violations(
+    source_name: str,
+    targets: dict[str, Target],
+    lookups: HostLookups | None,
+    notes: list[Note],
+    same: set[frozenset[str]],
+    severity: Severity,
+) -> list[Violation]:
+    addresses: dict[str, set[str]] = {}
+    found: list[Violation] = []
+    for name, target in targets.items():
+        if target.kind != "remote" or not target.host:
+            continue
+        if target.alias:
+            notes.append(
+                Note(
+                    source_name,
+                    name,
+                    f"host {target.host!r} is an ssh alias (sftp.command); not checked",
+                )
+            )
+            continue
+        if lookups is None:
+            literal = _literal(target.host)
+            if literal is None:
+                continue
+            result: set[str] | str = {literal}
+        else:
+            result = lookups.addresses(target.host)
+        if isinstance(result, str):
+            notes.append(
+                Note(source_name, name, f"{result}; same-host checks skipped for this site")
+            )
+            continue
+        addresses[name] = result
+        local = sorted(address for address in result if is_this_machine(address))
+        if local:
+            found.append(
+                Violation(
+                    source_name,
+                    "this_machine",
+                    (name,),
+                    f'source "{source_name}": site "{name}" is on this machine '
+                    f"({_host_and(target.host, local)}) — whatever destroys this machine "
+                    "destroys this copy too",
+                    severity,
+                )
+            )
+    for name_a, name_b in itertools.combinations(addresses, 2):
+        shared = addresses[name_a] & addresses[name_b]
+        if shared and frozenset((name_a, name_b)) not in same:
+            found.append(
+                Violation(
+                    source_name,
+                    "same_host",
+                    (name_a, name_b),
+                    f'source "{source_name}": sites "{name_a}" and "{name_b}" are on the same host '
+                    f"({', '.join(sorted(shared))}) — one machine, one building",
+                    severity,
+                )
+            )
+    return found
+
+
+def _host_and(host: str, addresses: list[str]) -> str:
+    shown = ", ".join(addresses)
+    return host if shown == _literal(host) else f"{host} → {shown}"
+
+
+def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str, str], list[Note]]:
+    """Ask each reachable site for its restic repository id (``restic cat config``)."""
+    names = sorted(set(sites))
+    notes: list[Note] = []
+
+    def probe(name: str) -> tuple[str, str | None, str | None]:
+        site = config.sites[name]
+        try:
+            access = resolve_site(name, site)
+        except UnresolvedReference as exc:
+            return name, None, str(exc)
+        invocation = commands.cat_config(config.restic.binary, access, config.cache_dir, os.environ)
+        result = runner.run(
+            invocation, timeout=min(PROBE_TIMEOUT_SECONDS, site.timeout.total_seconds())
+        )
+        error = classify(result)
+        if isinstance(error, RepositoryNotFound):
+            return name, None, "no repository there yet; checked once it exists"
+        if error is not None:
+            return name, None, f"{error.error_class}: {error.message}"
+        # restic prints the config as indented JSON: one value over several lines.
+        try:
+            config_json = json.loads("\n".join(result.stdout_lines))
+        except ValueError:
+            config_json = None
+        if isinstance(config_json, dict) and isinstance(config_json.get("id"), str):
+            return name, config_json["id"], None
+        for message in result.messages:
+            if isinstance(message, dict) and isinstance(message.get("id"), str):
+                return name, message["id"], None
+        return name, None, "restic cat config printed no repository id"
+
+    ids: dict[str, str] = {}
+    if not names:
+        return ids, notes
+    with ThreadPoolExecutor(max_workers=min(len(names), max(config.max_parallel_runs, 4))) as pool:
+        for name, repository_id, why in pool.map(probe, names):
+            if repository_id:
+                ids[name] = repository_id
+            else:
+                notes.append(Note(None, name, f"repository id not checked ({why})"))
+    return ids, notes

@@ -1,0 +1,132 @@
+"""The placement rules that read only the config: site count, distinct locations, distance."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Literal
+
+from firebreak.config.model import FAILURE_DOMAINS, Config, FailureDomain, Location
+from firebreak.placement.geo import distance_km
+
+Severity = Literal["error", "warn"]
+
+_PLACE = {
+    "datacenter": 'in datacenter "{value}"',
+    "provider": 'run by provider "{value}"',
+    "region": 'in region "{value}"',
+    "country": 'in country "{value}"',
+}
+_CONSEQUENCE = {
+    "datacenter": "one fire there destroys both",
+    "provider": "one provider's outage, bankruptcy or account lock-out takes both",
+    "region": "one regional disaster or outage takes both",
+    "country": "one country's disaster, grid failure or legal order reaches both",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A way a source's copies could be lost together, in an operator's words."""
+
+    source: str
+    rule: str
+    sites: tuple[str, ...]
+    message: str
+    severity: Severity
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    """The global policy tightened by the source's own additions."""
+
+    min_sites: int
+    distinct: tuple[FailureDomain, ...]
+    min_distance_km: float | None
+    enforce: Severity
+
+
+def effective_policy(config: Config, source_name: str) -> EffectivePolicy:
+    base = config.placement
+    mine = config.sources[source_name].placement
+    wanted = {"datacenter", *base.distinct, *mine.distinct}
+    distances = [d for d in (base.min_distance_km, mine.min_distance_km) if d is not None]
+    return EffectivePolicy(
+        min_sites=max(base.min_sites, mine.min_sites or 0),
+        distinct=tuple(domain for domain in FAILURE_DOMAINS[::-1] if domain in wanted),
+        min_distance_km=max(distances) if distances else None,
+        enforce="error" if "error" in (base.enforce, mine.enforce) else "warn",
+    )
+
+
+def same_label(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def label_violations(config: Config, source_name: str) -> list[Violation]:
+    """Count, distinct location fields and distance: nothing here touches the machine."""
+    policy = effective_policy(config, source_name)
+    source = config.sources[source_name]
+    sites = {name: config.sites[name].location for name in source.sites}
+    found: list[Violation] = []
+
+    def violation(rule: str, names: tuple[str, ...], message: str) -> None:
+        found.append(Violation(source_name, rule, names, message, policy.enforce))
+
+    if len(sites) < policy.min_sites:
+        violation(
+            "min_sites",
+            tuple(sites),
+            f'source "{source_name}" has {len(sites)} site{"s" if len(sites) != 1 else ""}; '
+            f"the placement policy needs at least {policy.min_sites} in distinct places",
+        )
+    for (name_a, a), (name_b, b) in itertools.combinations(sites.items(), 2):
+        for domain in policy.distinct:
+            value_a, value_b = getattr(a, domain), getattr(b, domain)
+            if same_label(value_a, value_b):
+                violation(
+                    f"distinct_{domain}",
+                    (name_a, name_b),
+                    f'source "{source_name}": sites "{name_a}" and "{name_b}" are both '
+                    f"{_PLACE[domain].format(value=value_a)} — {_CONSEQUENCE[domain]}",
+                )
+    if policy.min_distance_km is not None:
+        found += _distance_violations(source_name, policy, sites)
+    return found
+
+
+def _distance_violations(
+    source_name: str, policy: EffectivePolicy, sites: dict[str, Location]
+) -> list[Violation]:
+    assert policy.min_distance_km is not None
+    found = []
+    placed: dict[str, tuple[float, float]] = {}
+    for name, location in sites.items():
+        if location.lat is None or location.lon is None:
+            found.append(
+                Violation(
+                    source_name,
+                    "min_distance",
+                    (name,),
+                    f'source "{source_name}": site "{name}" has no lat/lon, which '
+                    f"min_distance_km ({policy.min_distance_km:g}) needs",
+                    policy.enforce,
+                )
+            )
+        else:
+            placed[name] = (location.lat, location.lon)
+    for (name_a, a), (name_b, b) in itertools.combinations(placed.items(), 2):
+        km = distance_km(*a, *b)
+        if km < policy.min_distance_km:
+            found.append(
+                Violation(
+                    source_name,
+                    "min_distance",
+                    (name_a, name_b),
+                    f'source "{source_name}": sites "{name_a}" and "{name_b}" are {km:.0f} km '
+                    f"apart; the placement policy needs at least {policy.min_distance_km:g} km — "
+                    "one flood, storm or grid failure can reach both",
+                    policy.enforce,
+                )
+            )
+    return found

@@ -1,0 +1,93 @@
+"""What survives a disaster: lose a provider, region, country, datacenter or site; count
+what is left."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from firebreak.config.model import FAILURE_DOMAINS, Config, FailureDomain
+from firebreak.placement.policy import same_label
+
+LOSS_KEYS: tuple[str, ...] = (*FAILURE_DOMAINS, "site")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One thing destroyed: ``provider=ovh``, ``datacenter=SBG2``, ``site=gra`` ..."""
+
+    key: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Loss:
+        key, sep, value = text.partition("=")
+        key = key.strip().lower()
+        if not sep or not value.strip():
+            raise ValueError(f"{text!r}: write it as attribute=value, such as provider=ovh")
+        if key not in LOSS_KEYS:
+            raise ValueError(f"{text!r}: {key!r} is not one of {', '.join(LOSS_KEYS)}")
+        return cls(key, value.strip())
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+    def hits(self, config: Config, site_name: str) -> bool:
+        if self.key == "site":
+            return site_name == self.value
+        return same_label(getattr(config.sites[site_name].location, self.key), self.value)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: str
+    lost: tuple[str, ...]
+    surviving: tuple[str, ...]
+    required: int
+
+    @property
+    def safe(self) -> bool:
+        return len(self.surviving) >= self.required
+
+
+def outcome(config: Config, source_name: str, losses: list[Loss]) -> Outcome:
+    source = config.sources[source_name]
+    lost = tuple(name for name in source.sites if any(loss.hits(config, name) for loss in losses))
+    surviving = tuple(name for name in source.sites if name not in lost)
+    return Outcome(source_name, lost, surviving, source.required_fresh_sites)
+
+
+def simulate(config: Config, losses: list[Loss]) -> list[Outcome]:
+    """Every source after the losses: which of its sites are left, and is that enough?"""
+    return [outcome(config, name, losses) for name in config.sources]
+
+
+@dataclass(frozen=True)
+class WhatIfRow:
+    domain: FailureDomain
+    value: str
+    outcome: Outcome
+
+
+def what_if(config: Config, source_name: str) -> list[WhatIfRow]:
+    """For each provider, region, country and datacenter among the source's sites: its loss."""
+    rows = []
+    for domain in FAILURE_DOMAINS:
+        values: dict[str, str] = {}
+        for name in config.sources[source_name].sites:
+            value = getattr(config.sites[name].location, domain)
+            values.setdefault(value.strip().casefold(), value)
+        for value in values.values():
+            rows.append(
+                WhatIfRow(domain, value, outcome(config, source_name, [Loss(domain, value)]))
+            )
+    return rows
+
+
+def worst_case_survivors(config: Config, source_name: str) -> dict[FailureDomain, int]:
+    """Per failure domain, the fewest sites left after losing any one value of it (the
+    number the metrics collector exports)."""
+    worst: dict[FailureDomain, int] = {}
+    for row in what_if(config, source_name):
+        left = len(row.outcome.surviving)
+        worst[row.domain] = min(worst.get(row.domain, left), left)
+    return worst

@@ -1,0 +1,255 @@
+"""Placement checks that labels cannot fool, against real filesystems, repositories and
+this machine's own addresses.
+
+No test here sends traffic beyond loopback: sites at addresses that are not this machine's
+are never probed with restic (probe_repositories=False), those addresses are only tried with
+bind(), which sends nothing, and names are resolved only from /etc/hosts or by an injected
+resolver."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from firebreak.cycles.cycle import run_cycle
+from firebreak.history.models import Status
+from firebreak.placement.check import check_placement
+from firebreak.placement.physical import HostLookups, is_this_machine
+from tests.support.servers import RestServer
+from tests.support.setup import Setup
+
+OTHER_HOST = "198.51.100.7"  # TEST-NET-2: never this machine, never contacted
+
+
+def _strict(setup: Setup, **policy: object) -> None:
+    setup.top["placement"] = {"enforce": "error", "min_sites": 1, **policy}
+
+
+def _offline_rules(setup: Setup) -> list[tuple[str, tuple[str, ...]]]:
+    report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+    return sorted((v.rule, v.sites) for v in report.violations)
+
+
+@contextmanager
+def _tmpfs(path: Path) -> Iterator[Path]:
+    path.mkdir(parents=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "firebreak-test", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting tmpfs filesystems needs root")
+def test_a_local_site_on_the_sources_filesystem_is_refused(setup: Setup, tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "disk-a") as disk_a, _tmpfs(tmp_path / "disk-b") as disk_b:
+        (disk_a / "data").mkdir()
+        (disk_a / "data" / "file").write_text("x")
+        setup.site("same-disk", str(disk_a / "repos" / "not-yet-created"))
+        setup.site("other-disk", str(disk_b / "repo"))
+        setup.source("www", ["same-disk", "other-disk"], paths=[str(disk_a / "data")])
+        _strict(setup)
+        report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+    [violation] = report.violations
+    assert violation.rule == "same_filesystem" and violation.sites == ("same-disk",)
+    assert violation.message == (
+        f'source "www": site "same-disk" ({disk_a}/repos/not-yet-created) is on the same '
+        f"filesystem as source path {disk_a}/data — one failed disk or one full filesystem "
+        "takes the data and this copy together"
+    )
+    assert violation.severity == "error"
+
+
+def test_two_paths_to_one_local_repository_are_one_copy(setup: Setup, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").symlink_to(tmp_path)
+    setup.site("a", str(tmp_path / "repo"))
+    setup.site("b", str(tmp_path / "elsewhere" / "repo"))
+    setup.source("www", ["a", "b"])
+    _strict(setup)
+    rules = _offline_rules(setup)
+    assert ("same_repository", ("a", "b")) in rules
+
+
+def test_one_repository_behind_two_urls_is_found_by_its_id(
+    setup: Setup, tmp_path: Path, rest_server_factory: Callable[..., RestServer]
+) -> None:
+    served = tmp_path / "served"
+    server = rest_server_factory()
+    setup.site("local", str(server.root / "shared"))
+    setup.site("rest", server.url("shared"))
+    setup.site("elsewhere", str(served / "repo"))
+    setup.source("www", ["local", "rest", "elsewhere"])
+    first = run_cycle(setup.runtime(), "www", sites=["local", "elsewhere"])
+    assert first.status == Status.SUCCESS
+    _strict(setup)
+
+    report = check_placement(setup.load())  # every site here is local or on loopback
+
+    same = [v for v in report.violations if v.rule == "same_repository"]
+    assert [v.sites for v in same] == [("local", "rest")]
+    assert "reach the same restic repository (id " in same[0].message
+    assert "by different URLs — that is one copy, not two" in same[0].message
+    assert not any(
+        v.rule == "same_repository"
+        for v in check_placement(
+            setup.load(), resolve_hosts=False, probe_repositories=False
+        ).violations
+    )
+
+
+def _own_non_loopback_address() -> str | None:
+    done = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None
+    for interface in json.loads(done.stdout):
+        for info in interface.get("addr_info", []):
+            if info.get("family") == "inet" and not info["local"].startswith("127."):
+                return str(info["local"])
+    return None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "own"])
+def test_a_remote_site_that_is_this_machine_is_refused(setup: Setup, host: str) -> None:
+    if host == "own":
+        own = _own_non_loopback_address()
+        if own is None:
+            pytest.skip("this machine has no non-loopback IPv4 address")
+        host = own
+    setup.site("here", f"rest:http://{host}:8000/repo")
+    setup.site("there", f"rest:http://{OTHER_HOST}:8000/repo")
+    setup.source("www", ["here", "there"])
+    _strict(setup)
+    report = check_placement(setup.load(), probe_repositories=False)
+    rules = [(v.rule, v.sites) for v in report.violations]
+    assert rules == [("this_machine", ("here",))], report.violations
+    assert "whatever destroys this machine destroys this copy too" in report.violations[0].message
+
+
+def test_two_sites_on_one_host_are_refused_even_with_different_backends(setup: Setup) -> None:
+    setup.site("rest", f"rest:https://{OTHER_HOST}/www")
+    setup.site("sftp", f"sftp:backup@{OTHER_HOST}:/srv/restic/www")
+    setup.site("s3", "s3:http://198.51.100.8:9000/bucket")
+    setup.source("www", ["rest", "sftp", "s3"])
+    _strict(setup)
+    report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+    [violation] = report.violations
+    assert violation.rule == "same_host" and violation.sites == ("rest", "sftp")
+    assert violation.message == (
+        f'source "www": sites "rest" and "sftp" are on the same host ({OTHER_HOST}) '
+        "— one machine, one building"
+    )
+
+
+def test_addresses_of_this_machine() -> None:
+    assert is_this_machine("127.0.0.1") and is_this_machine("::1") and is_this_machine("0.0.0.0")
+    assert not is_this_machine(OTHER_HOST)
+    own = _own_non_loopback_address()
+    if own:
+        assert is_this_machine(own)
+
+
+def test_a_failed_or_slow_lookup_is_a_note_never_a_crash_or_a_hang(setup: Setup) -> None:
+    def resolver(host: str) -> set[str]:
+        if host == "slow.example":
+            time.sleep(5)
+            return {OTHER_HOST}
+        raise OSError(-2, "Name or service not known")
+
+    setup.site("gone", "rest:https://gone.example/r")
+    setup.site("slow", "rest:https://slow.example/r")
+    setup.site("ok", f"rest:https://{OTHER_HOST}/r")
+    setup.source("www", ["gone", "slow", "ok"])
+    _strict(setup)
+    config = setup.load()
+    lookups = HostLookups(resolver=resolver, timeout=0.5)
+    started = time.monotonic()
+    report = check_placement(config, probe_repositories=False, lookups=lookups)
+    elapsed = time.monotonic() - started
+    lookups.close()
+    assert elapsed < 4, "a slow DNS lookup held up validation"
+    assert report.violations == []
+    notes = sorted(n.message for n in report.notes if n.site in ("gone", "slow"))
+    assert notes[0].startswith("cannot look up gone.example: Name or service not known")
+    assert notes[1].startswith("looking up slow.example took longer than 0.5s")
+
+
+def test_ssh_aliases_are_not_looked_up(setup: Setup) -> None:
+    setup.site(
+        "a", "sftp:backup-gra:/srv/r", options={"sftp.command": "ssh -F /x backup-gra -s sftp"}
+    )
+    setup.source("www", ["a"])
+    _strict(setup)
+    report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+    assert report.violations == []
+    assert "ssh alias" in report.notes[0].message
+
+
+def _firebreak(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def _co_located(setup: Setup, enforce: str) -> Path:
+    for name in ("sbg-1", "sbg-2", "sbg-3"):
+        setup.site(name, f"rest:https://{OTHER_HOST}/{name}")
+        setup.sites[name]["location"] = {
+            "provider": "ovh",
+            "region": "eu-west",
+            "datacenter": "SBG",
+            "country": "FR",
+        }
+    setup.sites["sbg-2"]["repository"] = "rest:https://198.51.100.9/sbg-2"
+    setup.sites["sbg-3"]["repository"] = "rest:https://198.51.100.10/sbg-3"
+    setup.source("www", ["sbg-1", "sbg-2", "sbg-3"], min_fresh_sites=2)
+    setup.top["placement"] = {"enforce": enforce}
+    return setup.write()
+
+
+def test_validate_refuses_the_strasbourg_mistake(setup: Setup) -> None:
+    done = _firebreak(_co_located(setup, "error"), "validate", "--offline")
+    assert done.returncode == 2
+    errors = done.stderr.splitlines()
+    assert (
+        f'{setup.path}: placement: source "www": sites "sbg-1" and "sbg-2" are both in datacenter "SBG" — one fire there destroys both'
+        in errors
+    )
+    assert errors[-1] == f"3 placement violation(s) in {setup.path}"
+
+
+def test_warn_mode_says_so_loudly_and_exits_0(setup: Setup) -> None:
+    done = _firebreak(_co_located(setup, "warn"), "validate", "--offline")
+    assert done.returncode == 0
+    assert "WARNING: placement policy is in warn mode" in done.stdout
+    assert done.stdout.count("WARNING: placement: ") == 3
+
+
+def test_placement_command_shows_the_what_if_and_simulates_losses(setup: Setup) -> None:
+    config = _co_located(setup, "warn")
+    shown = _firebreak(config, "placement", "--offline")
+    assert shown.returncode == 0
+    assert "datacenter=SBG" in shown.stdout and "BROKEN" in shown.stdout
+    lost = _firebreak(config, "placement", "--lose", "provider=OVH", "--offline")
+    assert lost.returncode == 4
+    assert "UNSAFE" in lost.stdout
+    bad = _firebreak(config, "placement", "--lose", "planet=earth", "--offline")
+    assert bad.returncode == 2 and "is not one of" in bad.stderr
