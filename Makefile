@@ -15,12 +15,12 @@ PYTEST_ARGS ?=
 APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 	nft:nftables ip:iproute2 runuser:util-linux
 
-.PHONY: help deps venv lint typecheck generate check-generated test test-fast demo demo-stop bench clean
+.PHONY: help deps venv lint typecheck generate test test-fast demo demo-once demo-stop clean
 
 help:
-	@echo "make demo    - set everything up, back up a sample directory to three demo sites, show status"
+	@echo "make demo    - set everything up, run the daemon on a demo config (three demo sites, a cycle a minute)"
 	@echo "make test    - set everything up, then lint, type-check and run the whole test suite"
-	@echo "make lint | typecheck | test-fast | generate | demo-stop | clean"
+	@echo "make lint | typecheck | test-fast | generate | demo-once | demo-stop | clean"
 
 deps:
 	@missing=""; \
@@ -63,6 +63,9 @@ test-fast: venv  ## unit tests only, no servers
 
 demo: deps venv
 	DEMO_DIR=$(DEMO_DIR) FIREBREAK=$(abspath $(BIN))/firebreak bash deploy/demo/run-demo.sh
+
+demo-once: deps venv  ## one cycle and `firebreak status`, no daemon
+	DEMO_DIR=$(DEMO_DIR) FIREBREAK=$(abspath $(BIN))/firebreak bash deploy/demo/run-demo.sh --once
 
 demo-stop:
 	DEMO_DIR=$(DEMO_DIR) bash deploy/demo/run-demo.sh --stop

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `make demo`: a sample directory backed up to three demo sites (two local directories and a
-# REST site served by `rclone serve restic` on 127.0.0.1), then `firebreak status`.
+# REST site served by `rclone serve restic` on 127.0.0.1) by the firebreak daemon, in the
+# foreground, a cycle every minute. `--once`: one cycle and `firebreak status` instead.
 # `make demo-stop` (this script with --stop) stops the REST site.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 demo=${DEMO_DIR:-/tmp/firebreak-demo}
 firebreak=${FIREBREAK:-firebreak}
-port=18765
+port=${DEMO_REST_PORT:-18765}
 pidfile=$demo/rest-site.pid
 
 stop_rest_site() {
@@ -25,7 +26,7 @@ fi
 
 mkdir -p "$demo"/{data,sites,secrets}
 chmod 700 "$demo/secrets"
-cp "$here/firebreak.yaml" "$demo/firebreak.yaml"
+sed "s#127.0.0.1:18765#127.0.0.1:$port#" "$here/firebreak.yaml" > "$demo/firebreak.yaml"
 config=$demo/firebreak.yaml
 
 for site in paris frankfurt london; do
@@ -63,19 +64,26 @@ done
 echo "== firebreak validate"
 "$firebreak" -c "$config" validate
 echo
-echo "== firebreak backup sample   (one cycle: the sample directory to all three sites at once)"
-"$firebreak" -c "$config" -v backup sample
-echo
-echo "== firebreak status"
-"$firebreak" -c "$config" status || true
+
+if [[ ${1:-} == --once ]]; then
+	echo "== firebreak backup sample   (one cycle: the sample directory to all three sites at once)"
+	"$firebreak" -c "$config" -v backup sample || true
+	echo
+	echo "== firebreak status"
+	"$firebreak" -c "$config" status || true
+	exit 0
+fi
 
 cat <<NEXT
+== firebreak run   (the daemon, in the foreground: a cycle every minute; Ctrl-C stops it)
 
-The demo lives in $demo; its REST site is still running (make demo-stop stops it).
-Try next:
-  $firebreak -c $config snapshots sample        # what each site holds (asks restic)
-  $firebreak -c $config status --json           # the same status, for scripts
-  make demo-stop; $firebreak -c $config backup sample; echo "exit \$?"
-                                                # a site down: the others still succeed, exit 4
-  make demo                                     # bring the REST site back, back up again
+In another terminal, try:
+  $firebreak -c $config status               # is everything safe? (from the run history)
+  $firebreak -c $config placement            # where the copies are, what survives a loss
+  $firebreak -c $config snapshots sample     # what each site holds (asks restic)
+  make demo-stop                             # the REST site goes down: watch status turn STALE
+  kill -HUP \$(pgrep -f 'firebreak.*run')     # reload the config after editing $config
+
 NEXT
+trap 'stop_rest_site' EXIT
+"$firebreak" -c "$config" run

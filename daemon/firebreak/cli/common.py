@@ -84,8 +84,9 @@ def setup_logging(verbose: int) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Alembic narrates every migration step at INFO; that is debug detail for us.
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    # Alembic and APScheduler narrate every step at INFO; that is debug detail for us.
+    for chatty in ("alembic", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
 def format_bytes(value: int | None) -> str:

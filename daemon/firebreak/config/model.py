@@ -11,11 +11,10 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationInfo,
@@ -24,7 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from firebreak.config.base import Strict
 from firebreak.config.durations import DURATION_PATTERN, format_duration, parse_duration
+from firebreak.config.placement import PlacementPolicy, SourcePlacement
 from firebreak.config.references import (
     ENV_ONLY,
     FILE_PREFIX,
@@ -33,6 +34,7 @@ from firebreak.config.references import (
     is_file_reference,
     missing_variables,
 )
+from firebreak.config.schedules import Schedule, parse_schedule
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 LISTEN_PATTERN = r"^\[?[0-9A-Za-z.:-]*\]?:\d{1,5}$"
@@ -74,10 +76,6 @@ def _base_dir(info: ValidationInfo) -> Path:
 def _absolute(path: Path, info: ValidationInfo) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else _base_dir(info) / path
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Location(Strict):
@@ -272,51 +270,6 @@ class Site(Strict):
         return self
 
 
-FailureDomain = Literal["provider", "region", "country", "datacenter"]
-FAILURE_DOMAINS: tuple[FailureDomain, ...] = ("provider", "region", "country", "datacenter")
-
-
-class PlacementPolicy(Strict):
-    """The rules a source's sites must satisfy (see docs/placement.md)."""
-
-    min_sites: int = Field(default=3, ge=1, description="At least this many sites per source.")
-    distinct: list[FailureDomain] = Field(
-        default_factory=lambda: list[FailureDomain](["datacenter"]),
-        description=(
-            "Location fields that must differ between every two sites of a source. "
-            "datacenter is always included."
-        ),
-        examples=[["datacenter", "provider", "country"]],
-    )
-    min_distance_km: float | None = Field(
-        default=None,
-        gt=0,
-        description="Every two sites at least this far apart (needs lat/lon on every site).",
-    )
-    enforce: Literal["error", "warn"] = Field(
-        default="error",
-        description=(
-            "error: a violation is a config error and the daemon will not start; "
-            "warn: print it loudly and carry on (for demos and migrations only)."
-        ),
-    )
-
-
-class SourcePlacement(Strict):
-    """A source's additions to the global placement policy: it may only tighten it."""
-
-    min_sites: int | None = Field(default=None, ge=1, description="Raise the minimum site count.")
-    distinct: list[FailureDomain] = Field(
-        default_factory=list, description="More location fields that must differ."
-    )
-    min_distance_km: float | None = Field(
-        default=None, gt=0, description="Raise the minimum distance between sites."
-    )
-    enforce: Literal["error", "warn"] | None = Field(
-        default=None, description="error: make violations errors for this source."
-    )
-
-
 class Source(Strict):
     """What is backed up, and how fresh its copies must stay."""
 
@@ -359,7 +312,11 @@ class Source(Strict):
     )
     schedule: str = Field(
         default="0 3 * * *",
-        description="When the daemon runs a cycle: a five-field cron expression.",
+        description=(
+            "When the daemon runs a cycle: a five-field cron expression in the config's "
+            "timezone, or 'every DURATION' (every 6h, every 30s)."
+        ),
+        examples=["15 2 * * *", "every 6h"],
     )
 
     @field_validator("paths")
@@ -377,19 +334,13 @@ class Source(Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
-
-        fields = value.split()
-        if len(fields) != 5:
-            raise ValueError(
-                f"{value!r} is not a five-field cron expression (minute hour day month weekday)"
-            )
-        try:
-            CronTrigger.from_crontab(value, timezone="UTC")
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a valid cron expression: {exc}") from None
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
         return value
+
+    @property
+    def parsed_schedule(self) -> Schedule:
+        return parse_schedule(self.schedule)
 
     @model_validator(mode="after")
     def _enough_sites(self) -> Source:
@@ -438,6 +389,42 @@ class Metrics(Strict):
     )
 
 
+class Daemon(Strict):
+    """How ``firebreak run`` schedules cycles and stops."""
+
+    jitter: Duration | None = Field(
+        default=None,
+        description="Start each scheduled cycle up to this much later, at random (for fleets).",
+    )
+    misfire_grace_time: Duration = Field(
+        default=timedelta(hours=1),
+        description="A cycle whose time passed while the daemon was busy or asleep still runs "
+        "if this late or less; later than that, catch-up decides.",
+    )
+    catch_up_stagger: Duration = Field(
+        default=timedelta(seconds=30),
+        description="Space between overdue cycles started at once by catch-up.",
+    )
+    shutdown_grace: Duration = Field(
+        default=timedelta(seconds=30),
+        description="On SIGTERM, how long restic gets to stop after SIGINT before SIGKILL.",
+    )
+
+
+class Retry(Strict):
+    """Retries of transient failures (unreachable, locked, timeout, stalled) by the daemon."""
+
+    attempts: int = Field(
+        default=3, ge=0, le=20, description="Retries after the first try (0: never retry)."
+    )
+    initial_delay: Duration = Field(
+        default=timedelta(seconds=30), description="Wait before the first retry; doubles each time."
+    )
+    max_delay: Duration = Field(
+        default=timedelta(minutes=15), description="The longest wait between two tries."
+    )
+
+
 class Config(Strict):
     """The whole firebreak.yaml."""
 
@@ -454,12 +441,29 @@ class Config(Strict):
         description="restic processes running at once, all sources together.",
     )
     metrics: Metrics = Field(default_factory=Metrics, description="The Prometheus endpoint.")
+    timezone: str = Field(
+        default="UTC",
+        description="Time zone of cron schedules (an IANA name such as Europe/Paris).",
+    )
+    daemon: Daemon = Field(default_factory=Daemon, description="Scheduling and shutdown.")
+    retry: Retry = Field(default_factory=Retry, description="Retries of transient failures.")
     placement: PlacementPolicy = Field(
         default_factory=PlacementPolicy,
         description="Where copies may be: the policy every source inherits and may tighten.",
     )
     sites: dict[Name, Site] = Field(min_length=1, description="Restic repositories by name.")
     sources: dict[Name, Source] = Field(min_length=1, description="What is backed up, by name.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a known time zone (such as UTC or Europe/Paris)"
+            ) from None
+        return value
 
     @field_validator("state_dir")
     @classmethod

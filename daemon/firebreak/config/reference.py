@@ -30,11 +30,9 @@ from firebreak.config.model import (
     Database,
     Location,
     Metrics,
-    PlacementPolicy,
     Restic,
     Site,
     Source,
-    SourcePlacement,
 )
 
 SCHEMA_PATH = Path("config/schema.json")
@@ -108,8 +106,6 @@ _MODELS: tuple[type[BaseModel], ...] = (
     Site,
     Location,
     Source,
-    PlacementPolicy,
-    SourcePlacement,
     Database,
     Restic,
     Metrics,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 
 from firebreak.config.references import UnresolvedReference
+from firebreak.cycles.locks import LockWaitCancelled, site_lock
 from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import RunOutcome, finish_run, start_run
@@ -20,11 +23,34 @@ from firebreak.restic.errors import (
     RepositoryNotFound,
     ResticError,
     classify,
+    is_transient,
+    leaves_stale_lock,
 )
 from firebreak.restic.messages import backup_summary, unreadable_items
 from firebreak.restic.result import ResticResult
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """Retries of transient failures: exponential backoff with jitter, never past deadline."""
+
+    attempts: int
+    initial_delay: float
+    max_delay: float
+    # time.monotonic() after which no retry starts (the source's next scheduled cycle).
+    deadline: float | None = None
+
+    def delay(self, attempt: int, now: float) -> float | None:
+        """Seconds to wait before retry number attempt+1, or None: give up."""
+        if attempt >= self.attempts:
+            return None
+        ceiling = min(self.max_delay, self.initial_delay * float(2**attempt))
+        wait: float = ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
+        if self.deadline is not None and now + wait >= self.deadline:
+            return None
+        return wait
 
 
 def back_up_site(
@@ -34,13 +60,70 @@ def back_up_site(
     *,
     cycle_id: int | None = None,
     cancel: threading.Event | None = None,
+    retry: RetryPlan | None = None,
 ) -> Run:
-    """Back up one source to one site and return the finished run row.
+    """Back up one source to one site and return the last run row.
 
-    The row is written as ``running`` before restic starts and finished whatever happens,
-    so a crash inside firebreak still leaves a failed run rather than a silent gap.
+    Every try is its own row, written as ``running`` before restic starts and finished
+    whatever happens. Transient failures are retried when a RetryPlan is given.
     """
-    with rt.run_slots:
+    attempt = 0
+    while True:
+        run = _one_try(rt, source_name, site_name, cycle_id, cancel)
+        if run.status in (Status.SUCCESS, Status.PARTIAL) or retry is None:
+            return run
+        if not is_transient(run.error_class) or (cancel is not None and cancel.is_set()):
+            return run
+        wait = retry.delay(attempt, time.monotonic())
+        if wait is None:
+            return run
+        attempt += 1
+        RunLog(logger, {"source": source_name, "site": site_name, "run_id": run.id}).warning(
+            "%s; retry %d of %d in %.0fs", run.error_class, attempt, retry.attempts, wait
+        )
+        if (cancel or threading.Event()).wait(wait):
+            return run
+
+
+def _one_try(
+    rt: Runtime,
+    source_name: str,
+    site_name: str,
+    cycle_id: int | None,
+    cancel: threading.Event | None,
+) -> Run:
+    purpose = f"backup of {source_name}"
+    try:
+        with site_lock(rt.locks_dir, site_name, purpose, cancel), rt.run_slots:
+            run_id = start_run(
+                rt.engine,
+                source=source_name,
+                site=site_name,
+                operation="backup",
+                host=rt.host,
+                restic_version=str(rt.restic_version),
+                cycle_id=cycle_id,
+                pid=os.getpid(),
+            )
+            log = RunLog(logger, {"source": source_name, "site": site_name, "run_id": run_id})
+            log.info("backup started")
+            try:
+                outcome = _back_up(rt, source_name, site_name, log, cycle_id, cancel)
+            except BaseException as exc:
+                finish_run(
+                    rt.engine,
+                    run_id,
+                    RunOutcome(
+                        Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED,
+                        error_class="InternalError",
+                        error_message=f"{type(exc).__name__} in firebreak",
+                    ),
+                )
+                raise
+            if leaves_stale_lock(outcome.error_class):
+                rt.needs_unlock.add(site_name)
+            run = finish_run(rt.engine, run_id, outcome)
+    except LockWaitCancelled as exc:
         run_id = start_run(
             rt.engine,
             source=source_name,
@@ -51,22 +134,11 @@ def back_up_site(
             cycle_id=cycle_id,
             pid=os.getpid(),
         )
-        log = RunLog(logger, {"source": source_name, "site": site_name, "run_id": run_id})
-        log.info("backup started")
-        try:
-            outcome = _back_up(rt, source_name, site_name, log, cycle_id, cancel)
-        except BaseException as exc:
-            finish_run(
-                rt.engine,
-                run_id,
-                RunOutcome(
-                    Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED,
-                    error_class="InternalError",
-                    error_message=f"{type(exc).__name__} in firebreak",
-                ),
-            )
-            raise
-    run = finish_run(rt.engine, run_id, outcome)
+        return finish_run(
+            rt.engine,
+            run_id,
+            RunOutcome(Status.INTERRUPTED, error_class="Interrupted", error_message=str(exc)),
+        )
     _log_outcome(log, run)
     return run
 
@@ -86,6 +158,11 @@ def _back_up(
         return RunOutcome(
             Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
         )
+    if site_name in rt.needs_unlock:
+        log.info("removing stale locks left by an earlier run (restic unlock)")
+        unlock = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
+        if _recorded(rt, "unlock", source_name, access, unlock, cycle_id, cancel) is None:
+            rt.needs_unlock.discard(site_name)
     invocation = commands.backup(
         rt.restic_binary,
         access,
@@ -100,10 +177,11 @@ def _back_up(
     initialized = False
     if isinstance(error, RepositoryNotFound) and site.init == "auto":
         log.warning("no repository at the site; creating it (init: auto)")
-        init_error = _init(rt, source_name, access, cycle_id, cancel)
+        init = commands.init(rt.restic_binary, access, rt.cache_dir, os.environ)
+        init_error = _recorded(rt, "init", source_name, access, init, cycle_id, cancel)
         if init_error is not None:
             return RunOutcome(
-                Status.FAILED,
+                Status.INTERRUPTED if isinstance(init_error, Interrupted) else Status.FAILED,
                 exit_code=init_error.exit_code,
                 error_class=init_error.error_class,
                 error_message=f"creating the repository failed: {init_error.message}",
@@ -127,35 +205,36 @@ def _run(
         timeout=site.timeout.total_seconds(),
         stall_timeout=site.stall_timeout.total_seconds(),
         cancel=cancel,
+        kill_grace=rt.kill_grace,
     )
 
 
-def _init(
+def _recorded(
     rt: Runtime,
+    operation: str,
     source_name: str,
     access: SiteAccess,
+    invocation: runner.Invocation,
     cycle_id: int | None,
     cancel: threading.Event | None,
 ) -> ResticError | None:
-    """``restic init`` at the site, recorded as its own run."""
+    """A housekeeping restic operation (init, unlock) at the site, recorded as its own run."""
     run_id = start_run(
         rt.engine,
         source=source_name,
         site=access.name,
-        operation="init",
+        operation=operation,
         host=rt.host,
         restic_version=str(rt.restic_version),
         cycle_id=cycle_id,
         pid=os.getpid(),
     )
-    result = _run(
-        rt, commands.init(rt.restic_binary, access, rt.cache_dir, os.environ), access, cancel
-    )
+    result = _run(rt, invocation, access, cancel)
     error = classify(result)
     finish_run(
         rt.engine,
         run_id,
-        RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=True)
+        RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=operation == "init")
         if error is None
         else RunOutcome(
             Status.FAILED,

@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from firebreak.cycles.backup import back_up_site
+from firebreak.cycles.backup import RetryPlan, back_up_site
 from firebreak.cycles.runtime import Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import finish_cycle, runs_of_cycle, start_cycle
@@ -53,6 +53,7 @@ def run_cycle(
     sites: list[str] | None = None,
     trigger: str = "cli",
     cancel: threading.Event | None = None,
+    retry: RetryPlan | None = None,
 ) -> CycleReport:
     """Back up a source to its sites (all of them, or the ones named) and record the cycle."""
     source = rt.config.sources[source_name]
@@ -63,14 +64,21 @@ def run_cycle(
     log.info("cycle %d of %s to %s started", cycle_id, source_name, ", ".join(names))
     with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"{source_name}") as pool:
         futures = [
-            pool.submit(back_up_site, rt, source_name, name, cycle_id=cycle_id, cancel=cancel)
+            pool.submit(
+                back_up_site, rt, source_name, name, cycle_id=cycle_id, cancel=cancel, retry=retry
+            )
             for name in names
         ]
         for future in futures:
             exc = future.exception()
             if exc is not None:
                 log.error("cycle %d: a site run crashed: %r", cycle_id, exc, exc_info=exc)
-    runs = [run for run in runs_of_cycle(rt.engine, cycle_id) if run.operation == "backup"]
+    # The last backup try at each site decides (earlier tries were retried).
+    last: dict[str, Run] = {}
+    for run in runs_of_cycle(rt.engine, cycle_id):
+        if run.operation == "backup":
+            last[run.site] = run
+    runs = [last[name] for name in names if name in last]
     status = cycle_status(runs)
     succeeded = sum(1 for run in runs if run.status == Status.SUCCESS)
     finish_cycle(rt.engine, cycle_id, status=status, succeeded=succeeded)

@@ -26,9 +26,28 @@ class Runtime:
     host: str
     # At most max_parallel_runs restic processes at once, whatever mix of sources and sites.
     run_slots: threading.BoundedSemaphore = field(init=False)
+    # Sites whose last run was stopped or hit a lock: `restic unlock` before the next run.
+    needs_unlock: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.run_slots = threading.BoundedSemaphore(self.config.max_parallel_runs)
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.config.state_dir / "locks"
+
+    @property
+    def kill_grace(self) -> float:
+        """How long restic gets after SIGINT before SIGKILL."""
+        return self.config.daemon.shutdown_grace.total_seconds()
+
+    def reconfigured(self, config: Config) -> Runtime:
+        """The same database, restic and stale-lock knowledge under a new config (SIGHUP)."""
+        fresh = Runtime(
+            config=config, engine=self.engine, restic_version=self.restic_version, host=self.host
+        )
+        fresh.needs_unlock = self.needs_unlock
+        return fresh
 
     @property
     def restic_binary(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -158,3 +158,51 @@ def all_runs(engine: Engine) -> list[Run]:
         runs = list(session.scalars(select(Run).order_by(Run.id)))
         session.expunge_all()
     return runs
+
+
+def last_cycle_starts(engine: Engine) -> dict[str, datetime]:
+    """When each source's newest finished cycle started, failed or not; an interrupted one
+    does not count (its work is still to be done)."""
+    finished = (Status.SUCCESS, Status.PARTIAL, Status.FAILED)
+    newest = func.max(Cycle.started_at)
+    query = select(Cycle.source, newest).where(Cycle.status.in_(finished)).group_by(Cycle.source)
+    with Session(engine) as session:
+        return {source: started for source, started in session.execute(query) if started}
+
+
+def interrupt_leftovers(
+    engine: Engine, host: str, still_running: Callable[[int | None], bool]
+) -> list[Run]:
+    """Runs and cycles this host left ``running`` (a daemon that was killed or crashed)
+    become ``interrupted``, unless their process is still at work."""
+    message = "firebreak stopped before this run ended (found when the daemon started)"
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        leftovers = [
+            run
+            for run in session.scalars(
+                select(Run).where(Run.status == Status.RUNNING, Run.host == host)
+            )
+            if not still_running(run.pid)
+        ]
+        now = utcnow()
+        for run in leftovers:
+            run.status = Status.INTERRUPTED
+            run.finished_at = now
+            run.duration_seconds = (now - run.started_at).total_seconds()
+            run.error_class = "Interrupted"
+            run.error_message = message
+        session.flush()
+        busy_cycles = select(Run.cycle_id).where(
+            Run.status == Status.RUNNING, Run.cycle_id.is_not(None)
+        )
+        session.execute(
+            update(Cycle)
+            .where(
+                Cycle.status == Status.RUNNING,
+                Cycle.host == host,
+                Cycle.id.not_in(busy_cycles),
+            )
+            .values(status=Status.INTERRUPTED, finished_at=now)
+        )
+        session.expunge_all()
+    return leftovers

@@ -6,7 +6,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Literal
 
-from firebreak.config.model import FAILURE_DOMAINS, Config, FailureDomain, Location
+from firebreak.config.model import Config, Location
+from firebreak.config.placement import FAILURE_DOMAINS, FailureDomain
 from firebreak.placement.geo import distance_km
 
 Severity = Literal["error", "warn"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firebreak.config.model import FAILURE_DOMAINS, Config, FailureDomain
+from firebreak.config.model import Config
+from firebreak.config.placement import FAILURE_DOMAINS, FailureDomain
 from firebreak.placement.policy import same_label
 
 LOSS_KEYS: tuple[str, ...] = (*FAILURE_DOMAINS, "site")

@@ -136,6 +136,13 @@ def snapshots(
     return _invocation(binary, command, access, cache_dir, parent_env)
 
 
+def unlock(
+    binary: str, access: SiteAccess, cache_dir: Path, parent_env: Mapping[str, str]
+) -> Invocation:
+    """``restic unlock``: removes only stale locks (dead owner on this host, or 30 min old)."""
+    return _invocation(binary, ("unlock",), access, cache_dir, parent_env)
+
+
 def cat_config(
     binary: str, access: SiteAccess, cache_dir: Path, parent_env: Mapping[str, str]
 ) -> Invocation:

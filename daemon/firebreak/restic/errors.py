@@ -120,6 +120,16 @@ _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
 )
 
 
+def is_transient(error_class: str | None) -> bool:
+    """Whether a recorded failure of this class may go away by itself (worth a retry)."""
+    return error_class in _TRANSIENT
+
+
+def leaves_stale_lock(error_class: str | None) -> bool:
+    """A run that was stopped or hit a lock: unlock before the next run on that site."""
+    return error_class in _UNLOCK_AFTER
+
+
 def classify(result: ResticResult) -> ResticError | None:
     """The error a finished run stands for, or None when restic reported success."""
     if result.stop_reason is StopReason.TIMEOUT:
@@ -149,3 +159,11 @@ def _classify_text(text: str) -> type[ResticError] | None:
         if pattern.search(text):
             return kind
     return None
+
+
+_TRANSIENT = frozenset(
+    kind.error_class for kind in (RepositoryLocked, SiteUnreachable, Timeout, Stalled)
+)
+_UNLOCK_AFTER = frozenset(
+    kind.error_class for kind in (RepositoryLocked, Timeout, Stalled, Interrupted)
+)

@@ -8,11 +8,13 @@ SIGINT then SIGKILL, secrets masked in everything that is kept.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -103,10 +105,15 @@ def run(
         env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{read_fd}"
         pass_fds = (read_fd,)
 
+    program = invocation.argv[0]
+    if shutil.which(program, path=env.get("PATH")) is None:
+        if read_fd is not None:
+            os.close(read_fd)
+        raise ResticUnavailable(f"cannot start {program}: no such program, or not executable")
     started = time.monotonic()
     try:
         process = subprocess.Popen(
-            invocation.argv,
+            (*_die_with_parent(), *invocation.argv),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -162,6 +169,19 @@ def run(
         reader.join(timeout=1.0)
     result.duration_seconds = time.monotonic() - started
     return result
+
+
+@functools.cache
+def _die_with_parent() -> tuple[str, ...]:
+    """setpriv's --pdeathsig: restic gets SIGKILL if firebreak dies, even by SIGKILL.
+
+    (subprocess's preexec_fn could call prctl itself, but it is not safe with threads.)
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.warning("setpriv not found (util-linux): restic may outlive a killed firebreak")
+        return ()
+    return (setpriv, "--pdeathsig", "KILL", "--")
 
 
 def _limit_reached(

@@ -1,0 +1,1 @@
+"""The long-running service: APScheduler wiring, catch-up, signals, systemd notification."""

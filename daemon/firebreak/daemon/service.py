@@ -1,0 +1,346 @@
+"""``firebreak run``: the daemon.
+
+Start: config, placement policy, restic, database (READY=1 only after all of them), runs left
+``running`` by a killed daemon marked interrupted, jobs from the config, overdue sources caught
+up at once (staggered). Then: cycles on schedule, a heartbeat (WATCHDOG=1, STATUS=), a
+catch-up check every minute (a machine that slept). SIGHUP reloads, SIGTERM/SIGINT stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from firebreak.config import Config, ConfigError, load_config
+from firebreak.config.durations import humanize_age
+from firebreak.cycles.backup import RetryPlan
+from firebreak.cycles.cycle import run_cycle
+from firebreak.cycles.runtime import Runtime, open_runtime
+from firebreak.daemon.catchup import overdue_sources
+from firebreak.daemon.systemd import Notifier
+from firebreak.history.database import DatabaseError
+from firebreak.history.records import interrupt_leftovers, utcnow
+from firebreak.placement.check import check_placement
+from firebreak.restic.errors import ResticUnavailable
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_CHECK_SECONDS = 60.0
+HEARTBEAT_SECONDS = 30.0
+SHUTDOWN_MARGIN_SECONDS = 15.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start; ``code`` is the exit code (docs/cli.md)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class ReloadStatus:
+    ok: bool
+    at: datetime
+    message: str = ""
+
+
+def preflight(config_path: Path) -> tuple[Config, Runtime]:
+    """Everything that must hold before READY=1; raises StartupError saying what does not."""
+    try:
+        config = load_config(config_path, check_environment=True)
+    except ConfigError as exc:
+        raise StartupError(exc.render(), 2) from None
+    verify_placement(config)
+    try:
+        return config, open_runtime(config)
+    except (ResticUnavailable, DatabaseError) as exc:
+        raise StartupError(str(exc), 5) from None
+
+
+def verify_placement(config: Config) -> None:
+    report = check_placement(config)
+    for violation in report.errors:
+        log.error("placement: %s", violation.message)
+    if report.errors:
+        raise StartupError(
+            f"{len(report.errors)} placement violation(s): refusing to run "
+            "(firebreak validate explains them)",
+            2,
+        )
+    if report.warnings:
+        log.warning(
+            "PLACEMENT POLICY IN WARN MODE: %d violation(s) — copies of these sources can be "
+            "lost together",
+            len(report.warnings),
+        )
+        for violation in report.warnings:
+            log.warning("placement: %s", violation.message)
+
+
+class Daemon:
+    def __init__(self, config_path: Path, notifier: Notifier | None = None) -> None:
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.stop_requested = threading.Event()
+        self.cancel = threading.Event()  # reaches every running restic
+        self.reload_requested = threading.Event()
+        self.reload_status: ReloadStatus | None = None
+        self._running: dict[str, int] = {}
+        self._running_lock = threading.Lock()
+        self._idle = threading.Condition(self._running_lock)
+        self.rt: Runtime
+        self.scheduler: BackgroundScheduler
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            config, self.rt = preflight(self.config_path)
+        except StartupError as exc:
+            for line in str(exc).splitlines():
+                log.error("%s", line)
+            return exc.code
+        recovered = interrupt_leftovers(self.rt.engine, self.rt.host, _still_running)
+        for run in recovered:
+            log.warning(
+                "run %d (%s → %s) was left running by an earlier firebreak: marked interrupted",
+                run.id, run.source, run.site,
+            )  # fmt: skip
+            self.rt.needs_unlock.add(run.site)
+        self._install_signals()
+        self.scheduler = self._new_scheduler(config)
+        self._schedule_sources(config)
+        self._catch_up(initial=True)
+        self.scheduler.start()
+        self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
+        log.info("firebreak daemon ready: %s", self.status_line())
+        last_check = time.monotonic()
+        while not self.stop_requested.wait(1.0):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+            if time.monotonic() - last_check >= CATCH_UP_CHECK_SECONDS:
+                last_check = time.monotonic()
+                self._catch_up(initial=False)
+        self._shutdown()
+        return 0
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s received: stopping", signal.Signals(signum).name)
+            self.stop_requested.set()
+
+        def reload(_signum: int, _frame: FrameType | None) -> None:
+            self.reload_requested.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def _shutdown(self) -> None:
+        self.notifier.notify("STOPPING=1", "STATUS=stopping: interrupting running restic")
+        self.cancel.set()
+        # Not shutdown(wait=True): APScheduler holds its job store lock while it waits, and
+        # a finishing job may need it. Running cycles are counted by the daemon itself.
+        self.scheduler.shutdown(wait=False)
+        log.info("waiting for running cycles to stop (restic gets %.0fs)", self.rt.kill_grace)
+        deadline = time.monotonic() + self.rt.kill_grace + SHUTDOWN_MARGIN_SECONDS
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(0.5)
+            left = sorted(self._running)
+        if left:
+            log.error("cycles still running at exit: %s", ", ".join(left))
+        log.info("firebreak daemon stopped")
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _new_scheduler(self, config: Config) -> BackgroundScheduler:
+        return BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={
+                # Cycles wait on run slots and site locks, not on these threads.
+                "default": ThreadPoolExecutor(max_workers=max(4, 2 * len(config.sources))),
+                "heartbeat": ThreadPoolExecutor(max_workers=1),
+            },
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(config.daemon.misfire_grace_time.total_seconds()),
+            },
+            timezone=ZoneInfo(config.timezone),
+        )
+
+    def _schedule_sources(self, config: Config) -> None:
+        zone = ZoneInfo(config.timezone)
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("cycle:"):
+                job.remove()
+        for name, source in config.sources.items():
+            self.scheduler.add_job(
+                self._cycle_job,
+                source.parsed_schedule.trigger(zone, config.daemon.jitter),
+                args=(name, "schedule"),
+                id=f"cycle:{name}",
+                name=f"cycle of {name}",
+                replace_existing=True,
+            )
+        every = HEARTBEAT_SECONDS
+        if self.notifier.watchdog_seconds:
+            every = min(every, self.notifier.watchdog_seconds / 2)
+        self.scheduler.add_job(
+            self._heartbeat,
+            "interval",
+            seconds=every,
+            id="heartbeat",
+            executor="heartbeat",
+            replace_existing=True,
+        )
+
+    def _catch_up(self, *, initial: bool) -> None:
+        config = self.rt.config
+        try:
+            due = overdue_sources(config, self.rt.engine, utcnow())
+        except Exception:  # the database may be briefly unreachable; try again next minute
+            log.exception("catch-up check failed")
+            return
+        stagger = config.daemon.catch_up_stagger.total_seconds()
+        delay = 0.0
+        for name in due:
+            with self._running_lock:
+                if self._running.get(name):
+                    continue
+            if self.scheduler.get_job(f"catch-up:{name}") is not None:
+                continue
+            log.info(
+                "%s is overdue%s: catching up%s",
+                name,
+                " at start" if initial else "",
+                f" in {delay:.0f}s" if delay else "",
+            )
+            when = datetime.now(ZoneInfo(config.timezone)) + timedelta(seconds=delay)
+            self.scheduler.add_job(
+                self._cycle_job,
+                DateTrigger(when),
+                args=(name, "catch-up"),
+                id=f"catch-up:{name}",
+                name=f"catch-up of {name}",
+                misfire_grace_time=None,
+            )
+            delay += stagger
+
+    def _cycle_job(self, source_name: str, trigger: str) -> None:
+        rt = self.rt
+        if source_name not in rt.config.sources:
+            return  # removed by a reload
+        with self._running_lock:
+            if self._running.get(source_name):
+                log.info("%s: a cycle is still running; this one is skipped", source_name)
+                return
+            self._running[source_name] = 1
+        try:
+            run_cycle(
+                rt,
+                source_name,
+                trigger=trigger,
+                cancel=self.cancel,
+                retry=self._retry_plan(rt, source_name),
+            )
+        except Exception:
+            log.exception("cycle of %s failed inside firebreak", source_name)
+        finally:
+            with self._running_lock:
+                self._running.pop(source_name, None)
+                self._idle.notify_all()
+            if not self.stop_requested.is_set():
+                self.notifier.notify(f"STATUS={self.status_line()}")
+
+    def _retry_plan(self, rt: Runtime, source_name: str) -> RetryPlan:
+        """Retries stop before the source's next scheduled cycle would start."""
+        retry = rt.config.retry
+        deadline = None
+        job = self.scheduler.get_job(f"cycle:{source_name}")
+        if job is not None and job.next_run_time is not None:
+            left = (job.next_run_time - datetime.now(job.next_run_time.tzinfo)).total_seconds()
+            deadline = time.monotonic() + max(left - 1.0, 0.0)
+        return RetryPlan(
+            attempts=retry.attempts,
+            initial_delay=retry.initial_delay.total_seconds(),
+            max_delay=retry.max_delay.total_seconds(),
+            deadline=deadline,
+        )
+
+    def _heartbeat(self) -> None:
+        fields = [f"STATUS={self.status_line()}"]
+        if self.notifier.watchdog_seconds:
+            fields.insert(0, "WATCHDOG=1")
+        self.notifier.notify(*fields)
+
+    def status_line(self) -> str:
+        config = self.rt.config
+        with self._running_lock:
+            running = len(self._running)
+        text = f"{len(config.sources)} sources, {len(config.sites)} sites, {running} running"
+        upcoming = [
+            (job.next_run_time, job.args[0])
+            for job in self.scheduler.get_jobs()
+            if job.id.startswith(("cycle:", "catch-up:")) and job.next_run_time is not None
+        ]
+        if upcoming:
+            when, name = min(upcoming)
+            wait = max((when - datetime.now(when.tzinfo)).total_seconds(), 0)
+            text += f", next: {name} in {humanize_age(wait)}"
+        return text
+
+    # -- reload ------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: a valid config replaces the jobs; running cycles finish under the old one.
+        An invalid config is rejected with validate's words and the old one keeps running."""
+        log.info("SIGHUP: reloading %s", self.config_path)
+        try:
+            config = load_config(self.config_path, check_environment=True)
+            verify_placement(config)
+        except ConfigError as exc:
+            self._reload_failed(exc.render())
+            return
+        except StartupError as exc:
+            self._reload_failed(str(exc))
+            return
+        self.rt = self.rt.reconfigured(config)
+        self._schedule_sources(config)
+        self._catch_up(initial=False)  # a source the new config adds starts now
+        self.reload_status = ReloadStatus(ok=True, at=utcnow())
+        log.info("configuration reloaded: %s", self.status_line())
+        self.notifier.notify(f"STATUS={self.status_line()}")
+
+    def _reload_failed(self, message: str) -> None:
+        for line in message.splitlines():
+            log.error("%s", line)
+        log.error("configuration NOT reloaded: the previous one keeps running")
+        self.reload_status = ReloadStatus(ok=False, at=utcnow(), message=message)
+
+
+def _still_running(pid: int | None) -> bool:
+    """Is pid a live firebreak other than this one (a manual backup still at work)?"""
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"firebreak" in cmdline

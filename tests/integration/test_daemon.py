@@ -1,0 +1,220 @@
+"""``firebreak run`` as systemd runs it: a real process, real restic, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from firebreak.history.database import make_engine
+from firebreak.history.models import Cycle, Run, Status
+from firebreak.history.records import all_runs
+from tests.support.daemon import DaemonProcess, restic_processes
+from tests.support.setup import Setup
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def daemons(setup: Setup) -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.close()
+
+
+def _start(setup: Setup, daemons: list[DaemonProcess], **kwargs: object) -> DaemonProcess:
+    daemon = DaemonProcess(setup.write(), setup.dir, **kwargs)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    return daemon
+
+
+def _runs(setup: Setup) -> list[Run]:
+    engine = make_engine(f"sqlite:///{setup.dir / 'state' / 'firebreak.db'}")
+    try:
+        return all_runs(engine)
+    finally:
+        engine.dispose()
+
+
+def _backups(setup: Setup, status: Status | None = None, site: str | None = None) -> list[Run]:
+    return [
+        r
+        for r in _runs(setup)
+        if r.operation == "backup"
+        and (status is None or r.status == status)
+        and (site is None or r.site == site)
+    ]
+
+
+def _slow_source(setup: Setup) -> None:
+    """A site that takes ~10 s per backup: 3 MB through restic's own 300 KiB/s limiter."""
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(3_000_000))
+    setup.local_site("slow", limit_upload=300)
+
+
+def test_scheduled_cycles_notify_systemd_and_stop_cleanly(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], schedule="every 3s")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("three successful cycles", lambda: len(_backups(setup, Status.SUCCESS)) >= 6)
+    messages = daemon.receive(1.5)
+    assert messages[0].startswith("READY=1\nSTATUS=1 sources, 2 sites, ")
+    assert any(m.startswith("WATCHDOG=1\nSTATUS=1 sources, 2 sites, ") for m in messages), messages
+    assert any("next: www in " in m for m in messages)
+    assert daemon.stop() == 0
+    assert "firebreak daemon stopped" in daemon.log()
+    assert any(m.startswith("STOPPING=1") for m in daemon.messages)
+    assert not restic_processes(str(setup.dir))
+
+
+def test_catch_up_after_downtime_and_not_after_a_fresh_cycle(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"], schedule="0 3 * * *")  # daily: only catch-up runs it here
+    first = _start(setup, daemons)
+    first.ready()
+    first.wait_for(
+        "the never-run source to catch up", lambda: len(_backups(setup, Status.SUCCESS)) == 1
+    )
+    assert "www is overdue at start: catching up" in first.log()
+    assert first.stop() == 0
+
+    second = _start(setup, daemons)
+    second.ready()
+    second.receive(4)
+    assert second.stop() == 0
+    assert len(_backups(setup)) == 1, "a fresh backup was repeated at start"
+
+    # The daemon was down for two days.
+    engine = make_engine(f"sqlite:///{setup.dir / 'state' / 'firebreak.db'}")
+    with Session(engine) as session, session.begin():
+        for row in [*session.scalars(select(Run)), *session.scalars(select(Cycle))]:
+            row.started_at -= timedelta(days=2)
+    engine.dispose()
+    third = _start(setup, daemons)
+    third.ready()
+    third.wait_for("catch-up after downtime", lambda: len(_backups(setup, Status.SUCCESS)) == 2)
+    assert third.stop() == 0
+
+
+def test_sigkill_mid_backup_leaves_no_restic_and_the_next_cycle_succeeds(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _slow_source(setup)
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    locks = setup.dir / "repo-slow" / "locks"
+    daemon.wait_for(
+        "restic backup to hold its lock", lambda: locks.is_dir() and any(locks.iterdir())
+    )
+    time.sleep(2)  # mid-transfer
+    daemon.signal(signal.SIGKILL)
+    daemon.process.wait(10)
+    deadline = time.monotonic() + 5
+    while restic_processes(str(setup.dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not restic_processes(str(setup.dir)), "restic outlived the killed daemon"
+    [left] = _backups(setup)
+    assert left.status == Status.RUNNING
+    assert list(locks.iterdir()), "the killed restic left its lock behind"
+
+    again = _start(setup, daemons)
+    again.ready()
+    again.wait_for(
+        "the next cycle to succeed", lambda: bool(_backups(setup, Status.SUCCESS)), timeout=120
+    )
+    assert again.stop() == 0
+    runs = _runs(setup)
+    assert runs[0].id == left.id and runs[0].status == Status.INTERRUPTED
+    assert runs[0].error_message and "found when the daemon started" in runs[0].error_message
+    unlocks = [r for r in runs if r.operation == "unlock"]
+    assert unlocks and unlocks[0].status == Status.SUCCESS, "no unlock before the next run"
+    assert "marked interrupted" in again.log()
+
+
+def test_sigterm_during_a_cycle_interrupts_restic_and_exits_0(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _slow_source(setup)
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("restic to start", lambda: bool(restic_processes(str(setup.dir))))
+    time.sleep(1)
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 30
+    assert not restic_processes(str(setup.dir))
+    [run] = _backups(setup)
+    assert run.status == Status.INTERRUPTED
+    assert run.error_class == "Interrupted"
+
+
+def test_sighup_reloads_a_valid_config_and_rejects_an_invalid_one(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("the first catch-up", lambda: len(_backups(setup, Status.SUCCESS)) == 1)
+
+    setup.source("db", ["a"], schedule="every 2s")
+    setup.write()
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(
+        "the new source's cycles",
+        lambda: len([r for r in _backups(setup, Status.SUCCESS) if r.source == "db"]) >= 2,
+    )
+    assert "configuration reloaded" in daemon.log()
+
+    good = setup.path.read_text()
+    setup.path.write_text(good.replace("schedule: every 2s", "schedule: every 2 seconds"))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for("the rejection", lambda: "configuration NOT reloaded" in daemon.log())
+    assert "sources.db.schedule: '2 seconds' is not a duration" in daemon.log()
+    count = len([r for r in _backups(setup) if r.source == "db"])
+    daemon.wait_for(
+        "the old config to keep running",
+        lambda: len([r for r in _backups(setup) if r.source == "db"]) >= count + 2,
+    )
+    assert daemon.stop() == 0
+
+
+def test_a_manual_backup_waits_for_the_daemons_run_on_the_same_site(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _slow_source(setup)
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("the daemon's run", lambda: bool(restic_processes(str(setup.dir))))
+    manual = subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "-v", "backup", "www"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert manual.returncode == 0, manual.stderr
+    assert "site slow is busy (pid " in manual.stderr and "waiting for it" in manual.stderr
+    assert daemon.stop() == 0
+    first, second = sorted(_backups(setup, Status.SUCCESS), key=lambda r: r.started_at)
+    assert first.finished_at is not None and first.finished_at <= second.started_at, (
+        "the runs overlapped"
+    )
