@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from tests.support.daemon import restic_processes
 from tests.support.servers import RestServer
 from tests.support.setup import PASSWORD, Setup
 
@@ -62,8 +66,8 @@ def test_backup_status_snapshots_and_their_exit_codes(
     config = setup.write()
 
     never = firebreak(config, "status")
-    assert never.returncode == 4
-    assert "NOT SAFE" in never.stdout and "never" in never.stdout
+    assert never.returncode == 5
+    assert "no run history at" in never.stderr and "nothing has run yet" in never.stderr
 
     done = firebreak(config, "backup", "www")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -142,3 +146,62 @@ def test_missing_restic_is_a_clear_not_ready_error(setup: Setup) -> None:
     done = firebreak(setup.write(), "backup", "www")
     assert done.returncode == 5
     assert "restic program 'restic-not-installed' not found" in done.stderr
+
+
+def test_ctrl_c_stops_restic_and_records_the_runs_as_interrupted(setup: Setup) -> None:
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(3_000_000))
+    setup.local_site("slow", limit_upload=300)
+    setup.source("www", ["slow"])
+    config = setup.write()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "firebreak", "-c", str(config), "backup", "www"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    locks = setup.dir / "repo-slow" / "locks"
+    deadline = time.monotonic() + 60
+    while not (locks.is_dir() and any(locks.iterdir())):
+        assert time.monotonic() < deadline and process.poll() is None, "the backup never started"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "SIGINT: stopping restic" in err
+    assert "interrupted" in out
+    assert not restic_processes(str(setup.dir))
+    status = firebreak(config, "status", "--json")
+    [site] = json.loads(status.stdout)["sources"][0]["sites"]
+    assert site["last_outcome"] == "interrupted"
+
+
+def test_status_without_any_history_says_so_and_creates_nothing(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    setup.top["database"] = {"url": f"sqlite:///{setup.dir / 'typo' / 'firebreak.db'}"}
+    done = firebreak(setup.write(), "status")
+    assert done.returncode == 5
+    assert f"no run history at {setup.dir / 'typo' / 'firebreak.db'} (database.url)" in done.stderr
+    assert not (setup.dir / "typo").exists()
+
+
+def test_backup_refuses_a_config_that_breaks_the_placement_policy(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    setup.top["placement"] = {"enforce": "error"}
+    done = firebreak(setup.write(), "backup", "www")
+    assert done.returncode == 2
+    assert (
+        'placement: source "www" has 1 site; the placement policy needs at least 3' in done.stderr
+    )
+    assert "nothing was backed up" in done.stderr
+    assert not (setup.dir / "repo-a").exists()
+
+
+def test_validate_without_restic_notes_it_instead_of_crashing(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    setup.top["restic"] = {"binary": "restic-not-installed"}
+    done = firebreak(setup.write(), "validate")
+    assert done.returncode == 0, done.stderr
+    assert "sites.a: repository id not checked (cannot start restic-not-installed" in done.stdout

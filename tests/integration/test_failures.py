@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from firebreak.cycles.backup import back_up_site
+from firebreak.cycles.backup import RetryPlan, back_up_site
 from firebreak.cycles.cycle import run_cycle
 from firebreak.history.models import Status
 from firebreak.history.records import all_runs
@@ -120,3 +120,57 @@ def _init_repository_for_other_source(setup: Setup) -> None:
     setup.source("other", ["a"])
     rt = setup.runtime()
     assert back_up_site(rt, "other", "a").status == Status.SUCCESS
+
+
+def _kill_holding_a_lock(setup: Setup, repository: Path) -> None:
+    """`restic key passwd` takes an exclusive lock, then waits for input: SIGKILL it there."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(setup.dir),
+        "RESTIC_PASSWORD_FILE": str(setup.password_file),
+        "RESTIC_REPOSITORY": str(repository),
+        "RESTIC_CACHE_DIR": str(setup.dir / "cache"),
+    }
+    holder = subprocess.Popen(
+        ["restic", "key", "passwd"], env=env, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not any((repository / "locks").iterdir()):
+            assert time.monotonic() < deadline, "restic never took its lock"
+            time.sleep(0.1)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
+def test_a_stale_lock_is_unlocked_and_the_retry_succeeds(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    _init_repository(setup, "a")
+    _kill_holding_a_lock(setup, setup.dir / "repo-a")
+    rt = setup.runtime()
+
+    run = back_up_site(rt, "www", "a", retry=RetryPlan(attempts=2, initial_delay=0.2, max_delay=1))
+
+    assert run.status == Status.SUCCESS
+    history = [(r.operation, r.status, r.error_class) for r in all_runs(rt.engine)][2:]
+    assert history == [
+        ("backup", Status.FAILED, "RepositoryLocked"),
+        ("unlock", Status.SUCCESS, None),  # the owner is dead: restic unlock removes it
+        ("backup", Status.SUCCESS, None),
+    ]
+
+
+def test_permanent_failures_are_not_retried(setup: Setup, tmp_path: Path) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    _init_repository(setup, "a")
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("nope\n")
+    setup.sites["a"]["password_file"] = str(wrong)
+    rt = setup.runtime()
+    run = back_up_site(rt, "www", "a", retry=RetryPlan(attempts=3, initial_delay=0.1, max_delay=1))
+    assert run.error_class == "WrongPassword"
+    # the first backup and its init made the repository; then one try, no retry
+    assert [r.operation for r in all_runs(rt.engine)] == ["backup", "init", "backup"]

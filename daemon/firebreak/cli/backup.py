@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
 from rich.table import Table
 
 from firebreak.cli.common import (
     Exit,
     Options,
+    cancel_on_signals,
     check_names,
     console,
     fail,
@@ -15,8 +18,10 @@ from firebreak.cli.common import (
     load,
     runtime,
 )
+from firebreak.cli.placement import print_report
 from firebreak.cycles.cycle import CycleReport, run_cycle
 from firebreak.history.models import Status
+from firebreak.placement.check import check_placement
 
 
 @click.command()
@@ -30,21 +35,40 @@ def backup(
     """Back up SOURCES to their sites now.
 
     Exit 0 when every site succeeded, 3 when every site has a new snapshot but some files
-    could not be read, 4 when one or more sites failed.
+    could not be read, 4 when one or more sites failed, 130 when interrupted (Ctrl-C,
+    SIGTERM: restic is stopped and the runs are recorded as interrupted).
     """
     config = load(options, check_environment=True)
-    names = list(config.sources) if all_sources else list(sources)
+    names = list(dict.fromkeys(config.sources if all_sources else sources))
+    chosen = list(dict.fromkeys(sites)) or None
     if not names:
         fail("name a source to back up, or use --all", Exit.CONFIG)
-    check_names(options, config, names, sites)
+    check_names(options, config, names, chosen or ())
+    # The same rules as validate and the daemon, minus the network probes: a config that
+    # violates the policy in error mode is refused here too.
+    placement = check_placement(
+        config, sources=names, resolve_hosts=False, probe_repositories=False
+    )
+    print_report(options, placement)
+    if placement.errors:
+        count = len(placement.errors)
+        fail(f"{count} placement violation(s); nothing was backed up", Exit.CONFIG)
     rt = runtime(config)
-    reports = [run_cycle(rt, name, sites=list(sites) or None) for name in names]
+    cancel = threading.Event()
+    with cancel_on_signals(cancel):
+        reports = []
+        for name in names:
+            if cancel.is_set():
+                break
+            reports.append(run_cycle(rt, name, sites=chosen, cancel=cancel))
     out = console()
     for report in reports:
         out.print(_table(report))
         for line in _problems(report):
             click.echo(line)
     statuses = {report.status for report in reports}
+    if cancel.is_set():
+        raise SystemExit(Exit.INTERRUPTED)
     if statuses <= {Status.SUCCESS}:
         raise SystemExit(Exit.OK)
     if statuses <= {Status.SUCCESS, Status.PARTIAL}:
@@ -57,7 +81,7 @@ def _table(report: CycleReport) -> Table:
     table = Table(
         title=(
             f"{report.source}: {report.status} "
-            f"({ok} of {len(report.runs)} sites, cycle {report.cycle_id})"
+            f"({ok} of {len(report.sites)} sites, cycle {report.cycle_id})"
         ),
         title_justify="left",
     )
@@ -76,11 +100,12 @@ def _table(report: CycleReport) -> Table:
 
 
 def _problems(report: CycleReport) -> list[str]:
-    return [
+    lines = [
         f"  {run.site}: {run.error_class}: {run.error_message}"
         for run in report.runs
         if run.error_class
     ]
+    return lines + [f"  {site}: no run recorded (the log says why)" for site in report.missing]
 
 
 def _colour(status: str) -> str:

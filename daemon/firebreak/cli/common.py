@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 import click
@@ -29,6 +34,7 @@ class Exit:
     PARTIAL = 3  # every site has a new snapshot, but some files could not be read
     FAILED = 4  # one or more sites failed, or a source is not safe
     NOT_READY = 5  # restic or the database cannot be used
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM: restic was stopped, the runs say so
 
 
 @dataclass
@@ -55,6 +61,24 @@ def load(options: Options, *, check_environment: bool = False) -> Config:
         click.echo(exc.render(), err=True)
         click.echo(f"{len(exc.problems)} problem(s) in {exc.file}", err=True)
         sys.exit(Exit.CONFIG)
+
+
+@contextmanager
+def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM stop restic cleanly (its own process group does not get the
+    terminal's SIGINT) and the runs are recorded as interrupted, instead of firebreak dying
+    and leaving restic and ``running`` rows behind."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        click.echo(f"{signal.Signals(signum).name}: stopping restic…", err=True)
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def check_names(

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from firebreak.cli.common import Exit, Options, console, fail, format_bytes, load
 from firebreak.config.durations import format_seconds, humanize_age
-from firebreak.history.database import DatabaseError, make_engine, require_current
+from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
 from firebreak.history.freshness import SourceFreshness, freshness
 from firebreak.history.records import latest_runs, utcnow
 
@@ -23,6 +23,13 @@ def status(options: Options, as_json: bool) -> None:
     Exit 0 when every source is safe, 4 when one or more is not.
     """
     config = load(options)
+    history = sqlite_path(config.database_url)
+    if history is not None and not history.exists():
+        fail(
+            f"no run history at {history} (database.url): nothing has run yet, "
+            "or the path is wrong",
+            Exit.NOT_READY,
+        )
     try:
         engine = make_engine(config.database_url)
         require_current(engine)

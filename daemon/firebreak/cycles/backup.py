@@ -95,6 +95,8 @@ def _one_try(
     purpose = f"backup of {source_name}"
     try:
         with site_lock(rt.locks_dir, site_name, purpose, cancel), rt.run_slots:
+            if site_name in rt.needs_unlock:
+                _unlock(rt, source_name, site_name, cycle_id, cancel)
             run_id = start_run(
                 rt.engine,
                 source=source_name,
@@ -109,6 +111,10 @@ def _one_try(
             log.info("backup started")
             try:
                 outcome = _back_up(rt, source_name, site_name, log, cycle_id, cancel)
+            except ResticError as exc:  # restic could not be started: say why, not "crashed"
+                outcome = RunOutcome(
+                    Status.FAILED, error_class=exc.error_class, error_message=exc.message
+                )
             except BaseException as exc:
                 finish_run(
                     rt.engine,
@@ -158,11 +164,6 @@ def _back_up(
         return RunOutcome(
             Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
         )
-    if site_name in rt.needs_unlock:
-        log.info("removing stale locks left by an earlier run (restic unlock)")
-        unlock = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
-        if _recorded(rt, "unlock", source_name, access, unlock, cycle_id, cancel) is None:
-            rt.needs_unlock.discard(site_name)
     invocation = commands.backup(
         rt.restic_binary,
         access,
@@ -194,6 +195,24 @@ def _back_up(
         hint = " (init: never — create it with `restic init`, or set init: auto)"
         outcome = replace(outcome, error_message=f"{outcome.error_message}{hint}")
     return outcome
+
+
+def _unlock(
+    rt: Runtime,
+    source_name: str,
+    site_name: str,
+    cycle_id: int | None,
+    cancel: threading.Event | None,
+) -> None:
+    """``restic unlock`` (stale locks only) after a run that was stopped or hit a lock."""
+    try:
+        access = resolve_site(site_name, rt.config.sites[site_name])
+    except UnresolvedReference:
+        return  # the backup reports it
+    logger.info("%s: removing stale locks left by an earlier run (restic unlock)", site_name)
+    unlock = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
+    if _recorded(rt, "unlock", source_name, access, unlock, cycle_id, cancel) is None:
+        rt.needs_unlock.discard(site_name)
 
 
 def _run(
@@ -229,16 +248,27 @@ def _recorded(
         cycle_id=cycle_id,
         pid=os.getpid(),
     )
-    result = _run(rt, invocation, access, cancel)
-    error = classify(result)
+    try:
+        result = _run(rt, invocation, access, cancel)
+        error = classify(result)
+        exit_code: int | None = result.exit_code
+    except ResticError as exc:  # restic could not even be started
+        error, exit_code = exc, None
+    except BaseException:
+        finish_run(
+            rt.engine,
+            run_id,
+            RunOutcome(Status.FAILED, error_class="InternalError", error_message="crashed"),
+        )
+        raise
     finish_run(
         rt.engine,
         run_id,
         RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=operation == "init")
         if error is None
         else RunOutcome(
-            Status.FAILED,
-            exit_code=result.exit_code,
+            Status.INTERRUPTED if isinstance(error, Interrupted) else Status.FAILED,
+            exit_code=exit_code,
             error_class=error.error_class,
             error_message=error.message,
         ),

@@ -25,6 +25,13 @@ class CycleReport:
     source: str
     status: Status
     runs: list[Run]
+    sites: list[str]
+
+    @property
+    def missing(self) -> list[str]:
+        """Sites with no run recorded: firebreak itself failed before restic (see the log)."""
+        ran = {run.site for run in self.runs}
+        return [site for site in self.sites if site not in ran]
 
     @property
     def failed(self) -> list[Run]:
@@ -35,7 +42,11 @@ class CycleReport:
         return [run for run in self.runs if run.status == Status.PARTIAL]
 
 
-def cycle_status(runs: list[Run]) -> Status:
+def cycle_status(runs: list[Run], expected: int) -> Status:
+    """success: every site succeeded; partial: every site has a snapshot; failed: a site has
+    none — including a site with no run recorded at all (firebreak failed before restic)."""
+    if len(runs) < expected:
+        return Status.FAILED
     statuses = {run.status for run in runs}
     if statuses <= {Status.SUCCESS}:
         return Status.SUCCESS
@@ -79,7 +90,7 @@ def run_cycle(
         if run.operation == "backup":
             last[run.site] = run
     runs = [last[name] for name in names if name in last]
-    status = cycle_status(runs)
+    status = cycle_status(runs, expected=len(names))
     succeeded = sum(1 for run in runs if run.status == Status.SUCCESS)
     finish_cycle(rt.engine, cycle_id, status=status, succeeded=succeeded)
     log.info(
@@ -90,4 +101,4 @@ def run_cycle(
         succeeded,
         len(names),
     )
-    return CycleReport(cycle_id=cycle_id, source=source_name, status=status, runs=runs)
+    return CycleReport(cycle_id=cycle_id, source=source_name, status=status, runs=runs, sites=names)

@@ -44,6 +44,17 @@ class SchemaState:
         return self.current == self.head
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite history, or None for other databases."""
+    try:
+        parsed = make_url(interpolate(url))
+    except Exception:  # make_engine reports it
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the history database; creates the SQLite file's directory."""
     try:
@@ -53,11 +64,21 @@ def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create the directory of {parsed.database}: {exc.strerror}"
+                ) from None
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
-    engine = create_engine(parsed, **kwargs)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except Exception as exc:  # unknown dialect, missing driver (psycopg not installed) ...
+        raise DatabaseError(
+            f"cannot use database.url {parsed.render_as_string(hide_password=True)}: {exc}"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

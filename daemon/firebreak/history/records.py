@@ -98,7 +98,7 @@ def finish_run(engine: Engine, run_id: int, outcome: RunOutcome) -> Run:
         run.duration_seconds = (now - run.started_at).total_seconds()
         run.exit_code = outcome.exit_code
         run.error_class = outcome.error_class
-        run.error_message = outcome.error_message
+        run.error_message = _fit(outcome.error_message, Run.error_message.type.length)
         run.snapshot_id = outcome.snapshot_id
         run.files_new = outcome.files_new
         run.files_changed = outcome.files_changed
@@ -107,6 +107,13 @@ def finish_run(engine: Engine, run_id: int, outcome: RunOutcome) -> Run:
         run.bytes_processed = outcome.bytes_processed
         run.repository_initialized = outcome.repository_initialized
         return run
+
+
+def _fit(text: str | None, length: int | None) -> str | None:
+    """Messages are cut to their column (PostgreSQL refuses longer ones, SQLite keeps them)."""
+    if text is None or length is None or len(text) <= length:
+        return text
+    return text[: length - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import itertools
 import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -24,7 +26,7 @@ from firebreak.placement.policy import Severity, Violation, effective_policy
 from firebreak.placement.targets import Target, site_target
 from firebreak.restic import commands, runner
 from firebreak.restic.access import resolve_site
-from firebreak.restic.errors import RepositoryNotFound, classify
+from firebreak.restic.errors import RepositoryNotFound, ResticUnavailable, classify
 
 DNS_TIMEOUT_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 30.0
@@ -42,23 +44,36 @@ class Note:
 
 
 class HostLookups:
-    """Resolves each host once, in parallel, with a short timeout; failures become notes."""
+    """Resolves each host once, in parallel, with a short timeout; failures become notes.
+
+    Each lookup runs on a daemon thread: a resolver that hangs (glibc retries for 30 s and
+    more) can neither delay the answer nor keep the process from exiting.
+    """
 
     def __init__(
         self, resolver: Resolver | None = None, timeout: float = DNS_TIMEOUT_SECONDS
     ) -> None:
         self._resolver = resolver or _getaddrinfo
         self._timeout = timeout
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns")
         self._cache: dict[str, set[str] | str] = {}
-        self._pending: dict[str, Future[set[str]]] = {}
+        self._pending: dict[str, tuple[Future[set[str]], float]] = {}
 
     def start(self, hosts: Iterable[str]) -> None:
-        self._pending = {
-            host: self._pool.submit(self._resolver, host)
-            for host in set(hosts)
-            if host not in self._cache and _literal(host) is None
-        }
+        for host in set(hosts):
+            if host not in self._cache and host not in self._pending and _literal(host) is None:
+                self._pending[host] = (self._lookup(host), time.monotonic() + self._timeout)
+
+    def _lookup(self, host: str) -> Future[set[str]]:
+        future: Future[set[str]] = Future()
+
+        def work() -> None:
+            try:
+                future.set_result(self._resolver(host))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name=f"dns-{host}", daemon=True).start()
+        return future
 
     def addresses(self, host: str) -> set[str] | str:
         """The host's addresses, or why they are unknown."""
@@ -68,11 +83,10 @@ class HostLookups:
         if literal is not None:
             result: set[str] | str = {literal}
         else:
-            future = getattr(self, "_pending", {}).get(host) or self._pool.submit(
-                self._resolver, host
-            )
+            self.start([host])
+            future, deadline = self._pending[host]
             try:
-                result = future.result(timeout=self._timeout)
+                result = future.result(timeout=max(deadline - time.monotonic(), 0.0))
             except FutureTimeout:
                 result = f"looking up {host} took longer than {self._timeout:g}s"
             except OSError as exc:
@@ -81,7 +95,7 @@ class HostLookups:
         return result
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to wait for: lookups still running are abandoned."""
 
 
 def _getaddrinfo(host: str) -> set[str]:
@@ -291,9 +305,12 @@ def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str
         except UnresolvedReference as exc:
             return name, None, str(exc)
         invocation = commands.cat_config(config.restic.binary, access, config.cache_dir, os.environ)
-        result = runner.run(
-            invocation, timeout=min(PROBE_TIMEOUT_SECONDS, site.timeout.total_seconds())
-        )
+        try:
+            result = runner.run(
+                invocation, timeout=min(PROBE_TIMEOUT_SECONDS, site.timeout.total_seconds())
+            )
+        except ResticUnavailable as exc:
+            return name, None, exc.message
         error = classify(result)
         if isinstance(error, RepositoryNotFound):
             return name, None, "no repository there yet; checked once it exists"

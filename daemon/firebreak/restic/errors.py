@@ -51,6 +51,13 @@ class SiteUnreachable(ResticError):
     summary = "the site cannot be reached"
 
 
+class AccessDenied(ResticError):
+    """The site answered, but refused us: credentials, permissions, a certificate."""
+
+    error_class = "AccessDenied"
+    summary = "the site refused access"
+
+
 class SourceMissing(ResticError):
     error_class = "SourceMissing"
     summary = "none of the source's paths exist"
@@ -94,12 +101,15 @@ _BY_EXIT_CODE: dict[int, type[ResticError]] = {
     130: Interrupted,
 }
 
-# Order matters: an unreachable server also makes restic ask "Is there a repository ...?".
+# Order matters. restic 0.14 adds "Is there a repository at the following location?" to every
+# failure to read the config file (refused connections, 401s, bad certificates too), so that
+# hint proves nothing: only a config file that is really absent means "no repository".
 _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), kind)
     for pattern, kind in (
         (r"wrong password or no key found", WrongPassword),
-        (r"repository is already locked|unable to create lock", RepositoryLocked),
+        (r"repository is already locked", RepositoryLocked),
+        (r"all (target|source) directories/files do not exist", SourceMissing),
         (
             r"connection refused|no route to host|network is unreachable|i/o timeout"
             r"|connection reset|no such host|connection timed out|tls handshake timeout"
@@ -108,13 +118,16 @@ _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
             SiteUnreachable,
         ),
         (
-            r"is there a repository at the following location|repository does not exist"
-            r"|config file does not exist|the specified bucket does not exist",
-            RepositoryNotFound,
+            r"\b401\b|\b403\b|unauthori[sz]ed|forbidden|access ?denied|permission denied"
+            r"|x509:|certificate (is not valid|signed by unknown)|invalidaccesskeyid"
+            r"|signaturedoesnotmatch",
+            AccessDenied,
         ),
         (
-            r"all target directories/files do not exist|all source directories/files do not exist",
-            SourceMissing,
+            r"repository does not exist|the specified bucket does not exist|nosuchbucket"
+            r"|unable to open config file: .*(no such file or directory|does not exist"
+            r"|specified key does not exist|nosuchkey)",
+            RepositoryNotFound,
         ),
     )
 )

@@ -142,16 +142,26 @@ def run(
     progress = _Progress()
     open_streams = 2
     while open_streams:
+        quiet = False
         try:
             stream, line = lines.get(timeout=0.2)
         except queue.Empty:
-            pass
+            quiet = True
         else:
             if line is None:
                 open_streams -= 1
             else:
                 _take_line(stream, line, result, invocation.secrets, progress, on_status)
-        # Checked after every line too: a chatty process must not outrun its limits.
+        if process.poll() is not None:
+            # restic has exited: no limit applies any more. A child that inherited its pipes
+            # (an ssh, a password helper) must not keep the run open: once the pipes go
+            # quiet, keep what is already on its way and stop reading.
+            if quiet:
+                _drain(lines, open_streams, result, invocation.secrets, progress)
+                break
+            continue
+        # Checked after every line, not only on quiet ticks: a chatty process must not
+        # outrun its limits.
         reason, limit = _limit_reached(started, progress, timeout, stall_timeout, cancel)
         if reason is not StopReason.NONE:
             result.stop_reason, result.limit_seconds = reason, limit
@@ -245,9 +255,15 @@ def _take_line(
         result.messages.append(message)
 
 
-def _masked(message: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
-    masked: dict[str, Any] = json.loads(mask(json.dumps(message), secrets))
-    return masked
+def _masked(message: Any, secrets: tuple[str, ...]) -> Any:
+    """Mask every string inside a decoded JSON value (escaping would hide a secret's text)."""
+    if isinstance(message, str):
+        return mask(message, secrets)
+    if isinstance(message, dict):
+        return {key: _masked(value, secrets) for key, value in message.items()}
+    if isinstance(message, list):
+        return [_masked(value, secrets) for value in message]
+    return message
 
 
 def _drain(

@@ -144,3 +144,14 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_a_long_error_message_is_cut_to_its_column(engine: Engine) -> None:
+    run_id = start_run(
+        engine, source="www", site="a", operation="backup", host="h", restic_version=None
+    )
+    run = finish_run(
+        engine, run_id, RunOutcome(Status.FAILED, error_class="X", error_message="é" * 2000)
+    )
+    assert run.error_message is not None and len(run.error_message) == 512
+    assert run.error_message.endswith("…")

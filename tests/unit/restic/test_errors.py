@@ -63,6 +63,51 @@ CASES = [
         _result(1, "subprocess ssh: ssh: connect to host 127.0.0.1 port 1: Connection refused"),
         errors.SiteUnreachable,
     ),
+    # restic 0.14 asks "Is there a repository...?" after any config read failure: a 401 is
+    # not a missing repository (init: auto must not try to create one).
+    (
+        _result(
+            1,
+            "Fatal: unable to open config file: Stat: client.Head: unexpected HTTP response (401): 401 Unauthorized",
+            "Is there a repository at the following location?",
+        ),
+        errors.AccessDenied,
+    ),
+    (
+        _result(
+            1,
+            "Fatal: unable to open config file: Get x509: certificate signed by unknown authority",
+            "Is there a repository at the following location?",
+        ),
+        errors.AccessDenied,
+    ),
+    (
+        _result(
+            1,
+            "Fatal: unable to open config file: <config/> does not exist",
+            "Is there a repository at the following location?",
+        ),
+        errors.RepositoryNotFound,
+    ),
+    (
+        _result(
+            1,
+            "Fatal: unable to open config file: Stat: The specified key does not exist.",
+            "Is there a repository at the following location?",
+        ),
+        errors.RepositoryNotFound,
+    ),
+    # A read-only repository also fails to create a lock: that is not "locked by another".
+    (
+        _result(1, "unable to create lock in backend: open /r/locks/x: read-only file system"),
+        errors.ResticFailed,
+    ),
+    (
+        _result(
+            1, "/gone does not exist, skipping", "Fatal: all target directories/files do not exist"
+        ),
+        errors.SourceMissing,
+    ),
 ]
 
 

@@ -149,8 +149,39 @@ def test_secrets_are_masked_in_kept_output(tmp_path: Path) -> None:
     assert result.error_message().startswith("cannot reach")
 
 
-def test_mask_leaves_ordinary_text_alone() -> None:
-    assert mask("no secrets here", ("",)) == "no secrets here"
+def test_mask_hides_secrets_and_url_credentials_only() -> None:
+    text = "user pw-77 at rest:https://bob:hunter@host/ and a plain word"
+    assert mask(text, ("pw-77", "")) == "user *** at rest:https://bob:***@host/ and a plain word"
+
+
+def test_secrets_in_json_error_lines_are_masked_whatever_their_characters(tmp_path: Path) -> None:
+    # json.dumps escapes ü and quotes: masking the escaped text would miss them.
+    program = _script(
+        tmp_path,
+        "secret = 'Grüße-\"x\\\\y'\n"
+        "sys.stderr.write(json.dumps({'message_type': 'exit_error', 'code': 1, 'message': 'bad ' + secret}) + '\\n')\n"
+        "sys.exit(1)",
+    )
+    result = run(_invocation(program, secrets=('Grüße-"x\\y',)))
+    assert result.error_messages == [
+        {"message_type": "exit_error", "code": 1, "message": "bad ***"}
+    ]
+    assert result.error_message() == "bad ***"
+
+
+def test_a_child_holding_restics_pipes_does_not_hold_the_run(tmp_path: Path) -> None:
+    # A helper that outlives restic (an ssh, a password agent) keeps stderr open.
+    program = _script(
+        tmp_path,
+        "subprocess.Popen(['sleep', '30'], start_new_session=True)\n"
+        'print(json.dumps({"message_type": "summary", "snapshot_id": "s"}))',
+    )
+    started = time.monotonic()
+    result = run(_invocation(program), timeout=60, stall_timeout=5)
+    assert result.exit_code == 0
+    assert result.stop_reason is StopReason.NONE
+    assert result.messages_of("summary")
+    assert time.monotonic() - started < 5
 
 
 def test_a_missing_program_is_reported_as_unavailable(tmp_path: Path) -> None:
