@@ -218,3 +218,32 @@ def test_a_manual_backup_waits_for_the_daemons_run_on_the_same_site(
     assert first.finished_at is not None and first.finished_at <= second.started_at, (
         "the runs overlapped"
     )
+
+
+def test_the_daemon_refuses_to_start_on_a_placement_violation(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], schedule="every 2s")
+    setup.top["placement"] = {"enforce": "error", "min_sites": 2}
+    daemon = _start(setup, daemons)
+    assert daemon.process.wait(60) == 2
+    log = daemon.log()
+    assert (
+        'placement: source "www": site "a"' in log
+        and "is on the same filesystem as source path" in log
+    )
+    assert "placement violation(s): refusing to run" in log
+    assert not any("READY=1" in m for m in daemon.receive(0.3))
+    assert not (setup.dir / "state" / "firebreak.db").exists(), "it got past preflight"
+
+
+def test_an_invalid_config_keeps_the_daemon_from_starting(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"], schedule="every 2s", max_age="soon")
+    daemon = _start(setup, daemons)
+    assert daemon.process.wait(60) == 2
+    assert "sources.www.max_age: 'soon' is not a duration" in daemon.log()
