@@ -10,9 +10,9 @@ from rich.table import Table
 
 from firebreak.cli.common import Exit, Options, check_names, console, fail, load
 from firebreak.cycles.inspect import SiteSnapshots, list_snapshots
+from firebreak.cycles.runtime import prepare_restic
 from firebreak.restic.commands import SOURCE_TAG_PREFIX
 from firebreak.restic.errors import ResticUnavailable
-from firebreak.restic.program import detect_version
 
 
 @click.command()
@@ -29,10 +29,9 @@ def snapshots(options: Options, source: str, sites: tuple[str, ...], as_json: bo
     check_names(options, config, [source], sites)
     names = list(sites) or list(config.sources[source].sites)
     try:
-        detect_version(config.restic.binary)
+        prepare_restic(config)
     except ResticUnavailable as exc:
         fail(str(exc), Exit.NOT_READY)
-    config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     listing = list_snapshots(config, source, names)
     if as_json:
         click.echo(json.dumps([_as_json(entry) for entry in listing], indent=2))

@@ -7,10 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from firebreak.config.model import Config
-from firebreak.config.references import UnresolvedReference
-from firebreak.restic import commands, runner
-from firebreak.restic.access import resolve_site
-from firebreak.restic.errors import classify
+from firebreak.restic import commands
+from firebreak.restic.ask import ask_site
 from firebreak.restic.messages import Snapshot, snapshot_list
 
 
@@ -30,15 +28,14 @@ def list_snapshots(config: Config, source_name: str, sites: list[str]) -> list[S
 
 def _site_snapshots(config: Config, source_name: str, site_name: str) -> SiteSnapshots:
     site = config.sites[site_name]
-    try:
-        access = resolve_site(site_name, site)
-    except UnresolvedReference as exc:
-        return SiteSnapshots(site_name, [], f"ConfigError: sites.{site_name}: {exc}")
-    invocation = commands.snapshots(
-        config.restic.binary, access, config.cache_dir, os.environ, source_name=source_name
+    answer = ask_site(
+        site_name,
+        site,
+        lambda access: commands.snapshots(
+            config.restic.binary, access, config.cache_dir, os.environ, source_name=source_name
+        ),
+        timeout=site.timeout.total_seconds(),
     )
-    result = runner.run(invocation, timeout=site.timeout.total_seconds())
-    error = classify(result)
-    if error is not None:
-        return SiteSnapshots(site_name, [], f"{error.error_class}: {error.message}")
-    return SiteSnapshots(site_name, snapshot_list(result))
+    if answer.result is None or answer.error is not None:
+        return SiteSnapshots(site_name, [], answer.problem)
+    return SiteSnapshots(site_name, snapshot_list(answer.result))

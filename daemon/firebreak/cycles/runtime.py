@@ -58,12 +58,19 @@ class Runtime:
         return self.config.cache_dir
 
 
-def open_runtime(config: Config, *, engine: Engine | None = None) -> Runtime:
-    """Check restic and the database, create the state directories; raise with a clear
-    message (ResticUnavailable, DatabaseError) when something is missing."""
+def prepare_restic(config: Config) -> ResticVersion:
+    """restic's version (ResticUnavailable if missing or too old), and the state and cache
+    directories it needs."""
     version = detect_version(config.restic.binary)
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return version
+
+
+def open_runtime(config: Config, *, engine: Engine | None = None) -> Runtime:
+    """Check restic and the database, create the state directories; raise with a clear
+    message (ResticUnavailable, DatabaseError) when something is missing."""
+    version = prepare_restic(config)
     engine = engine or make_engine(config.database_url)
     require_current(engine)
     return Runtime(config=config, engine=engine, restic_version=version, host=socket.gethostname())

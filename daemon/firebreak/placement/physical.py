@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firebreak.config.model import Config
-from firebreak.config.references import UnresolvedReference
 from firebreak.placement.policy import Severity, Violation, effective_policy
 from firebreak.placement.targets import Target, site_target
-from firebreak.restic import commands, runner
-from firebreak.restic.access import resolve_site
-from firebreak.restic.errors import RepositoryNotFound, ResticUnavailable, classify
+from firebreak.restic import commands
+from firebreak.restic.ask import ask_site
+from firebreak.restic.errors import RepositoryNotFound
+from firebreak.restic.result import ResticResult
 
 DNS_TIMEOUT_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 30.0
@@ -300,33 +300,19 @@ def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str
 
     def probe(name: str) -> tuple[str, str | None, str | None]:
         site = config.sites[name]
-        try:
-            access = resolve_site(name, site)
-        except UnresolvedReference as exc:
-            return name, None, str(exc)
-        invocation = commands.cat_config(config.restic.binary, access, config.cache_dir, os.environ)
-        try:
-            result = runner.run(
-                invocation, timeout=min(PROBE_TIMEOUT_SECONDS, site.timeout.total_seconds())
-            )
-        except ResticUnavailable as exc:
-            return name, None, exc.message
-        error = classify(result)
-        if isinstance(error, RepositoryNotFound):
+        answer = ask_site(
+            name,
+            site,
+            lambda access: commands.cat_config(
+                config.restic.binary, access, config.cache_dir, os.environ
+            ),
+            timeout=min(PROBE_TIMEOUT_SECONDS, site.timeout.total_seconds()),
+        )
+        if isinstance(answer.error, RepositoryNotFound):
             return name, None, "no repository there yet; checked once it exists"
-        if error is not None:
-            return name, None, f"{error.error_class}: {error.message}"
-        # restic prints the config as indented JSON: one value over several lines.
-        try:
-            config_json = json.loads("\n".join(result.stdout_lines))
-        except ValueError:
-            config_json = None
-        if isinstance(config_json, dict) and isinstance(config_json.get("id"), str):
-            return name, config_json["id"], None
-        for message in result.messages:
-            if isinstance(message, dict) and isinstance(message.get("id"), str):
-                return name, message["id"], None
-        return name, None, "restic cat config printed no repository id"
+        if answer.result is None or answer.error is not None:
+            return name, None, answer.problem
+        return name, _repository_id(answer.result), "restic cat config printed no repository id"
 
     ids: dict[str, str] = {}
     if not names:
@@ -335,6 +321,20 @@ def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str
         for name, repository_id, why in pool.map(probe, names):
             if repository_id:
                 ids[name] = repository_id
-            else:
-                notes.append(Note(None, name, f"repository id not checked ({why})"))
+                continue
+            notes.append(Note(None, name, f"repository id not checked ({why})"))
     return ids, notes
+
+
+def _repository_id(result: ResticResult) -> str | None:
+    # restic prints the config as indented JSON: one value over several lines.
+    try:
+        config_json = json.loads("\n".join(result.stdout_lines))
+    except ValueError:
+        config_json = None
+    if isinstance(config_json, dict) and isinstance(config_json.get("id"), str):
+        return str(config_json["id"])
+    for message in result.messages:
+        if isinstance(message, dict) and isinstance(message.get("id"), str):
+            return str(message["id"])
+    return None

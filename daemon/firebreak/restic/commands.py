@@ -54,8 +54,13 @@ def source_tag(source_name: str) -> str:
     return f"{SOURCE_TAG_PREFIX}{source_name}"
 
 
+def inherited(parent: Mapping[str, str]) -> dict[str, str]:
+    """The part of firebreak's environment a restic process may see."""
+    return {key: parent[key] for key in INHERITED if key in parent}
+
+
 def build_env(access: SiteAccess, parent: Mapping[str, str]) -> dict[str, str]:
-    env = {key: parent[key] for key in INHERITED if key in parent}
+    env = inherited(parent)
     env.update(access.env)
     env["RESTIC_REPOSITORY"] = access.repository
     env["RESTIC_PROGRESS_FPS"] = PROGRESS_FPS
@@ -165,5 +170,4 @@ def restore(
 
 
 def version(binary: str, parent_env: Mapping[str, str]) -> Invocation:
-    env = {key: parent_env[key] for key in INHERITED if key in parent_env}
-    return Invocation(argv=(binary, "version"), env=env)
+    return Invocation(argv=(binary, "version"), env=inherited(parent_env))

@@ -1,0 +1,50 @@
+"""Asking one site one question (snapshots, its repository id): resolve, build, run, classify.
+
+Failures of any kind come back as a ResticError on the answer, never as an exception, so a
+caller asking many sites at once gets one answer per site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from firebreak.config.model import Site
+from firebreak.config.references import UnresolvedReference
+from firebreak.restic import runner
+from firebreak.restic.access import resolve_site
+from firebreak.restic.commands import SiteAccess
+from firebreak.restic.errors import ResticError, ResticUnavailable, classify
+from firebreak.restic.result import ResticResult
+
+
+class SiteConfigError(ResticError):
+    """A reference in the site's config cannot be resolved now (a file, a variable)."""
+
+    error_class = "ConfigError"
+    summary = "the site's config refers to something missing"
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: ResticResult | None
+    error: ResticError | None
+
+    @property
+    def problem(self) -> str | None:
+        """``Class: message`` for a person, or None when restic succeeded."""
+        return None if self.error is None else f"{self.error.error_class}: {self.error.message}"
+
+
+def ask_site(
+    name: str, site: Site, build: Callable[[SiteAccess], runner.Invocation], *, timeout: float
+) -> Answer:
+    try:
+        access = resolve_site(name, site)
+    except UnresolvedReference as exc:
+        return Answer(None, SiteConfigError(f"sites.{name}: {exc}"))
+    try:
+        result = runner.run(build(access), timeout=timeout)
+    except ResticUnavailable as exc:
+        return Answer(None, exc)
+    return Answer(result, classify(result))
