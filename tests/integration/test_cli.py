@@ -204,4 +204,7 @@ def test_validate_without_restic_notes_it_instead_of_crashing(setup: Setup) -> N
     setup.top["restic"] = {"binary": "restic-not-installed"}
     done = firebreak(setup.write(), "validate")
     assert done.returncode == 0, done.stderr
-    assert "sites.a: repository id not checked (ResticUnavailable: cannot start restic-not-installed" in done.stdout
+    assert (
+        "sites.a: repository id not checked (ResticUnavailable: cannot start restic-not-installed"
+        in done.stdout
+    )

@@ -58,25 +58,7 @@ def test_stale_lock_from_a_killed_restic_is_reported_as_locked(setup: Setup) -> 
     setup.source("www", ["a"])
     _init_repository(setup, "a")
     repository = setup.dir / "repo-a"
-    # `restic key passwd` takes an exclusive lock and then waits for the new password on stdin.
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(setup.dir),
-        "RESTIC_PASSWORD_FILE": str(setup.password_file),
-        "RESTIC_REPOSITORY": str(repository),
-        "RESTIC_CACHE_DIR": str(setup.dir / "cache"),
-    }
-    holder = subprocess.Popen(
-        ["restic", "key", "passwd"], env=env, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not any((repository / "locks").iterdir()):
-            assert time.monotonic() < deadline, "restic never took its lock"
-            time.sleep(0.1)
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+    _kill_holding_a_lock(setup, repository)
     assert any((repository / "locks").iterdir()), "the killed restic left its lock behind"
 
     run = back_up_site(setup.runtime(), "www", "a")

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from firebreak.config.model import COUNTRY_PATTERN, LISTEN_PATTERN, NAME_PATTERN, Config
+from firebreak.config.base import COUNTRY_PATTERN, LISTEN_PATTERN, NAME_PATTERN
+from firebreak.config.model import Config
 
 Loc = tuple[str | int, ...]
 

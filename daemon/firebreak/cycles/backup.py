@@ -97,16 +97,7 @@ def _one_try(
         with site_lock(rt.locks_dir, site_name, purpose, cancel), rt.run_slots:
             if site_name in rt.needs_unlock:
                 _unlock(rt, source_name, site_name, cycle_id, cancel)
-            run_id = start_run(
-                rt.engine,
-                source=source_name,
-                site=site_name,
-                operation="backup",
-                host=rt.host,
-                restic_version=str(rt.restic_version),
-                cycle_id=cycle_id,
-                pid=os.getpid(),
-            )
+            run_id = _start(rt, "backup", source_name, site_name, cycle_id)
             log = RunLog(logger, {"source": source_name, "site": site_name, "run_id": run_id})
             log.info("backup started")
             try:
@@ -130,16 +121,7 @@ def _one_try(
                 rt.needs_unlock.add(site_name)
             run = finish_run(rt.engine, run_id, outcome)
     except LockWaitCancelled as exc:
-        run_id = start_run(
-            rt.engine,
-            source=source_name,
-            site=site_name,
-            operation="backup",
-            host=rt.host,
-            restic_version=str(rt.restic_version),
-            cycle_id=cycle_id,
-            pid=os.getpid(),
-        )
+        run_id = _start(rt, "backup", source_name, site_name, cycle_id)
         return finish_run(
             rt.engine,
             run_id,
@@ -147,6 +129,20 @@ def _one_try(
         )
     _log_outcome(log, run)
     return run
+
+
+def _start(rt: Runtime, operation: str, source: str, site: str, cycle_id: int | None) -> int:
+    """Record a run of this process as ``running``."""
+    return start_run(
+        rt.engine,
+        source=source,
+        site=site,
+        operation=operation,
+        host=rt.host,
+        restic_version=str(rt.restic_version),
+        cycle_id=cycle_id,
+        pid=os.getpid(),
+    )
 
 
 def _back_up(
@@ -238,16 +234,7 @@ def _recorded(
     cancel: threading.Event | None,
 ) -> ResticError | None:
     """A housekeeping restic operation (init, unlock) at the site, recorded as its own run."""
-    run_id = start_run(
-        rt.engine,
-        source=source_name,
-        site=access.name,
-        operation=operation,
-        host=rt.host,
-        restic_version=str(rt.restic_version),
-        cycle_id=cycle_id,
-        pid=os.getpid(),
-    )
+    run_id = _start(rt, operation, source_name, access.name, cycle_id)
     try:
         result = _run(rt, invocation, access, cancel)
         error = classify(result)

@@ -1,0 +1,220 @@
+"""A site: one restic repository, where it physically is, and how to reach it."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from firebreak.config.base import (
+    BACKEND_PREFIX,
+    COUNTRY_PATTERN,
+    Duration,
+    Strict,
+    absolute,
+    base_dir,
+    checking,
+)
+from firebreak.config.references import (
+    ENV_ONLY,
+    FILE_PREFIX,
+    check_reference,
+    file_reference_path,
+    is_file_reference,
+    missing_variables,
+)
+
+
+class Location(Strict):
+    """Where a site physically is. The placement policy compares these."""
+
+    provider: str = Field(
+        min_length=1,
+        description="Who runs the storage (hosting company, cloud, or your own).",
+        examples=["ovh"],
+    )
+    region: str = Field(
+        min_length=1, description="The provider's region or metro area.", examples=["eu-west"]
+    )
+    datacenter: str = Field(
+        min_length=1,
+        description="The building. Two sites in one datacenter burn together.",
+        examples=["SBG2"],
+    )
+    country: str = Field(
+        pattern=COUNTRY_PATTERN,
+        description="ISO 3166-1 alpha-2 country code.",
+        examples=["FR"],
+    )
+    lat: float | None = Field(
+        default=None, ge=-90, le=90, description="Latitude in degrees, for distance rules."
+    )
+    lon: float | None = Field(
+        default=None, ge=-180, le=180, description="Longitude in degrees, for distance rules."
+    )
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> Location:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon go together: give both or neither")
+        return self
+
+
+class Site(Strict):
+    """One restic repository and where it physically is."""
+
+    repository: str = Field(
+        min_length=1,
+        description=(
+            "The restic repository, as restic accepts it: a local path, rest:, sftp:, s3:, "
+            "rclone:, ... It may contain ${ENV_VAR} references (for example for REST "
+            "credentials); it reaches restic through RESTIC_REPOSITORY, never the command line."
+        ),
+        examples=["rest:https://backup.example.net:8000/www"],
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the repository password (exactly one password_* key).",
+    )
+    password_command: str | None = Field(
+        default=None,
+        description="Command that prints the repository password (run by restic, not a shell).",
+    )
+    password: str | None = Field(
+        default=None,
+        description=(
+            "The password as an ${ENV_VAR} reference only; handed to restic through a pipe. "
+            "A literal password in the file is refused."
+        ),
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Environment for restic's backend (AWS_ACCESS_KEY_ID, B2_ACCOUNT_KEY, ...). "
+            "Values may be literal, ${ENV_VAR} or file:/path references."
+        ),
+    )
+    location: Location = Field(description="Where the site physically is.")
+    init: Literal["auto", "never"] = Field(
+        default="auto",
+        description=(
+            "auto: create the repository the first time it is found missing (recorded in the "
+            "run); never: a missing repository is an error."
+        ),
+    )
+    limit_upload: int | None = Field(
+        default=None, gt=0, description="Upload limit in KiB/s (restic --limit-upload)."
+    )
+    limit_download: int | None = Field(
+        default=None, gt=0, description="Download limit in KiB/s (restic --limit-download)."
+    )
+    timeout: Duration = Field(
+        default=timedelta(hours=12),
+        description="Wall-clock limit for one restic run at this site; then it is stopped.",
+    )
+    stall_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description=(
+            "Stop a run that shows no progress for this long (restic can hang forever on a "
+            "connection that went dead mid-transfer)."
+        ),
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extended restic options, passed as -o key=value.",
+        examples=[{"s3.storage-class": "STANDARD_IA"}],
+    )
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = absolute(value, info)
+        if checking(info):
+            if not path.is_file():
+                raise ValueError(f"file {path} does not exist")
+            if not os.access(path, os.R_OK):
+                raise ValueError(f"file {path} is not readable")
+        return path
+
+    @field_validator("password")
+    @classmethod
+    def _password_reference(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        match = ENV_ONLY.match(value)
+        if not match:
+            raise ValueError(
+                "a password is never written in the config: use password_file, "
+                "password_command, or an ${ENV_VAR} reference"
+            )
+        if checking(info) and missing_variables(value):
+            raise ValueError(f"environment variable {match.group(1)} is not set")
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _repository_variables(cls, value: str, info: ValidationInfo) -> str:
+        if checking(info):
+            missing = missing_variables(value)
+            if missing:
+                raise ValueError(f"environment variable {', '.join(missing)} is not set")
+        # A relative local repository is relative to this file, not to wherever firebreak runs.
+        prefix = "local:" if value.startswith("local:") else ""
+        path = value.removeprefix(prefix)
+        if (prefix or not BACKEND_PREFIX.match(value)) and not path.startswith(("/", "${", "~")):
+            return prefix + str(absolute(Path(path), info))
+        if path.startswith("~"):
+            return prefix + str(Path(path).expanduser())
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_references(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        problems = []
+        for key in value:
+            if not key or "=" in key:
+                problems.append(f"{key!r} is not an environment variable name")
+            elif key.startswith("RESTIC_"):
+                problems.append(f"{key}: RESTIC_* variables are set by firebreak itself")
+        base = base_dir(info)
+        if checking(info):
+            for key, text in value.items():
+                why = check_reference(text, base)
+                if why:
+                    problems.append(f"{key}: {why}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        # file: references are kept absolute, so they resolve the same from any directory.
+        return {
+            key: f"{FILE_PREFIX}{file_reference_path(text, base)}"
+            if is_file_reference(text)
+            else text
+            for key, text in value.items()
+        }
+
+    @field_validator("options")
+    @classmethod
+    def _option_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in value if not key or "=" in key or key.startswith("-")]
+        if bad:
+            raise ValueError(f"not an option name: {', '.join(repr(key) for key in bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Site:
+        given = [
+            name
+            for name in ("password_file", "password_command", "password")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            which = " and ".join(given) if given else "none"
+            raise ValueError(
+                f"give exactly one of password_file, password_command, password (found {which})"
+            )
+        return self
