@@ -18,6 +18,7 @@ from firebreak.history.database import make_engine
 from firebreak.history.models import Cycle, Run, Status
 from firebreak.history.records import all_runs
 from tests.support.daemon import DaemonProcess, restic_processes
+from tests.support.scrape import get, samples, value
 from tests.support.setup import Setup
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,12 @@ def test_scheduled_cycles_notify_systemd_and_stop_cleanly(
     assert messages[0].startswith("READY=1\nSTATUS=1 sources, 2 sites, ")
     assert any(m.startswith("WATCHDOG=1\nSTATUS=1 sources, 2 sites, ") for m in messages), messages
     assert any("next: www in " in m for m in messages)
+    status, text = get(f"http://{setup.top['metrics']['listen']}/metrics")
+    assert status == 200
+    found = samples(text)
+    assert value(found, "firebreak_source_safe", source="www") == 1
+    assert value(found, "firebreak_last_outcome", source="www", site="a", outcome="success") == 1
+    assert get(f"http://{setup.top['metrics']['listen']}/healthz")[0] == 200
     assert daemon.stop() == 0
     assert "firebreak daemon stopped" in daemon.log()
     assert any(m.startswith("STOPPING=1") for m in daemon.messages)
@@ -182,12 +189,15 @@ def test_sighup_reloads_a_valid_config_and_rejects_an_invalid_one(
         lambda: len([r for r in _backups(setup, Status.SUCCESS) if r.source == "db"]) >= 2,
     )
     assert "configuration reloaded" in daemon.log()
+    metrics = f"http://{setup.top['metrics']['listen']}/metrics"
+    assert value(samples(get(metrics)[1]), "firebreak_config_last_reload_successful") == 1
 
     good = setup.path.read_text()
     setup.path.write_text(good.replace("schedule: every 2s", "schedule: every 2 seconds"))
     daemon.signal(signal.SIGHUP)
     daemon.wait_for("the rejection", lambda: "configuration NOT reloaded" in daemon.log())
     assert "sources.db.schedule: '2 seconds' is not a duration" in daemon.log()
+    assert value(samples(get(metrics)[1]), "firebreak_config_last_reload_successful") == 0
     count = len([r for r in _backups(setup) if r.source == "db"])
     daemon.wait_for(
         "the old config to keep running",

@@ -10,7 +10,7 @@ import yaml
 
 from firebreak.config import Config, load_config
 from firebreak.cycles.runtime import Runtime, open_runtime
-from tests.support.servers import RestServer, S3Server, SftpServer
+from tests.support.servers import RestServer, S3Server, SftpServer, free_port
 
 PASSWORD = "correct-horse-battery-staple-4471"
 
@@ -42,6 +42,7 @@ class Setup:
         self.top: dict[str, Any] = {
             "state_dir": str(tmp_path / "state"),
             "placement": {"enforce": "warn"},
+            "metrics": {"listen": f"127.0.0.1:{free_port()}"},
         }
         self.path = tmp_path / "firebreak.yaml"
 

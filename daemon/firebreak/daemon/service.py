@@ -33,6 +33,9 @@ from firebreak.daemon.catchup import overdue_sources
 from firebreak.daemon.systemd import Notifier
 from firebreak.history.database import DatabaseError
 from firebreak.history.records import interrupt_leftovers, utcnow
+from firebreak.metrics.collector import Sources
+from firebreak.metrics.exporter import database_ready, serve
+from firebreak.metrics.http import MetricsServer
 from firebreak.placement.check import check_placement
 from firebreak.restic.errors import ResticUnavailable
 
@@ -104,6 +107,7 @@ class Daemon:
         self._idle = threading.Condition(self._running_lock)
         self.rt: Runtime
         self.scheduler: BackgroundScheduler
+        self.metrics: MetricsServer
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -121,6 +125,21 @@ class Daemon:
                 run.id, run.source, run.site,
             )  # fmt: skip
             self.rt.needs_unlock.add(run.site)
+        try:
+            self.metrics = serve(
+                config.metrics.listen,
+                Sources(
+                    config=lambda: self.rt.config,
+                    engine=lambda: self.rt.engine,
+                    restic_version=lambda: str(self.rt.restic_version),
+                    reload_ok=lambda: None if self.reload_status is None else self.reload_status.ok,
+                ),
+                healthy=self._healthy,
+                ready=database_ready(lambda: self.rt.engine),
+            )
+        except OSError as exc:
+            log.error("cannot serve metrics on %s: %s", config.metrics.listen, exc.strerror)
+            return 5
         self._install_signals()
         self.scheduler = self._new_scheduler(config)
         self._schedule_sources(config)
@@ -138,6 +157,13 @@ class Daemon:
                 self._catch_up(initial=False)
         self._shutdown()
         return 0
+
+    def _healthy(self) -> tuple[bool, str]:
+        if self.stop_requested.is_set():
+            return False, "stopping"
+        if not getattr(self, "scheduler", None) or not self.scheduler.running:
+            return False, "scheduler not running"
+        return True, self.status_line()
 
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -165,6 +191,7 @@ class Daemon:
             left = sorted(self._running)
         if left:
             log.error("cycles still running at exit: %s", ", ".join(left))
+        self.metrics.stop()
         log.info("firebreak daemon stopped")
 
     # -- scheduling ----------------------------------------------------------------------

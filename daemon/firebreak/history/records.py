@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from firebreak.history.models import Cycle, Run, Status
 
@@ -213,3 +213,54 @@ def interrupt_leftovers(
         )
         session.expunge_all()
     return leftovers
+
+
+@dataclass(frozen=True)
+class RunCount:
+    source: str
+    site: str
+    operation: str
+    status: str
+    count: int
+
+
+def run_counts(engine: Engine) -> list[RunCount]:
+    """Finished runs by source, site, operation and status (the counters' values)."""
+    query = (
+        select(Run.source, Run.site, Run.operation, Run.status, func.count())
+        .where(Run.status != Status.RUNNING)
+        .group_by(Run.source, Run.site, Run.operation, Run.status)
+    )
+    with Session(engine) as session:
+        return [RunCount(*row) for row in session.execute(query)]
+
+
+def consecutive_failures(engine: Engine, operation: str = "backup") -> dict[tuple[str, str], int]:
+    """Failed runs since the last success, per (source, site)."""
+    success = aliased(Run)
+    last_success = (
+        select(func.coalesce(func.max(success.id), 0))
+        .where(
+            success.source == Run.source,
+            success.site == Run.site,
+            success.operation == operation,
+            success.status == Status.SUCCESS,
+        )
+        .scalar_subquery()
+    )
+    query = (
+        select(Run.source, Run.site, func.count())
+        .where(Run.operation == operation, Run.status == Status.FAILED, Run.id > last_success)
+        .group_by(Run.source, Run.site)
+    )
+    with Session(engine) as session:
+        return {(source, site): count for source, site, count in session.execute(query)}
+
+
+def finished_durations(engine: Engine) -> list[tuple[str, float]]:
+    """(operation, seconds) of every finished run, for the duration histogram."""
+    query = select(Run.operation, Run.duration_seconds).where(Run.duration_seconds.is_not(None))
+    with Session(engine) as session:
+        return [
+            (op, float(seconds)) for op, seconds in session.execute(query) if seconds is not None
+        ]

@@ -1,0 +1,57 @@
+"""``firebreak exporter``: /metrics without the daemon, for hosts that back up from the CLI
+(cron) or that only watch a fleet's shared PostgreSQL history."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from firebreak.cli.common import Exit, Options, fail, load
+from firebreak.history.database import DatabaseError, make_engine
+from firebreak.metrics.collector import Sources
+from firebreak.metrics.exporter import database_ready, serve
+from firebreak.restic.errors import ResticUnavailable
+from firebreak.restic.program import detect_version
+
+
+@click.command()
+@click.option("--listen", help="host:port to serve on (default: metrics.listen from the config).")
+@click.pass_obj
+def exporter(options: Options, listen: str | None) -> None:
+    """Serve /metrics, /healthz and /readyz from the run history until SIGTERM."""
+    if options.verbose == 0:
+        logging.getLogger().setLevel(logging.INFO)
+    config = load(options)
+    try:
+        engine = make_engine(config.database_url)
+    except DatabaseError as exc:
+        fail(str(exc), Exit.NOT_READY)
+    try:
+        restic_version = str(detect_version(config.restic.binary))
+    except ResticUnavailable:
+        restic_version = "unknown"
+    address = listen or config.metrics.listen
+    try:
+        server = serve(
+            address,
+            Sources(
+                config=lambda: config, engine=lambda: engine, restic_version=lambda: restic_version
+            ),
+            healthy=lambda: (True, "ok"),
+            ready=database_ready(lambda: engine),
+        )
+    except OSError as exc:
+        fail(f"cannot serve on {address}: {exc.strerror}", Exit.NOT_READY)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    server.stop()

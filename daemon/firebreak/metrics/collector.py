@@ -1,0 +1,199 @@
+"""The one collector: everything is computed from the run history when Prometheus scrapes,
+so a restart resets nothing and a scrape never waits on a running backup (it reads rows)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from firebreak import __version__
+from firebreak.config.model import Config
+from firebreak.history.freshness import freshness
+from firebreak.history.models import FINAL_STATUSES, Status
+from firebreak.history.records import (
+    Latest,
+    RunCount,
+    consecutive_failures,
+    finished_durations,
+    latest_runs,
+    run_counts,
+    utcnow,
+)
+from firebreak.placement.whatif import worst_case_survivors
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = (Status.RUNNING, *FINAL_STATUSES)
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, float("inf"))
+
+
+@dataclass
+class Sources:
+    """What the collector reads at each scrape; the daemon swaps config on reload."""
+
+    config: Callable[[], Config]
+    engine: Callable[[], Engine]
+    restic_version: Callable[[], str]
+    reload_ok: Callable[[], bool | None] = lambda: None
+
+
+class FirebreakCollector(Collector):
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        config = self.sources.config()
+        info = GaugeMetricFamily(
+            "firebreak_build_info",
+            "firebreak and restic versions",
+            labels=["version", "restic_version"],
+        )
+        info.add_metric([__version__, self.sources.restic_version()], 1)
+        yield info
+        reload_ok = self.sources.reload_ok()
+        if reload_ok is not None:
+            yield GaugeMetricFamily(
+                "firebreak_config_last_reload_successful",
+                "1 if the last SIGHUP reload was accepted, 0 if it was rejected",
+                value=1 if reload_ok else 0,
+            )
+        database_up = GaugeMetricFamily("firebreak_database_up", "1 if the run history answered")
+        try:
+            engine = self.sources.engine()
+            latest = latest_runs(engine)
+            failures = consecutive_failures(engine)
+            counts = run_counts(engine)
+            durations = finished_durations(engine)
+        except Exception:  # a scrape must answer even when the database does not
+            log.exception("reading the run history for /metrics failed")
+            database_up.add_metric([], 0)
+            yield database_up
+            return
+        database_up.add_metric([], 1)
+        yield database_up
+        yield from _site_metrics(config, latest, failures)
+        yield from _source_metrics(config, latest)
+        yield from _counters(counts)
+        yield _histogram(durations)
+
+
+SITE_GAUGES = {
+    "firebreak_last_success_timestamp_seconds": (
+        "Start of the newest successful backup (the point in time it holds)"
+    ),
+    "firebreak_last_attempt_timestamp_seconds": "Start of the newest backup try",
+    "firebreak_consecutive_failures": "Failed backups since the last success",
+    "firebreak_last_duration_seconds": "Duration of the newest finished backup try",
+    "firebreak_last_bytes_added": "Bytes the newest successful backup added",
+    "firebreak_last_files_new": "New files in the newest successful backup",
+    "firebreak_last_files_changed": "Changed files in the newest successful backup",
+    "firebreak_site_fresh": "1 if the site's last success is younger than the source's max_age",
+}
+SOURCE_GAUGES = {
+    "firebreak_source_max_age_seconds": "The source's max_age: the freshness objective",
+    "firebreak_source_fresh_sites": "Sites whose last success is younger than max_age",
+    "firebreak_source_required_fresh_sites": "The source's min_fresh_sites",
+    "firebreak_source_safe": "1 if at least min_fresh_sites sites are fresh",
+}
+
+
+def _site_metrics(
+    config: Config, latest: dict[tuple[str, str], Latest], failures: dict[tuple[str, str], int]
+) -> Iterator[Metric]:
+    gauges = {
+        name: GaugeMetricFamily(name, text, labels=["source", "site"])
+        for name, text in SITE_GAUGES.items()
+    }
+    outcome = GaugeMetricFamily(
+        "firebreak_last_outcome",
+        "1 for the outcome of the newest backup try, 0 for the others",
+        labels=["source", "site", "outcome"],
+    )
+
+    def put(name: str, key: list[str], value: float) -> None:
+        gauges[name].add_metric(key, value)
+
+    for source in freshness(config, latest, utcnow()):
+        for site in source.sites:
+            key = [source.source, site.site]
+            put("firebreak_site_fresh", key, 1 if site.fresh else 0)
+            put("firebreak_consecutive_failures", key, failures.get((source.source, site.site), 0))
+            if site.last_success_at is not None:
+                put(
+                    "firebreak_last_success_timestamp_seconds",
+                    key,
+                    site.last_success_at.timestamp(),
+                )
+            entry = latest.get((source.source, site.site))
+            if entry is None or entry.last_attempt is None:
+                continue
+            last = entry.last_attempt
+            put("firebreak_last_attempt_timestamp_seconds", key, last.started_at.timestamp())
+            for name in OUTCOMES:
+                outcome.add_metric([*key, name], 1 if last.status == name else 0)
+            if last.duration_seconds is not None:
+                put("firebreak_last_duration_seconds", key, last.duration_seconds)
+            good = entry.last_success
+            if good is not None:
+                put("firebreak_last_bytes_added", key, good.bytes_added or 0)
+                put("firebreak_last_files_new", key, good.files_new or 0)
+                put("firebreak_last_files_changed", key, good.files_changed or 0)
+    yield from gauges.values()
+    yield outcome
+
+
+def _source_metrics(config: Config, latest: dict[tuple[str, str], Latest]) -> Iterator[Metric]:
+    gauges = {
+        name: GaugeMetricFamily(name, text, labels=["source"])
+        for name, text in SOURCE_GAUGES.items()
+    }
+    worst = GaugeMetricFamily(
+        "firebreak_source_worst_case_surviving_sites",
+        "Fewest sites left after losing any one provider, region, country or datacenter",
+        labels=["source", "domain"],
+    )
+    for source in freshness(config, latest, utcnow()):
+        key = [source.source]
+        gauges["firebreak_source_max_age_seconds"].add_metric(key, source.max_age_seconds)
+        gauges["firebreak_source_fresh_sites"].add_metric(key, source.fresh_sites)
+        gauges["firebreak_source_required_fresh_sites"].add_metric(key, source.required_fresh_sites)
+        gauges["firebreak_source_safe"].add_metric(key, 1 if source.safe else 0)
+        for domain, left in worst_case_survivors(config, source.source).items():
+            worst.add_metric([source.source, domain], left)
+    yield from gauges.values()
+    yield worst
+
+
+def _counters(counts: list[RunCount]) -> Iterator[Metric]:
+    runs = CounterMetricFamily(
+        "firebreak_runs", "Finished restic runs", labels=["source", "site", "operation", "status"]
+    )
+    for row in counts:
+        runs.add_metric([row.source, row.site, row.operation, row.status], row.count)
+    yield runs
+
+
+def _histogram(durations: list[tuple[str, float]]) -> Metric:
+    family = HistogramMetricFamily(
+        "firebreak_run_duration_seconds", "Duration of finished restic runs", labels=["operation"]
+    )
+    by_operation: dict[str, list[float]] = {}
+    for operation, seconds in durations:
+        by_operation.setdefault(operation, []).append(seconds)
+    for operation, values in sorted(by_operation.items()):
+        buckets = [
+            (str(bound) if bound != float("inf") else "+Inf", sum(1 for v in values if v <= bound))
+            for bound in DURATION_BUCKETS
+        ]
+        family.add_metric([operation], buckets, sum_value=sum(values))
+    return family
