@@ -118,9 +118,12 @@ def _kill_holding_a_lock(setup: Setup, repository: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 20
-        while not any((repository / "locks").iterdir()):
+        # Wait for a complete lock file: killed while writing it, restic leaves an unreadable
+        # file that later runs ignore (and the test would prove nothing).
+        while not any(lock.stat().st_size > 0 for lock in (repository / "locks").iterdir()):
             assert time.monotonic() < deadline, "restic never took its lock"
             time.sleep(0.1)
+        time.sleep(0.5)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
