@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 
 # Programs the tests and the demo run for real, and the Debian package that brings each.
 APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
-	nft:nftables ip:iproute2 runuser:util-linux promtool:prometheus
+	nft:nftables ip:iproute2 runuser:util-linux promtool:prometheus \
+	amtool:prometheus-alertmanager
 
 .PHONY: help deps venv lint typecheck generate test test-fast demo demo-once demo-stop clean
 

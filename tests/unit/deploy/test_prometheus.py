@@ -1,0 +1,71 @@
+"""The shipped alert rules, their unit tests and the Alertmanager example, checked by the
+tools Prometheus ships."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (make deps installs it)")
+    return path
+
+
+def test_rules_are_valid() -> None:
+    done = subprocess.run(
+        [_tool("promtool"), "check", "rules", str(RULES)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_fires_and_stays_quiet_as_its_unit_tests_say() -> None:
+    tests = RULES.parent / "alerts_test.yml"
+    done = subprocess.run(
+        [_tool("promtool"), "test", "rules", str(tests)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    tested = set(re.findall(r"alertname: (\w+)", tests.read_text()))
+    assert alerts == tested, f"alerts without a test: {alerts - tested}"
+
+
+def test_every_alert_has_a_severity_and_a_runbook_entry() -> None:
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    anchors = {f"#{heading.lower()}" for heading in re.findall(r"^## (\w+)", runbook, re.MULTILINE)}
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+            url = rule["annotations"]["runbook_url"]
+            assert (
+                url.startswith("docs/runbook.md#") and url[len("docs/runbook.md") :] in anchors
+            ), url
+
+
+def test_alertmanager_example_is_valid() -> None:
+    config = ROOT / "deploy" / "alertmanager" / "alertmanager.example.yml"
+    done = subprocess.run(
+        [_tool("amtool"), "check-config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 inhibit rules" in done.stdout
