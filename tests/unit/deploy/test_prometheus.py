@@ -3,6 +3,7 @@ tools Prometheus ships."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -69,3 +70,35 @@ def test_alertmanager_example_is_valid() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 inhibit rules" in done.stdout
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "firebreak.json").read_text())
+    names = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert {"datasource", "source", "site"} <= names
+    rules = []
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for number, target in enumerate(panel["targets"]):
+            expr = target["expr"].replace("$source", ".*").replace("$site", ".*")
+            rules.append({"record": f"dashboard:panel{panel['id']}_{number}", "expr": expr})
+    assert len(rules) >= 10
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run(
+        [_tool("promtool"), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    titles = " ".join(panel["title"] for panel in dashboard["panels"])
+    for topic in (
+        "Freshness grid",
+        "Time since the last successful backup",
+        "Safe sources",
+        "failures",
+        "duration",
+        "Bytes added",
+    ):
+        assert topic.lower() in titles.lower(), topic
