@@ -21,6 +21,7 @@ from firebreak.cli.common import (
 from firebreak.cli.placement import print_report
 from firebreak.cycles.cycle import CycleReport, run_cycle
 from firebreak.history.models import Status
+from firebreak.notify.sender import CycleNotifier
 from firebreak.placement.check import check_placement
 
 
@@ -55,12 +56,14 @@ def backup(
         fail(f"{count} placement violation(s); nothing was backed up", Exit.CONFIG)
     rt = runtime(config)
     cancel = threading.Event()
+    notifier = CycleNotifier(config)
     with cancel_on_signals(cancel):
         reports = []
         for name in names:
             if cancel.is_set():
                 break
-            reports.append(run_cycle(rt, name, sites=chosen, cancel=cancel))
+            reports.append(run_cycle(rt, name, sites=chosen, cancel=cancel, notifier=notifier))
+    notifier.wait(timeout=10)  # a short-lived process: let notifications in flight finish
     out = console()
     for report in reports:
         out.print(_table(report))

@@ -25,6 +25,7 @@ from firebreak.config.base import (
     Strict,
     absolute,
 )
+from firebreak.config.notify import Healthchecks, Notify
 from firebreak.config.placement import PlacementPolicy, SourcePlacement
 from firebreak.config.schedules import Schedule, parse_schedule
 from firebreak.config.site import Location as Location
@@ -70,6 +71,10 @@ class Source(Strict):
     placement: SourcePlacement = Field(
         default_factory=SourcePlacement,
         description="Tighten the global placement policy for this source.",
+    )
+    healthchecks: Healthchecks = Field(
+        default_factory=Healthchecks,
+        description="Dead-man's-switch pings for this source's cycles.",
     )
     schedule: str = Field(
         default="0 3 * * *",
@@ -202,6 +207,7 @@ class Config(Strict):
         description="restic processes running at once, all sources together.",
     )
     metrics: Metrics = Field(default_factory=Metrics, description="The Prometheus endpoint.")
+    notify: Notify = Field(default_factory=Notify, description="Webhooks after cycles.")
     timezone: str = Field(
         default="UTC",
         description="Time zone of cron schedules (an IANA name such as Europe/Paris).",

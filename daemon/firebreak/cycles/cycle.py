@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from firebreak.cycles.backup import RetryPlan, back_up_site
 from firebreak.cycles.runtime import Runtime
 from firebreak.history.models import Run, Status
-from firebreak.history.records import finish_cycle, runs_of_cycle, start_cycle
+from firebreak.history.records import (
+    finish_cycle,
+    previous_cycle_status,
+    runs_of_cycle,
+    start_cycle,
+)
+from firebreak.notify.sender import CycleNotifier
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ def run_cycle(
     trigger: str = "cli",
     cancel: threading.Event | None = None,
     retry: RetryPlan | None = None,
+    notifier: CycleNotifier | None = None,
 ) -> CycleReport:
     """Back up a source to its sites (all of them, or the ones named) and record the cycle."""
     source = rt.config.sources[source_name]
@@ -73,6 +80,8 @@ def run_cycle(
         rt.engine, source=source_name, trigger=trigger, host=rt.host, sites=len(names)
     )
     log.info("cycle %d of %s to %s started", cycle_id, source_name, ", ".join(names))
+    if notifier is not None:
+        notifier.started(source_name)
     with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"{source_name}") as pool:
         futures = [
             pool.submit(
@@ -93,6 +102,13 @@ def run_cycle(
     status = cycle_status(runs, expected=len(names))
     succeeded = sum(1 for run in runs if run.status == Status.SUCCESS)
     finish_cycle(rt.engine, cycle_id, status=status, succeeded=succeeded)
+    report = CycleReport(
+        cycle_id=cycle_id, source=source_name, status=status, runs=runs, sites=names
+    )
+    if notifier is not None and status != Status.INTERRUPTED:
+        previous = previous_cycle_status(rt.engine, source_name, cycle_id)
+        failed = [run.site for run in report.failed] + report.missing
+        notifier.finished(source_name, status, failed, len(names), previous)
     log.info(
         "cycle %d of %s: %s (%d of %d sites succeeded)",
         cycle_id,
@@ -101,4 +117,4 @@ def run_cycle(
         succeeded,
         len(names),
     )
-    return CycleReport(cycle_id=cycle_id, source=source_name, status=status, runs=runs, sites=names)
+    return report

@@ -264,3 +264,17 @@ def finished_durations(engine: Engine) -> list[tuple[str, float]]:
         return [
             (op, float(seconds)) for op, seconds in session.execute(query) if seconds is not None
         ]
+
+
+def previous_cycle_status(engine: Engine, source: str, before: int) -> Status | None:
+    """How the source's last finished cycle before cycle ``before`` ended."""
+    finished = (Status.SUCCESS, Status.PARTIAL, Status.FAILED)
+    query = (
+        select(Cycle.status)
+        .where(Cycle.source == source, Cycle.id < before, Cycle.status.in_(finished))
+        .order_by(Cycle.id.desc())
+        .limit(1)
+    )
+    with Session(engine) as session:
+        status = session.scalar(query)
+    return Status(status) if status else None

@@ -1,0 +1,1 @@
+"""Direct notifications: webhooks after cycles, dead-man's-switch pings around them."""
