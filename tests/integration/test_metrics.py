@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,71 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_endpoint_speaks_tls_and_wants_a_password_for_metrics(
+    setup: Setup, tmp_path: Path
+) -> None:
+    import base64
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    import bcrypt
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a test certificate: {made.stderr.decode()[-200:]}")
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    port = free_port()
+    hashed = bcrypt.hashpw(b"scrape-pw", bcrypt.gensalt(rounds=4)).decode()
+    setup.top["metrics"] = {
+        "listen": f"127.0.0.1:{port}",
+        "tls": {"cert_file": str(cert), "key_file": str(key)},
+        "basic_auth_users": {"prometheus": hashed},
+    }
+    run_cycle(setup.runtime(), "www")
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "exporter"],
+        stderr=subprocess.PIPE,
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+
+    def fetch(path: str, password: str | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(f"https://127.0.0.1:{port}{path}")
+        if password is not None:
+            token = base64.b64encode(f"prometheus:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fetch("/healthz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and exporter.poll() is None, (
+                    "the exporter never answered"
+                )
+                time.sleep(0.2)
+        assert fetch("/metrics")[0] == 401
+        assert fetch("/metrics", "wrong")[0] == 401
+        status, body = fetch("/metrics", "scrape-pw")
+        assert status == 200 and 'firebreak_source_safe{source="www"} 1.0' in body
+        assert fetch("/healthz")[0] == 200  # health stays open for load balancers and systemd
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=5)  # untrusted cert
+    finally:
+        exporter.terminate()
+        exporter.wait(10)

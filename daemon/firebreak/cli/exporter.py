@@ -25,7 +25,7 @@ def exporter(options: Options, listen: str | None) -> None:
     """Serve /metrics, /healthz and /readyz from the run history until SIGTERM."""
     if options.verbose == 0:
         logging.getLogger().setLevel(logging.INFO)
-    config = load(options)
+    config = load(options, check_environment=True)
     try:
         engine = make_engine(config.database_url)
     except DatabaseError as exc:
@@ -37,12 +37,13 @@ def exporter(options: Options, listen: str | None) -> None:
     address = listen or config.metrics.listen
     try:
         server = serve(
-            address,
+            config.metrics,
             Sources(
                 config=lambda: config, engine=lambda: engine, restic_version=lambda: restic_version
             ),
             healthy=lambda: (True, "ok"),
             ready=database_ready(lambda: engine),
+            listen=address,
         )
     except OSError as exc:
         fail(f"cannot serve on {address}: {exc.strerror}", Exit.NOT_READY)

@@ -24,6 +24,7 @@ from firebreak.config.base import (
     Name,
     Strict,
     absolute,
+    checking,
 )
 from firebreak.config.notify import Healthchecks, Notify
 from firebreak.config.placement import PlacementPolicy, SourcePlacement
@@ -147,12 +148,49 @@ class Restic(Strict):
         return None if value is None else absolute(value, info)
 
 
+class MetricsTLS(Strict):
+    cert_file: Path = Field(description="PEM certificate (chain) for the endpoint.")
+    key_file: Path = Field(description="PEM private key of the certificate.")
+
+    @field_validator("cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: Path, info: ValidationInfo) -> Path:
+        path = absolute(value, info)
+        if checking(info) and not path.is_file():
+            raise ValueError(f"file {path} does not exist")
+        return path
+
+
 class Metrics(Strict):
     listen: str = Field(
         default="127.0.0.1:9188",
         pattern=LISTEN_PATTERN,
         description="host:port the daemon serves /metrics on.",
     )
+    tls: MetricsTLS | None = Field(default=None, description="Serve HTTPS with this certificate.")
+    basic_auth_users: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Users allowed to read /metrics, name → bcrypt hash (htpasswd -nBC 10 NAME). "
+            "/healthz and /readyz stay open."
+        ),
+        examples=[{"prometheus": "$2y$10$..."}],
+    )
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _bcrypt_hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [
+            name
+            for name, hashed in value.items()
+            if not hashed.startswith(("$2a$", "$2b$", "$2y$"))
+        ]
+        if bad:
+            raise ValueError(
+                f"not a bcrypt hash for {', '.join(bad)}: store hashes, never passwords "
+                "(htpasswd -nBC 10 NAME)"
+            )
+        return value
 
 
 class Daemon(Strict):

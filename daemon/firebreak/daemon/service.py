@@ -127,7 +127,7 @@ class Daemon:
             self.rt.needs_unlock.add(run.site)
         try:
             self.metrics = serve(
-                config.metrics.listen,
+                config.metrics,
                 Sources(
                     config=lambda: self.rt.config,
                     engine=lambda: self.rt.engine,

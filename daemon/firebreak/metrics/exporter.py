@@ -7,6 +7,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 
+from firebreak.config.model import Metrics
 from firebreak.metrics.collector import FirebreakCollector, Sources
 from firebreak.metrics.http import Check, MetricsServer
 
@@ -23,10 +24,20 @@ def database_ready(engine: Callable[[], Engine]) -> Check:
     return check
 
 
-def serve(listen: str, sources: Sources, healthy: Check, ready: Check) -> MetricsServer:
-    """Start serving; raises OSError when the address cannot be bound."""
+def serve(
+    settings: Metrics, sources: Sources, healthy: Check, ready: Check, listen: str | None = None
+) -> MetricsServer:
+    """Start serving; raises OSError when the address cannot be bound or TLS files read."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FirebreakCollector(sources))
-    server = MetricsServer(listen, registry, healthy, ready)
+    tls = (str(settings.tls.cert_file), str(settings.tls.key_file)) if settings.tls else None
+    server = MetricsServer(
+        listen or settings.listen,
+        registry,
+        healthy,
+        ready,
+        users=settings.basic_auth_users,
+        tls=tls,
+    )
     server.start()
     return server

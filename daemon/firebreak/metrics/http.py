@@ -6,12 +6,16 @@ thread, and reads only the database.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import bcrypt
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
@@ -25,21 +29,65 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class BasicAuth:
+    """HTTP basic auth against bcrypt hashes. A checked credential is remembered (as a
+    SHA-256 of the header) so that a scrape every few seconds does not cost a bcrypt each."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+        self._good: set[str] = set()
+        self._lock = threading.Lock()
+
+    def allows(self, header: str | None) -> bool:
+        if not self.users:
+            return True
+        if not header or not header.startswith("Basic "):
+            return False
+        digest = hashlib.sha256(header.encode()).hexdigest()
+        with self._lock:
+            if digest in self._good:
+                return True
+        try:
+            name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        hashed = self.users.get(name)
+        if hashed is None or not bcrypt.checkpw(password.encode(), hashed.encode()):
+            return False
+        with self._lock:
+            self._good.add(digest)
+        return True
+
+
 class _ServerV6(ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
 class MetricsServer:
     def __init__(
-        self, listen: str, registry: CollectorRegistry, healthy: Check, ready: Check
+        self,
+        listen: str,
+        registry: CollectorRegistry,
+        healthy: Check,
+        ready: Check,
+        *,
+        users: dict[str, str] | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         host, port = parse_listen(listen)
         server = self
+        guard = BasicAuth(users or {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
+                    if not guard.allows(self.headers.get("Authorization")):
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="firebreak"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     self._answer(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/readyz"):
                     ok, why = (server.healthy if path == "/healthz" else server.ready)()
@@ -62,6 +110,11 @@ class MetricsServer:
         self.ready = ready
         self._server = (_ServerV6 if ":" in host else ThreadingHTTPServer)((host, port), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
         )

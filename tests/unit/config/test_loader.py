@@ -136,6 +136,26 @@ BAD_VALUES = [
     (_config(sites={}), "sites", "at least 1 item"),
     (_config(sites={"bad name!": GOOD_SITE}), "sites.bad name!", "name 'bad name!'"),
     (_config(colour="blue"), "colour", "unknown key"),
+    (
+        _config(metrics={"basic_auth_users": {"prom": "plaintext"}}),
+        "metrics.basic_auth_users",
+        "never passwords",
+    ),
+    (
+        _config(metrics={"tls": {"cert_file": "nope.pem", "key_file": "pw"}}),
+        "metrics.tls.cert_file",
+        "does not exist",
+    ),
+    (
+        _config(notify={"webhooks": [{"url": "ftp://x"}]}),
+        "notify.webhooks[0].url",
+        "should match pattern",
+    ),
+    (
+        _config(notify={"webhooks": [{"url": "https://x", "on": []}]}),
+        "notify.webhooks",
+        "would never notify",
+    ),
 ]
 
 
