@@ -116,7 +116,10 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
         == 2
     )
     assert any(name == "firebreak_build_info" for name, _ in found)
+    assert value(found, "process_resident_memory_bytes") > 0  # live process metrics
     for name, labels in found:
+        if name.startswith("process_"):
+            continue
         assert name.startswith("firebreak_")
         assert {key for key, _ in labels} <= {
             "source",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from sqlalchemy import Engine, text
 
 from firebreak.config.model import Metrics
@@ -30,6 +30,7 @@ def serve(
     """Start serving; raises OSError when the address cannot be bound or TLS files read."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FirebreakCollector(sources))
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open fds, start
     tls = (str(settings.tls.cert_file), str(settings.tls.key_file)) if settings.tls else None
     server = MetricsServer(
         listen or settings.listen,
