@@ -63,9 +63,16 @@ def snapshot_list(result: ResticResult) -> list[Snapshot]:
 
 def unreadable_items(result: ResticResult, limit: int = 3) -> str:
     """``/a (permission denied), /b ...`` from a partial backup's error lines."""
-    items = [m.get("item", "?") for m in result.error_messages if m.get("message_type") == "error"]
+    # restic may report one item twice (stat, then open): each is named once.
+    items = list(
+        dict.fromkeys(
+            str(m.get("item", "?"))
+            for m in result.error_messages
+            if m.get("message_type") == "error"
+        )
+    )
     if not items:
         return ""
-    shown = ", ".join(str(item) for item in items[:limit])
+    shown = ", ".join(items[:limit])
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return f"{shown}{more}"
