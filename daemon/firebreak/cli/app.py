@@ -8,7 +8,17 @@ from pathlib import Path
 import click
 
 from firebreak import __version__
-from firebreak.cli import backup, db, exporter, placement, run, snapshots, status, validate
+from firebreak.cli import (
+    backup,
+    db,
+    exporter,
+    placement,
+    restore,
+    run,
+    snapshots,
+    status,
+    validate,
+)
 from firebreak.cli.common import DEFAULT_CONFIG, Options, setup_logging
 
 
@@ -39,3 +49,4 @@ cli.add_command(db.db)
 cli.add_command(placement.placement)
 cli.add_command(run.run)
 cli.add_command(exporter.exporter)
+cli.add_command(restore.restore)

@@ -163,10 +163,15 @@ def restore(
     *,
     snapshot: str,
     target: Path,
+    include: tuple[str, ...] = (),
+    verify: bool = False,
 ) -> Invocation:
-    return _invocation(
-        binary, ("restore", snapshot, "--target", str(target)), access, cache_dir, parent_env
-    )
+    command: list[str] = ["restore", snapshot, "--target", str(target)]
+    for pattern in include:
+        command += ["--include", pattern]
+    if verify:
+        command.append("--verify")
+    return _invocation(binary, tuple(command), access, cache_dir, parent_env)
 
 
 def version(binary: str, parent_env: Mapping[str, str]) -> Invocation:

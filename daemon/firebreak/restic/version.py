@@ -27,6 +27,7 @@ class Feature(Enum):
     EXIT_CODES_10_TO_12 = ResticVersion(0, 17, 0)  # 10 no repo, 11 locked, 12 wrong password
     RETRY_LOCK = ResticVersion(0, 16, 0)  # --retry-lock
     JSON_EXIT_ERROR = ResticVersion(0, 17, 0)  # {"message_type":"exit_error"} on stderr
+    RESTORE_PROGRESS = ResticVersion(0, 16, 0)  # restore --json prints status lines
 
 
 def parse_version(text: str) -> ResticVersion:

@@ -1,0 +1,107 @@
+"""Restore for an incident: the freshest site that answers, the next one when it fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from firebreak.cycles.cycle import run_cycle
+from firebreak.cycles.restore import restore_source
+from firebreak.history.models import Status
+from firebreak.history.records import all_runs
+from tests.support.restore import assert_same_tree
+from tests.support.servers import RestServer
+from tests.support.setup import Setup
+
+
+def _firebreak(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_restore_falls_back_when_the_freshest_site_is_down(
+    setup: Setup, rest_server_factory: Callable[..., RestServer], tmp_path: Path
+) -> None:
+    rest = rest_server_factory()
+    setup.local_site("local")
+    setup.rest_site("rest", rest)
+    setup.source("www", ["local", "rest"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www", sites=["local"]).status == Status.SUCCESS
+    assert run_cycle(rt, "www", sites=["rest"]).status == Status.SUCCESS  # rest is now freshest
+    rest.stop()
+
+    target = tmp_path / "restored"
+    done = _firebreak(setup.path, "restore", "www", "--target", str(target))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rest: SiteUnreachable" in done.stderr
+    assert done.stdout.startswith("restored www from site local: snapshot ")
+    assert "verified" in done.stdout
+    assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
+    restores = [(r.site, r.status) for r in all_runs(rt.engine) if r.operation == "restore"]
+    assert restores == [("rest", "failed"), ("local", "success")]
+
+
+def test_a_site_lost_mid_restore_leaves_nothing_behind_and_the_next_site_finishes(
+    setup: Setup, rest_server_factory: Callable[..., RestServer], tmp_path: Path
+) -> None:
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(3_000_000))
+    rest = rest_server_factory()
+    setup.local_site("local")
+    # Downloads at 200 KiB/s take ~15 s; the site's 8 s timeout ends the attempt once the
+    # server is gone (restic itself would retry for minutes).
+    setup.rest_site("rest", rest, limit_download=200, timeout="8s")
+    setup.source("www", ["local", "rest"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www", sites=["local"]).status == Status.SUCCESS
+    assert run_cycle(rt, "www", sites=["rest"]).status == Status.SUCCESS
+    target = tmp_path / "restored"
+    staging = tmp_path / ".restored.firebreak-rest"
+
+    def pull_the_plug() -> None:
+        deadline = time.monotonic() + 20
+        while not (staging.exists() and any(staging.rglob("*"))) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        rest.stop()
+
+    plug = threading.Thread(target=pull_the_plug)
+    plug.start()
+    report = restore_source(rt, "www", target)
+    plug.join()
+
+    assert [a.site for a in report.attempts] == ["rest", "local"]
+    assert report.attempts[0].error is not None and report.attempts[0].error.startswith("Timeout")
+    assert report.restored is not None and report.restored.site == "local"
+    assert not staging.exists(), "the failed attempt left its files"
+    assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
+
+
+def test_restore_refuses_a_non_empty_target_without_force(setup: Setup, tmp_path: Path) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    run_cycle(setup.runtime(), "www")
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    refused = _firebreak(setup.path, "restore", "www", "--target", str(target))
+    assert refused.returncode == 2 and "is not empty" in refused.stderr
+    forced = _firebreak(setup.path, "restore", "www", "--target", str(target), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (target / "keep.txt").read_text() == "mine"
+    assert (target / setup.source_dir.relative_to("/") / "docs" / "readme.txt").exists()
+    lone = _firebreak(
+        setup.path, "restore", "www", "--target", str(tmp_path / "x"), "--snapshot", "abcd"
+    )
+    assert lone.returncode == 2 and "--site" in lone.stderr
