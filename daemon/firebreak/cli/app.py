@@ -10,6 +10,7 @@ import click
 from firebreak import __version__
 from firebreak.cli import (
     backup,
+    check,
     db,
     exporter,
     placement,
@@ -50,3 +51,4 @@ cli.add_command(placement.placement)
 cli.add_command(run.run)
 cli.add_command(exporter.exporter)
 cli.add_command(restore.restore)
+cli.add_command(check.check)

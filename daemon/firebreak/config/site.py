@@ -127,6 +127,15 @@ class Site(Strict):
         description="Extended restic options, passed as -o key=value.",
         examples=[{"s3.storage-class": "STANDARD_IA"}],
     )
+    check_read_data_subsets: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description=(
+            "restic check reads 1/N of the pack data each time, a different part each time "
+            "(n/N rotating), so every pack is read at least once every N checks."
+        ),
+    )
 
     @field_validator("password_file")
     @classmethod

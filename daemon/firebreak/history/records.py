@@ -278,3 +278,12 @@ def previous_cycle_status(engine: Engine, source: str, before: int) -> Status | 
     with Session(engine) as session:
         status = session.scalar(query)
     return Status(status) if status else None
+
+
+def finished_runs(engine: Engine, site: str, operation: str) -> int:
+    """How many runs of this operation at this site have ended, whatever their outcome."""
+    query = select(func.count()).where(
+        Run.site == site, Run.operation == operation, Run.status != Status.RUNNING
+    )
+    with Session(engine) as session:
+        return int(session.scalar(query) or 0)

@@ -74,6 +74,7 @@ class FirebreakCollector(Collector):
             failures = consecutive_failures(engine)
             counts = run_counts(engine)
             durations = finished_durations(engine)
+            checks = latest_runs(engine, operation="check")
         except Exception:  # a scrape must answer even when the database does not
             log.exception("reading the run history for /metrics failed")
             database_up.add_metric([], 0)
@@ -83,6 +84,7 @@ class FirebreakCollector(Collector):
         yield database_up
         yield from _site_metrics(config, latest, failures)
         yield from _source_metrics(config, latest)
+        yield from _check_metrics(checks)
         yield from _counters(counts)
         yield _histogram(durations)
 
@@ -172,6 +174,28 @@ def _source_metrics(config: Config, latest: dict[tuple[str, str], Latest]) -> It
             worst.add_metric([source.source, domain], left)
     yield from gauges.values()
     yield worst
+
+
+def _check_metrics(checks: dict[tuple[str, str], Latest]) -> Iterator[Metric]:
+    success = GaugeMetricFamily(
+        "firebreak_last_check_success_timestamp_seconds",
+        "Start of the newest passing restic check of the site",
+        labels=["source", "site"],
+    )
+    outcome = GaugeMetricFamily(
+        "firebreak_last_check_outcome",
+        "1 for the outcome of the newest restic check, 0 for the others",
+        labels=["source", "site", "outcome"],
+    )
+    for (source, site), entry in sorted(checks.items()):
+        if entry.last_success is not None:
+            success.add_metric([source, site], entry.last_success.started_at.timestamp())
+        if entry.last_attempt is not None:
+            for name in OUTCOMES:
+                state = 1 if entry.last_attempt.status == name else 0
+                outcome.add_metric([source, site, name], state)
+    yield success
+    yield outcome
 
 
 def _counters(counts: list[RunCount]) -> Iterator[Metric]:

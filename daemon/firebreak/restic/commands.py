@@ -148,6 +148,21 @@ def unlock(
     return _invocation(binary, ("unlock",), access, cache_dir, parent_env)
 
 
+def check(
+    binary: str,
+    access: SiteAccess,
+    cache_dir: Path,
+    parent_env: Mapping[str, str],
+    *,
+    subset: tuple[int, int] | None,
+) -> Invocation:
+    """``restic check``; subset (n, N) reads that part of the pack data too."""
+    command: tuple[str, ...] = ("check",)
+    if subset is not None:
+        command += (f"--read-data-subset={subset[0]}/{subset[1]}",)
+    return _invocation(binary, command, access, cache_dir, parent_env)
+
+
 def cat_config(
     binary: str, access: SiteAccess, cache_dir: Path, parent_env: Mapping[str, str]
 ) -> Invocation:

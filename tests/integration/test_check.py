@@ -1,0 +1,74 @@
+"""restic check per site: a corrupted pack fails that site's check, and only that site's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from firebreak.cycles.check import check_site, next_subset
+from firebreak.cycles.cycle import run_cycle
+from firebreak.history.models import Status
+from tests.support.setup import Setup
+
+
+def test_a_corrupted_pack_fails_the_check_of_its_site_only(setup: Setup) -> None:
+    setup.local_site("good", check_read_data_subsets=1)
+    setup.local_site("bad", check_read_data_subsets=1)
+    setup.source("www", ["good", "bad"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    packs = sorted((setup.dir / "repo-bad" / "data").rglob("*"), key=lambda p: p.stat().st_size)
+    biggest = [p for p in packs if p.is_file()][-1]
+    with biggest.open("r+b") as pack:
+        pack.truncate(biggest.stat().st_size // 2)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "check", "www"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 4, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("good: ok")
+    assert lines[1].startswith("bad: failed: CheckFailed: ")
+
+
+def test_each_check_reads_the_next_part_of_the_data(setup: Setup) -> None:
+    setup.local_site("a", check_read_data_subsets=3)
+    setup.source("www", ["a"])
+    rt = setup.runtime()
+    run_cycle(rt, "www")
+    seen = []
+    for _ in range(4):
+        seen.append(next_subset(rt, "a"))
+        assert check_site(rt, "www", "a").status == Status.SUCCESS
+    assert seen == [(1, 3), (2, 3), (3, 3), (1, 3)]
+
+
+def test_check_outcomes_reach_the_metrics(setup: Setup) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from firebreak.metrics.collector import FirebreakCollector, Sources
+    from tests.support.scrape import samples, value
+
+    setup.local_site("a", check_read_data_subsets=1)
+    setup.source("www", ["a"])
+    rt = setup.runtime()
+    run_cycle(rt, "www")
+    run = check_site(rt, "www", "a")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        FirebreakCollector(
+            Sources(
+                config=lambda: rt.config, engine=lambda: rt.engine, restic_version=lambda: "0.14.0"
+            )
+        )
+    )
+    found = samples(generate_latest(registry).decode())
+    assert (
+        value(found, "firebreak_last_check_outcome", source="www", site="a", outcome="success") == 1
+    )
+    assert (
+        value(found, "firebreak_last_check_success_timestamp_seconds", source="www", site="a")
+        == run.started_at.timestamp()
+    )
