@@ -13,6 +13,7 @@ from firebreak.cli import (
     check,
     db,
     exporter,
+    forget,
     placement,
     restore,
     run,
@@ -52,3 +53,4 @@ cli.add_command(run.run)
 cli.add_command(exporter.exporter)
 cli.add_command(restore.restore)
 cli.add_command(check.check)
+cli.add_command(forget.forget)

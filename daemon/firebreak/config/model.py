@@ -33,6 +33,41 @@ from firebreak.config.site import Location as Location
 from firebreak.config.site import Site as Site
 
 
+class Retention(Strict):
+    """Which snapshots ``restic forget --prune`` keeps at each site (restic's keep rules)."""
+
+    keep_last: int | None = Field(default=None, ge=1, description="The newest N snapshots.")
+    keep_hourly: int | None = Field(default=None, ge=1, description="One per hour, N hours.")
+    keep_daily: int | None = Field(default=None, ge=1, description="One per day, N days.")
+    keep_weekly: int | None = Field(default=None, ge=1, description="One per week, N weeks.")
+    keep_monthly: int | None = Field(default=None, ge=1, description="One per month, N months.")
+    keep_yearly: int | None = Field(default=None, ge=1, description="One per year, N years.")
+    keep_within: Duration | None = Field(
+        default=None, description="Every snapshot younger than this."
+    )
+    keep_tags: list[str] = Field(
+        default_factory=list, description="Every snapshot with one of these tags."
+    )
+    schedule: str = Field(
+        default="30 4 * * *",
+        description="When the daemon applies it: cron, or 'every DURATION'.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> Retention:
+        rules = [self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly,
+                 self.keep_monthly, self.keep_yearly, self.keep_within]  # fmt: skip
+        if all(rule is None for rule in rules) and not self.keep_tags:
+            raise ValueError("give at least one keep_* rule, or leave retention out")
+        return self
+
+
 class Source(Strict):
     """What is backed up, and how fresh its copies must stay."""
 
@@ -72,6 +107,10 @@ class Source(Strict):
     placement: SourcePlacement = Field(
         default_factory=SourcePlacement,
         description="Tighten the global placement policy for this source.",
+    )
+    retention: Retention | None = Field(
+        default=None,
+        description="Forget and prune old snapshots at every site (none: keep everything).",
     )
     healthchecks: Healthchecks = Field(
         default_factory=Healthchecks,

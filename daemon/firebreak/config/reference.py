@@ -27,13 +27,19 @@ from pydantic_core import PydanticUndefined
 from firebreak.config.durations import format_duration
 from firebreak.config.model import (
     Config,
+    Daemon,
     Database,
     Location,
     Metrics,
+    MetricsTLS,
     Restic,
+    Retention,
+    Retry,
     Site,
     Source,
 )
+from firebreak.config.notify import Healthchecks, Notify, Webhook
+from firebreak.config.placement import PlacementPolicy, SourcePlacement
 
 SCHEMA_PATH = Path("config/schema.json")
 EXAMPLE_PATH = Path("config/firebreak.example.yaml")
@@ -96,6 +102,7 @@ EXAMPLE: dict[str, Any] = {
             "max_age": "26h",
             "min_fresh_sites": 2,
             "placement": {"distinct": ["country"], "min_distance_km": 300},
+            "retention": {"keep_daily": 7, "keep_weekly": 5, "keep_monthly": 12},
             "schedule": "15 2 * * *",
         },
     },
@@ -106,9 +113,18 @@ _MODELS: tuple[type[BaseModel], ...] = (
     Site,
     Location,
     Source,
+    Retention,
+    Healthchecks,
+    PlacementPolicy,
+    SourcePlacement,
     Database,
     Restic,
     Metrics,
+    MetricsTLS,
+    Daemon,
+    Retry,
+    Notify,
+    Webhook,
 )
 
 

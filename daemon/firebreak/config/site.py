@@ -127,6 +127,13 @@ class Site(Strict):
         description="Extended restic options, passed as -o key=value.",
         examples=[{"s3.storage-class": "STANDARD_IA"}],
     )
+    append_only: bool = Field(
+        default=False,
+        description=(
+            "The site refuses deletion (rest-server --append-only, object lock): retention "
+            "skips it, with the reason recorded, instead of failing."
+        ),
+    )
     check_read_data_subsets: int = Field(
         default=12,
         ge=1,

@@ -26,8 +26,10 @@ from apscheduler.triggers.date import DateTrigger
 
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.config.durations import humanize_age
+from firebreak.config.schedules import parse_schedule
 from firebreak.cycles.backup import RetryPlan
 from firebreak.cycles.cycle import run_cycle
+from firebreak.cycles.retention import apply_retention
 from firebreak.cycles.runtime import Runtime, open_runtime
 from firebreak.daemon.catchup import overdue_sources
 from firebreak.daemon.systemd import Notifier
@@ -215,7 +217,7 @@ class Daemon:
     def _schedule_sources(self, config: Config) -> None:
         zone = ZoneInfo(config.timezone)
         for job in self.scheduler.get_jobs():
-            if job.id.startswith("cycle:"):
+            if job.id.startswith(("cycle:", "retention:")):
                 job.remove()
         for name, source in config.sources.items():
             self.scheduler.add_job(
@@ -226,6 +228,16 @@ class Daemon:
                 name=f"cycle of {name}",
                 replace_existing=True,
             )
+        for name, source in config.sources.items():
+            if source.retention is not None:
+                self.scheduler.add_job(
+                    self._retention_job,
+                    parse_schedule(source.retention.schedule).trigger(zone, config.daemon.jitter),
+                    args=(name,),
+                    id=f"retention:{name}",
+                    name=f"retention of {name}",
+                    replace_existing=True,
+                )
         every = HEARTBEAT_SECONDS
         if self.notifier.watchdog_seconds:
             every = min(every, self.notifier.watchdog_seconds / 2)
@@ -295,6 +307,15 @@ class Daemon:
                 self._idle.notify_all()
             if not self.stop_requested.is_set():
                 self.notifier.notify(f"STATUS={self.status_line()}")
+
+    def _retention_job(self, source_name: str) -> None:
+        rt = self.rt
+        if source_name not in rt.config.sources or rt.config.sources[source_name].retention is None:
+            return
+        try:
+            apply_retention(rt, source_name, cancel=self.cancel)
+        except Exception:
+            log.exception("retention of %s failed inside firebreak", source_name)
 
     def _retry_plan(self, rt: Runtime, source_name: str) -> RetryPlan:
         """Retries stop before the source's next scheduled cycle would start."""

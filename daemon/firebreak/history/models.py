@@ -25,9 +25,16 @@ class Status(enum.StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # nothing to do there, on purpose (retention at an append-only site)
 
 
-FINAL_STATUSES = (Status.SUCCESS, Status.PARTIAL, Status.FAILED, Status.INTERRUPTED)
+FINAL_STATUSES = (
+    Status.SUCCESS,
+    Status.PARTIAL,
+    Status.FAILED,
+    Status.INTERRUPTED,
+    Status.SKIPPED,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
-from firebreak.config.model import Site, Source
+from firebreak.config.model import Retention, Site, Source
 from firebreak.restic.runner import Invocation
 
 SOURCE_TAG_PREFIX = "firebreak.source="
@@ -146,6 +147,39 @@ def unlock(
 ) -> Invocation:
     """``restic unlock``: removes only stale locks (dead owner on this host, or 30 min old)."""
     return _invocation(binary, ("unlock",), access, cache_dir, parent_env)
+
+
+def forget(
+    binary: str,
+    access: SiteAccess,
+    cache_dir: Path,
+    parent_env: Mapping[str, str],
+    *,
+    source_name: str,
+    host: str,
+    retention: Retention,
+    dry_run: bool = False,
+) -> Invocation:
+    """``restic forget --prune`` of this source's snapshots from this host only: sources
+    (and hosts) sharing a repository never forget each other's snapshots."""
+    command: list[str] = ["forget", "--host", host, "--tag", source_tag(source_name)]
+    for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        count = getattr(retention, f"keep_{rule}")
+        if count is not None:
+            command += [f"--keep-{rule}", str(count)]
+    if retention.keep_within is not None:
+        command += ["--keep-within", restic_duration(retention.keep_within)]
+    for tag in retention.keep_tags:
+        command += ["--keep-tag", tag]
+    command.append("--dry-run" if dry_run else "--prune")
+    return _invocation(binary, tuple(command), access, cache_dir, parent_env)
+
+
+def restic_duration(value: timedelta) -> str:
+    """restic's duration form (days and hours: 1y5m7d2h, no weeks, no minutes)."""
+    hours = max(int(value.total_seconds() // 3600), 1)
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if days else f"{hours}h"
 
 
 def check(

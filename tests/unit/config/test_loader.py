@@ -131,6 +131,16 @@ BAD_VALUES = [
     (_config(daemon={"shutdown_grace": "soon"}), "daemon.shutdown_grace", "not a duration"),
     (_with_source(schedule="61 3 * * *"), "sources.www.schedule", "not a valid cron"),
     (_with_source(one_file_system="maybe"), "sources.www.one_file_system", "valid boolean"),
+    (
+        _with_source(retention={"schedule": "every 1d"}),
+        "sources.www.retention",
+        "at least one keep_* rule",
+    ),
+    (
+        _with_source(retention={"keep_last": 0}),
+        "sources.www.retention.keep_last",
+        "greater than or equal to 1",
+    ),
     (_config(max_parallel_runs=0), "max_parallel_runs", "greater than or equal to 1"),
     (_config(metrics={"listen": "everywhere"}), "metrics.listen", "host:port"),
     (_config(sites={}), "sites", "at least 1 item"),

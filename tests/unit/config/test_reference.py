@@ -43,3 +43,23 @@ def test_demo_config_is_valid() -> None:
     assert len(config.sites) >= 3
     kinds = {site.repository.split(":")[0] for site in config.sites.values()}
     assert "rest" in kinds
+
+
+def test_every_section_of_the_config_has_a_reference_table() -> None:
+    import typing
+
+    from pydantic import BaseModel
+
+    from firebreak.config import reference
+
+    def models(annotation: object, found: set[type[BaseModel]]) -> set[type[BaseModel]]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in found:
+                found.add(annotation)
+                for field in annotation.model_fields.values():
+                    models(field.annotation, found)
+        for argument in typing.get_args(annotation):
+            models(argument, found)
+        return found
+
+    assert models(Config, set()) == set(reference._MODELS)

@@ -116,3 +116,27 @@ def test_init_and_restore_argv() -> None:
         "restic", access, Path("/c"), {}, snapshot="latest", target=Path("/restore")
     )
     assert restore.argv[-3:] == ("latest", "--target", "/restore")
+
+
+def test_forget_is_scoped_to_the_source_and_host() -> None:
+    from datetime import timedelta
+
+    from firebreak.config.model import Retention
+
+    retention = Retention(
+        keep_last=3, keep_daily=7, keep_within=timedelta(weeks=2), keep_tags=["keep"]
+    )
+    invocation = commands.forget(
+        "restic",
+        _access(_site()),
+        Path("/c"),
+        {},
+        source_name="www",
+        host="web1",
+        retention=retention,
+    )
+    assert invocation.argv[5:] == (
+        "--host", "web1", "--tag", "firebreak.source=www",
+        "--keep-last", "3", "--keep-daily", "7", "--keep-within", "14d0h",
+        "--keep-tag", "keep", "--prune",
+    )  # fmt: skip

@@ -1,0 +1,40 @@
+"""``firebreak forget``: apply a source's retention policy now."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from firebreak.cli.common import Exit, Options, cancel_on_signals, check_names, fail, load, runtime
+from firebreak.cycles.retention import apply_retention
+from firebreak.history.models import Status
+
+
+@click.command()
+@click.argument("source")
+@click.option("--site", "sites", multiple=True, help="Only this site (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be forgotten; delete nothing.")
+@click.pass_obj
+def forget(options: Options, source: str, sites: tuple[str, ...], dry_run: bool) -> None:
+    """Forget and prune SOURCE's old snapshots at its sites, as its retention says.
+
+    Only this source's snapshots from this host are considered. Append-only sites are skipped
+    with the reason recorded. Exit 0 when done (or skipped) everywhere, 4 when a site failed.
+    """
+    config = load(options, check_environment=True)
+    check_names(options, config, [source], sites)
+    if config.sources[source].retention is None:
+        fail(f"source {source!r} has no retention: it keeps every snapshot", Exit.CONFIG)
+    rt = runtime(config)
+    cancel = threading.Event()
+    with cancel_on_signals(cancel):
+        runs = apply_retention(rt, source, list(sites) or None, dry_run=dry_run, cancel=cancel)
+    for run in runs:
+        detail = run.error_message or ("dry run" if dry_run else "done")
+        cause = f"{run.error_class}: " if run.error_class else ""
+        click.echo(f"{run.site}: {run.status}: {cause}{detail}")
+    if cancel.is_set():
+        raise SystemExit(Exit.INTERRUPTED)
+    ok = all(run.status in (Status.SUCCESS, Status.SKIPPED) for run in runs)
+    raise SystemExit(Exit.OK if ok else Exit.FAILED)

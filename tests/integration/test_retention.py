@@ -1,0 +1,67 @@
+"""Retention with the real restic: exactly what the policy keeps, scoped to one source;
+append-only sites are backed up and never pruned, without errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+from firebreak.cycles.cycle import run_cycle
+from firebreak.cycles.retention import apply_retention
+from firebreak.history.models import Status
+from tests.support.servers import RestServer
+from tests.support.setup import Setup
+
+
+def _snapshot_ids(setup: Setup, source: str, site: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "snapshots", source, "--site", site, "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    [entry] = json.loads(done.stdout)
+    return [snapshot["id"] for snapshot in entry["snapshots"]]
+
+
+def test_keep_last_keeps_exactly_that_at_every_site_and_spares_other_sources(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], retention={"keep_last": 2})
+    setup.source("db", ["a"], paths=[str(setup.source_dir / "docs")])
+    rt = setup.runtime()
+    for number in range(4):
+        (setup.source_dir / "changes.txt").write_text(f"version {number}\n")
+        assert run_cycle(rt, "www").status == Status.SUCCESS
+    assert run_cycle(rt, "db").status == Status.SUCCESS
+    newest = {site: _snapshot_ids(setup, "www", site)[-2:] for site in ("a", "b")}
+
+    runs = apply_retention(rt, "www")
+
+    assert [(r.site, r.status) for r in runs] == [("a", Status.SUCCESS), ("b", Status.SUCCESS)]
+    for site in ("a", "b"):
+        assert _snapshot_ids(setup, "www", site) == newest[site]
+    assert len(_snapshot_ids(setup, "db", "a")) == 1, "another source's snapshot was forgotten"
+
+
+def test_an_append_only_site_is_backed_up_and_never_pruned(
+    setup: Setup, rest_server_factory: Callable[..., RestServer]
+) -> None:
+    locked = rest_server_factory(append_only=True)
+    setup.local_site("a")
+    setup.rest_site("vault", locked, append_only=True)
+    setup.source("www", ["a", "vault"], retention={"keep_last": 1})
+    rt = setup.runtime()
+    for number in range(3):
+        (setup.source_dir / "changes.txt").write_text(f"version {number}\n")
+        assert run_cycle(rt, "www").status == Status.SUCCESS
+
+    done = subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "forget", "www"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "vault: skipped: the site is append-only (append_only: true)" in done.stdout
+    assert len(_snapshot_ids(setup, "www", "a")) == 1
+    assert len(_snapshot_ids(setup, "www", "vault")) == 3
