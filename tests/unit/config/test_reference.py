@@ -53,11 +53,11 @@ def test_every_section_of_the_config_has_a_reference_table() -> None:
     from firebreak.config import reference
 
     def models(annotation: object, found: set[type[BaseModel]]) -> set[type[BaseModel]]:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            if annotation not in found:
-                found.add(annotation)
-                for field in annotation.model_fields.values():
-                    models(field.annotation, found)
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if is_model and annotation not in found:
+            found.add(annotation)
+            for field in annotation.model_fields.values():
+                models(field.annotation, found)
         for argument in typing.get_args(annotation):
             models(argument, found)
         return found
