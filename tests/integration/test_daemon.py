@@ -230,6 +230,26 @@ def test_a_manual_backup_waits_for_the_daemons_run_on_the_same_site(
     )
 
 
+def test_the_daemon_runs_checks_and_retention_on_their_own_schedules(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a", check_schedule="every 2s", check_read_data_subsets=2)
+    setup.source(
+        "www", ["a"], schedule="0 3 * * *", retention={"keep_last": 1, "schedule": "every 2s"}
+    )
+    daemon = _start(setup, daemons)
+    daemon.ready()
+
+    def done(operation: str) -> list[Run]:
+        return [r for r in _runs(setup) if r.operation == operation and r.status == Status.SUCCESS]
+
+    daemon.wait_for(
+        "two checks and a retention run", lambda: len(done("check")) >= 2 and bool(done("forget"))
+    )
+    assert daemon.stop() == 0
+    assert all(run.source == "www" for run in done("check"))
+
+
 def test_the_daemon_refuses_to_start_on_a_placement_violation(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:

@@ -26,6 +26,7 @@ from firebreak.config.references import (
     is_file_reference,
     missing_variables,
 )
+from firebreak.config.schedules import parse_schedule
 
 
 class Location(Strict):
@@ -134,6 +135,10 @@ class Site(Strict):
             "skips it, with the reason recorded, instead of failing."
         ),
     )
+    check_schedule: str | None = Field(
+        default="0 5 * * 0",
+        description="When the daemon runs restic check here (cron, 'every DURATION', or null).",
+    )
     check_read_data_subsets: int = Field(
         default=12,
         ge=1,
@@ -212,6 +217,13 @@ class Site(Strict):
             else text
             for key, text in value.items()
         }
+
+    @field_validator("check_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_schedule(value)
+        return value
 
     @field_validator("options")
     @classmethod

@@ -28,6 +28,7 @@ from firebreak.config import Config, ConfigError, load_config
 from firebreak.config.durations import humanize_age
 from firebreak.config.schedules import parse_schedule
 from firebreak.cycles.backup import RetryPlan
+from firebreak.cycles.check import check_site
 from firebreak.cycles.cycle import run_cycle
 from firebreak.cycles.retention import apply_retention
 from firebreak.cycles.runtime import Runtime, open_runtime
@@ -217,7 +218,7 @@ class Daemon:
     def _schedule_sources(self, config: Config) -> None:
         zone = ZoneInfo(config.timezone)
         for job in self.scheduler.get_jobs():
-            if job.id.startswith(("cycle:", "retention:")):
+            if job.id.startswith(("cycle:", "retention:", "check:")):
                 job.remove()
         for name, source in config.sources.items():
             self.scheduler.add_job(
@@ -236,6 +237,16 @@ class Daemon:
                     args=(name,),
                     id=f"retention:{name}",
                     name=f"retention of {name}",
+                    replace_existing=True,
+                )
+        for name, site in config.sites.items():
+            if site.check_schedule is not None:
+                self.scheduler.add_job(
+                    self._check_job,
+                    parse_schedule(site.check_schedule).trigger(zone, config.daemon.jitter),
+                    args=(name,),
+                    id=f"check:{name}",
+                    name=f"check of {name}",
                     replace_existing=True,
                 )
         every = HEARTBEAT_SECONDS
@@ -307,6 +318,16 @@ class Daemon:
                 self._idle.notify_all()
             if not self.stop_requested.is_set():
                 self.notifier.notify(f"STATUS={self.status_line()}")
+
+    def _check_job(self, site_name: str) -> None:
+        rt = self.rt
+        owners = [name for name, source in rt.config.sources.items() if site_name in source.sites]
+        if not owners:
+            return  # no source uses the site (or a reload removed it)
+        try:
+            check_site(rt, owners[0], site_name, self.cancel)
+        except Exception:
+            log.exception("check of %s failed inside firebreak", site_name)
 
     def _retention_job(self, source_name: str) -> None:
         rt = self.rt
