@@ -12,6 +12,7 @@ from firebreak.cli import (
     backup,
     check,
     db,
+    drill,
     exporter,
     forget,
     placement,
@@ -54,3 +55,4 @@ cli.add_command(exporter.exporter)
 cli.add_command(restore.restore)
 cli.add_command(check.check)
 cli.add_command(forget.forget)
+cli.add_command(drill.drill)

@@ -46,12 +46,12 @@ class RestoreReport:
         return next((a for a in self.attempts if a.error is None), None)
 
 
-def site_order(rt: Runtime, source: str, only: str | None) -> list[str]:
+def site_order(rt: Runtime, source: str, only: str | None, without: str | None = None) -> list[str]:
     """The source's sites, freshest recorded success first (never-succeeded ones last)."""
     if only is not None:
         return [only]
     latest = latest_runs(rt.engine, sources=[source])
-    sites = list(rt.config.sources[source].sites)
+    sites = [site for site in rt.config.sources[source].sites if site != without]
 
     def freshness(site: str) -> float:
         entry = latest.get((source, site))
@@ -70,9 +70,11 @@ def restore_source(
     snapshot: str = "latest",
     include: tuple[str, ...] = (),
     cancel: threading.Event | None = None,
+    without: str | None = None,
 ) -> RestoreReport:
+    """without: a site to treat as destroyed (the disaster rehearsal)."""
     attempts: list[Attempt] = []
-    for name in site_order(rt, source, site):
+    for name in site_order(rt, source, site, without):
         attempt = _restore_from(rt, source, name, target, snapshot, include, cancel)
         attempts.append(attempt)
         if attempt.error is None or (cancel is not None and cancel.is_set()):
