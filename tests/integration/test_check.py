@@ -72,3 +72,57 @@ def test_check_outcomes_reach_the_metrics(setup: Setup) -> None:
         value(found, "firebreak_last_check_success_timestamp_seconds", source="www", site="a")
         == run.started_at.timestamp()
     )
+
+
+def test_a_corrupted_pack_fails_check_and_drill_for_that_site_only(setup: Setup) -> None:
+    from tests.support.scrape import samples, value
+
+    setup.local_site("good", check_read_data_subsets=1, drill_files=1000)
+    setup.local_site("bad", check_read_data_subsets=1, drill_files=1000)
+    setup.source("www", ["good", "bad"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    for pack in (p for p in (setup.dir / "repo-bad" / "data").rglob("*") if p.is_file()):
+        with pack.open("r+b") as handle:  # damage every data pack: whatever the sample, it hits
+            handle.seek(pack.stat().st_size // 3)
+            handle.write(b"\0" * 64)
+
+    drills = subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "drill", "www"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    checks = subprocess.run(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "check", "www"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert drills.returncode == 4, drills.stdout + drills.stderr
+    assert drills.stdout.splitlines()[0].startswith("good: ok, ")
+    assert drills.stdout.splitlines()[1].startswith("bad: failed: DrillFailed: ")
+    assert checks.returncode == 4
+    assert checks.stdout.splitlines()[0].startswith("good: ok")
+    assert checks.stdout.splitlines()[1].startswith("bad: failed: ")
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from firebreak.metrics.collector import FirebreakCollector, Sources
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        FirebreakCollector(
+            Sources(config=lambda: rt.config, engine=lambda: rt.engine, restic_version=lambda: "0")
+        )
+    )
+    found = samples(generate_latest(registry).decode())
+    assert (
+        "firebreak_last_drill_success_timestamp_seconds",
+        frozenset({("source", "www"), ("site", "good")}),
+    ) in found
+    assert (
+        "firebreak_last_drill_success_timestamp_seconds",
+        frozenset({("source", "www"), ("site", "bad")}),
+    ) not in found
+    assert (
+        value(found, "firebreak_last_check_outcome", source="www", site="bad", outcome="failed")
+        == 1
+    )

@@ -8,28 +8,62 @@ from pathlib import Path
 
 import click
 
-from firebreak.cli.common import Exit, Options, cancel_on_signals, fail, load, runtime
+from firebreak.cli.common import (
+    Exit,
+    Options,
+    cancel_on_signals,
+    check_names,
+    fail,
+    load,
+    runtime,
+)
 from firebreak.config.durations import humanize_age
 from firebreak.cycles.drill import fire_drill
+from firebreak.cycles.sample_drill import drill_site
+from firebreak.history.models import Status
 
 
 @click.command()
-@click.option(
-    "--fire", "lost", required=True, metavar="SITE", help="The site to treat as destroyed."
-)
+@click.argument("source", required=False)
+@click.option("--site", "sites", multiple=True, help="With SOURCE: only this site (repeatable).")
+@click.option("--fire", "lost", metavar="SITE", help="The site to treat as destroyed.")
 @click.option(
     "--scratch",
     type=click.Path(path_type=Path, file_okay=False),
     help="Where to restore (default: a temporary directory in state_dir, removed after).",
 )
 @click.pass_obj
-def drill(options: Options, lost: str, scratch: Path | None) -> None:
-    """Rehearse losing SITE: restore every source that uses it from the other sites,
-    compare the bytes with the live data, report the recovery point and the time taken.
+def drill(
+    options: Options,
+    source: str | None,
+    sites: tuple[str, ...],
+    lost: str | None,
+    scratch: Path | None,
+) -> None:
+    """Restore drills. `drill SOURCE`: at each site, restore a random sample of the latest
+    snapshot and verify it (what the daemon does on each site's drill_schedule).
+    `drill --fire SITE`: rehearse losing SITE — restore every source that uses it from the
+    other sites, compare the bytes with the live data, report recovery point and time.
 
-    Exit 0 when every source came back intact, 4 otherwise.
+    Exit 0 when everything came back intact, 4 otherwise.
     """
     config = load(options, check_environment=True)
+    if lost is None:
+        if source is None:
+            fail("name a source to drill, or --fire SITE for the disaster rehearsal", Exit.CONFIG)
+        check_names(options, config, [source], sites)
+        rt = runtime(config)
+        failed = False
+        for name in list(sites) or config.sources[source].sites:
+            run = drill_site(rt, source, name)
+            if run.status == Status.SUCCESS:
+                click.echo(
+                    f"{name}: ok, {run.files_new or 0} files verified from {run.snapshot_id}"
+                )
+            else:
+                failed = True
+                click.echo(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
+        raise SystemExit(Exit.FAILED if failed else Exit.OK)
     if lost not in config.sites:
         fail(f"no site {lost!r} in {options.config_path}", Exit.CONFIG)
     rt = runtime(config)

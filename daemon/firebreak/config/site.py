@@ -139,6 +139,18 @@ class Site(Strict):
         default="0 5 * * 0",
         description="When the daemon runs restic check here (cron, 'every DURATION', or null).",
     )
+    drill_schedule: str | None = Field(
+        default="0 6 * * *",
+        description="When the daemon runs a restore drill here (cron, 'every DURATION', or null).",
+    )
+    drill_files: int = Field(
+        default=20, ge=1, le=10_000, description="Files a drill restores, picked at random."
+    )
+    drill_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="A drill's sample stops growing at this many bytes.",
+    )
     check_read_data_subsets: int = Field(
         default=12,
         ge=1,
@@ -218,7 +230,7 @@ class Site(Strict):
             for key, text in value.items()
         }
 
-    @field_validator("check_schedule")
+    @field_validator("check_schedule", "drill_schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
         if value is not None:

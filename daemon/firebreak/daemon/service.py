@@ -32,6 +32,7 @@ from firebreak.cycles.check import check_site
 from firebreak.cycles.cycle import run_cycle
 from firebreak.cycles.retention import apply_retention
 from firebreak.cycles.runtime import Runtime, open_runtime
+from firebreak.cycles.sample_drill import drill_site
 from firebreak.daemon.catchup import overdue_sources
 from firebreak.daemon.systemd import Notifier
 from firebreak.history.database import DatabaseError
@@ -218,7 +219,7 @@ class Daemon:
     def _schedule_sources(self, config: Config) -> None:
         zone = ZoneInfo(config.timezone)
         for job in self.scheduler.get_jobs():
-            if job.id.startswith(("cycle:", "retention:", "check:")):
+            if job.id.startswith(("cycle:", "retention:", "check:", "drill:")):
                 job.remove()
         for name, source in config.sources.items():
             self.scheduler.add_job(
@@ -247,6 +248,16 @@ class Daemon:
                     args=(name,),
                     id=f"check:{name}",
                     name=f"check of {name}",
+                    replace_existing=True,
+                )
+        for name, site in config.sites.items():
+            if site.drill_schedule is not None:
+                self.scheduler.add_job(
+                    self._drill_job,
+                    parse_schedule(site.drill_schedule).trigger(zone, config.daemon.jitter),
+                    args=(name,),
+                    id=f"drill:{name}",
+                    name=f"restore drill at {name}",
                     replace_existing=True,
                 )
         every = HEARTBEAT_SECONDS
@@ -328,6 +339,16 @@ class Daemon:
             check_site(rt, owners[0], site_name, self.cancel)
         except Exception:
             log.exception("check of %s failed inside firebreak", site_name)
+
+    def _drill_job(self, site_name: str) -> None:
+        rt = self.rt
+        for name, source in rt.config.sources.items():
+            if site_name not in source.sites or self.cancel.is_set():
+                continue
+            try:
+                drill_site(rt, name, site_name, self.cancel)
+            except Exception:
+                log.exception("restore drill of %s at %s failed inside firebreak", name, site_name)
 
     def _retention_job(self, source_name: str) -> None:
         rt = self.rt

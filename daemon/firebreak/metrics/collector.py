@@ -75,6 +75,7 @@ class FirebreakCollector(Collector):
             counts = run_counts(engine)
             durations = finished_durations(engine)
             checks = latest_runs(engine, operation="check")
+            drills = latest_runs(engine, operation="drill")
         except Exception:  # a scrape must answer even when the database does not
             log.exception("reading the run history for /metrics failed")
             database_up.add_metric([], 0)
@@ -85,6 +86,11 @@ class FirebreakCollector(Collector):
         yield from _site_metrics(config, latest, failures)
         yield from _source_metrics(config, latest)
         yield from _check_metrics(checks)
+        yield _last_success(
+            "firebreak_last_drill_success_timestamp_seconds",
+            "Start of the newest passing restore drill at the site",
+            drills,
+        )
         yield from _counters(counts)
         yield _histogram(durations)
 
@@ -196,6 +202,14 @@ def _check_metrics(checks: dict[tuple[str, str], Latest]) -> Iterator[Metric]:
                 outcome.add_metric([source, site, name], state)
     yield success
     yield outcome
+
+
+def _last_success(name: str, text: str, latest: dict[tuple[str, str], Latest]) -> Metric:
+    family = GaugeMetricFamily(name, text, labels=["source", "site"])
+    for (source, site), entry in sorted(latest.items()):
+        if entry.last_success is not None:
+            family.add_metric([source, site], entry.last_success.started_at.timestamp())
+    return family
 
 
 def _counters(counts: list[RunCount]) -> Iterator[Metric]:

@@ -182,6 +182,18 @@ def restic_duration(value: timedelta) -> str:
     return f"{days}d{hours}h" if days else f"{hours}h"
 
 
+def ls(
+    binary: str,
+    access: SiteAccess,
+    cache_dir: Path,
+    parent_env: Mapping[str, str],
+    *,
+    snapshot: str,
+) -> Invocation:
+    """``restic ls --json SNAPSHOT``: the snapshot, then one line per file or directory."""
+    return _invocation(binary, ("ls", snapshot), access, cache_dir, parent_env)
+
+
 def check(
     binary: str,
     access: SiteAccess,
