@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -31,71 +30,21 @@ from firebreak.cycles.backup import RetryPlan
 from firebreak.cycles.check import check_site
 from firebreak.cycles.cycle import run_cycle
 from firebreak.cycles.retention import apply_retention
-from firebreak.cycles.runtime import Runtime, open_runtime
+from firebreak.cycles.runtime import Runtime
 from firebreak.cycles.sample_drill import drill_site
 from firebreak.daemon.catchup import overdue_sources
+from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier
-from firebreak.history.database import DatabaseError
 from firebreak.history.records import interrupt_leftovers, utcnow
 from firebreak.metrics.collector import Sources
 from firebreak.metrics.exporter import database_ready, serve
 from firebreak.metrics.http import MetricsServer
-from firebreak.placement.check import check_placement
-from firebreak.restic.errors import ResticUnavailable
 
 log = logging.getLogger(__name__)
 
 CATCH_UP_CHECK_SECONDS = 60.0
 HEARTBEAT_SECONDS = 30.0
 SHUTDOWN_MARGIN_SECONDS = 15.0
-
-
-class StartupError(Exception):
-    """The daemon cannot start; ``code`` is the exit code (docs/cli.md)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class ReloadStatus:
-    ok: bool
-    at: datetime
-    message: str = ""
-
-
-def preflight(config_path: Path) -> tuple[Config, Runtime]:
-    """Everything that must hold before READY=1; raises StartupError saying what does not."""
-    try:
-        config = load_config(config_path, check_environment=True)
-    except ConfigError as exc:
-        raise StartupError(exc.render(), 2) from None
-    verify_placement(config)
-    try:
-        return config, open_runtime(config)
-    except (ResticUnavailable, DatabaseError) as exc:
-        raise StartupError(str(exc), 5) from None
-
-
-def verify_placement(config: Config) -> None:
-    report = check_placement(config)
-    for violation in report.errors:
-        log.error("placement: %s", violation.message)
-    if report.errors:
-        raise StartupError(
-            f"{len(report.errors)} placement violation(s): refusing to run "
-            "(firebreak validate explains them)",
-            2,
-        )
-    if report.warnings:
-        log.warning(
-            "PLACEMENT POLICY IN WARN MODE: %d violation(s) — copies of these sources can be "
-            "lost together",
-            len(report.warnings),
-        )
-        for violation in report.warnings:
-            log.warning("placement: %s", violation.message)
 
 
 class Daemon:

@@ -1,0 +1,65 @@
+"""What must hold before the daemon says READY=1, and what a reload must pass: the config,
+the placement policy, restic and the database."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from firebreak.config import Config, ConfigError, load_config
+from firebreak.cycles.runtime import Runtime, open_runtime
+from firebreak.history.database import DatabaseError
+from firebreak.placement.check import check_placement
+from firebreak.restic.errors import ResticUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The daemon cannot start; ``code`` is the exit code (docs/cli.md)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class ReloadStatus:
+    ok: bool
+    at: datetime
+    message: str = ""
+
+
+def preflight(config_path: Path) -> tuple[Config, Runtime]:
+    """Everything that must hold before READY=1; raises StartupError saying what does not."""
+    try:
+        config = load_config(config_path, check_environment=True)
+    except ConfigError as exc:
+        raise StartupError(exc.render(), 2) from None
+    verify_placement(config)
+    try:
+        return config, open_runtime(config)
+    except (ResticUnavailable, DatabaseError) as exc:
+        raise StartupError(str(exc), 5) from None
+
+
+def verify_placement(config: Config) -> None:
+    report = check_placement(config)
+    for violation in report.errors:
+        log.error("placement: %s", violation.message)
+    if report.errors:
+        raise StartupError(
+            f"{len(report.errors)} placement violation(s): refusing to run "
+            "(firebreak validate explains them)",
+            2,
+        )
+    if report.warnings:
+        log.warning(
+            "PLACEMENT POLICY IN WARN MODE: %d violation(s) — copies of these sources can be "
+            "lost together",
+            len(report.warnings),
+        )
+        for violation in report.warnings:
+            log.warning("placement: %s", violation.message)
