@@ -40,9 +40,7 @@ def forget_at_site(
             pid=os.getpid(),
         )
         if site.append_only:
-            reason = (
-                "skipped: the site is append-only (append_only: true), nothing is deleted there"
-            )
+            reason = "the site is append-only (append_only: true); nothing is deleted there"
             log.info("%s → %s: %s", source, site_name, reason)
             return finish_run(rt.engine, run_id, RunOutcome(Status.SKIPPED, error_message=reason))
         try:
