@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 CATCH_UP_CHECK_SECONDS = 60.0
 HEARTBEAT_SECONDS = 30.0
 SHUTDOWN_MARGIN_SECONDS = 15.0
+# Jobs built from the config (replaced on reload), by the prefix of their id.
+SCHEDULED_KINDS = ("cycle:", "retention:", "check:", "drill:")
 
 
 class Daemon:
@@ -168,47 +171,40 @@ class Daemon:
     def _schedule_sources(self, config: Config) -> None:
         zone = ZoneInfo(config.timezone)
         for job in self.scheduler.get_jobs():
-            if job.id.startswith(("cycle:", "retention:", "check:", "drill:")):
+            if job.id.startswith(SCHEDULED_KINDS):
                 job.remove()
+        # (job id, name, function, arguments, schedule): one table, one way to add them.
+        plan: list[tuple[str, str, Callable[..., None], tuple[str, ...], str]] = []
         for name, source in config.sources.items():
-            self.scheduler.add_job(
-                self._cycle_job,
-                source.parsed_schedule.trigger(zone, config.daemon.jitter),
-                args=(name, "schedule"),
-                id=f"cycle:{name}",
-                name=f"cycle of {name}",
-                replace_existing=True,
-            )
-        for name, source in config.sources.items():
+            plan.append(
+                (f"cycle:{name}", f"cycle of {name}", self._cycle_job, (name, "schedule"),
+                 source.schedule)
+            )  # fmt: skip
             if source.retention is not None:
-                self.scheduler.add_job(
-                    self._retention_job,
-                    parse_schedule(source.retention.schedule).trigger(zone, config.daemon.jitter),
-                    args=(name,),
-                    id=f"retention:{name}",
-                    name=f"retention of {name}",
-                    replace_existing=True,
-                )
+                plan.append(
+                    (f"retention:{name}", f"retention of {name}", self._retention_job, (name,),
+                     source.retention.schedule)
+                )  # fmt: skip
         for name, site in config.sites.items():
             if site.check_schedule is not None:
-                self.scheduler.add_job(
-                    self._check_job,
-                    parse_schedule(site.check_schedule).trigger(zone, config.daemon.jitter),
-                    args=(name,),
-                    id=f"check:{name}",
-                    name=f"check of {name}",
-                    replace_existing=True,
-                )
-        for name, site in config.sites.items():
+                plan.append(
+                    (f"check:{name}", f"check of {name}", self._check_job, (name,),
+                     site.check_schedule)
+                )  # fmt: skip
             if site.drill_schedule is not None:
-                self.scheduler.add_job(
-                    self._drill_job,
-                    parse_schedule(site.drill_schedule).trigger(zone, config.daemon.jitter),
-                    args=(name,),
-                    id=f"drill:{name}",
-                    name=f"restore drill at {name}",
-                    replace_existing=True,
-                )
+                plan.append(
+                    (f"drill:{name}", f"restore drill at {name}", self._drill_job, (name,),
+                     site.drill_schedule)
+                )  # fmt: skip
+        for job_id, label, function, args, schedule in plan:
+            self.scheduler.add_job(
+                function,
+                parse_schedule(schedule).trigger(zone, config.daemon.jitter),
+                args=args,
+                id=job_id,
+                name=label,
+                replace_existing=True,
+            )
         every = HEARTBEAT_SECONDS
         if self.notifier.watchdog_seconds:
             every = min(every, self.notifier.watchdog_seconds / 2)
