@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from firebreak.cycles.check import check_site, next_subset
 from firebreak.cycles.cycle import run_cycle
 from firebreak.history.models import Status
+from tests.support.cli import firebreak
 from tests.support.setup import Setup
 
 
@@ -22,10 +20,7 @@ def test_a_corrupted_pack_fails_the_check_of_its_site_only(setup: Setup) -> None
     with biggest.open("r+b") as pack:
         pack.truncate(biggest.stat().st_size // 2)
 
-    done = subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "check", "www"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    done = firebreak(setup.path, "check", "www")
 
     assert done.returncode == 4, done.stdout + done.stderr
     lines = done.stdout.splitlines()
@@ -87,14 +82,8 @@ def test_a_corrupted_pack_fails_check_and_drill_for_that_site_only(setup: Setup)
             handle.seek(pack.stat().st_size // 3)
             handle.write(b"\0" * 64)
 
-    drills = subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "drill", "www"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    checks = subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "check", "www"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    drills = firebreak(setup.path, "drill", "www")
+    checks = firebreak(setup.path, "check", "www")
 
     assert drills.returncode == 4, drills.stdout + drills.stderr
     assert drills.stdout.splitlines()[0].startswith("good: ok, ")

@@ -8,21 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from tests.support.cli import firebreak
 from tests.support.daemon import restic_processes
 from tests.support.servers import RestServer
 from tests.support.setup import PASSWORD, Setup
-
-
-def firebreak(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_validate_accepts_a_good_file_and_warns_about_what_is_odd(setup: Setup) -> None:

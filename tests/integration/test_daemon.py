@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,6 +15,7 @@ from sqlalchemy.orm import Session
 from firebreak.history.database import make_engine
 from firebreak.history.models import Cycle, Run, Status
 from firebreak.history.records import all_runs
+from tests.support.cli import firebreak
 from tests.support.daemon import DaemonProcess, restic_processes
 from tests.support.scrape import get, samples, value
 from tests.support.setup import Setup
@@ -214,13 +213,7 @@ def test_a_manual_backup_waits_for_the_daemons_run_on_the_same_site(
     daemon = _start(setup, daemons)
     daemon.ready()
     daemon.wait_for("the daemon's run", lambda: bool(restic_processes(str(setup.dir))))
-    manual = subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "-v", "backup", "www"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    manual = firebreak(setup.path, "-v", "backup", "www", timeout=180)
     assert manual.returncode == 0, manual.stderr
     assert "site slow is busy (pid " in manual.stderr and "waiting for it" in manual.stderr
     assert daemon.stop() == 0

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
 from firebreak.cycles.cycle import run_cycle
 from firebreak.history.models import Status
+from tests.support.cli import firebreak
 from tests.support.setup import Setup
 
 
 def _drill(setup: Setup, site: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "drill", "--fire", site],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    return firebreak(setup.path, "drill", "--fire", site)
 
 
 def test_every_source_survives_losing_any_one_site(setup: Setup) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from firebreak.cycles.cycle import run_cycle
 from firebreak.history.models import Status
 from firebreak.placement.check import check_placement
 from firebreak.placement.physical import HostLookups, is_this_machine
+from tests.support.cli import firebreak
 from tests.support.servers import RestServer
 from tests.support.setup import Setup
 
@@ -199,16 +199,6 @@ def test_ssh_aliases_are_not_looked_up(setup: Setup) -> None:
     assert "ssh alias" in report.notes[0].message
 
 
-def _firebreak(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(config), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
 def _co_located(setup: Setup, enforce: str) -> Path:
     for name in ("sbg-1", "sbg-2", "sbg-3"):
         setup.site(name, f"rest:https://{OTHER_HOST}/{name}")
@@ -226,7 +216,7 @@ def _co_located(setup: Setup, enforce: str) -> Path:
 
 
 def test_validate_refuses_the_strasbourg_mistake(setup: Setup) -> None:
-    done = _firebreak(_co_located(setup, "error"), "validate", "--offline")
+    done = firebreak(_co_located(setup, "error"), "validate", "--offline")
     assert done.returncode == 2
     errors = done.stderr.splitlines()
     assert (
@@ -237,7 +227,7 @@ def test_validate_refuses_the_strasbourg_mistake(setup: Setup) -> None:
 
 
 def test_warn_mode_says_so_loudly_and_exits_0(setup: Setup) -> None:
-    done = _firebreak(_co_located(setup, "warn"), "validate", "--offline")
+    done = firebreak(_co_located(setup, "warn"), "validate", "--offline")
     assert done.returncode == 0
     assert "WARNING: placement policy is in warn mode" in done.stdout
     assert done.stdout.count("WARNING: placement: ") == 3
@@ -245,11 +235,11 @@ def test_warn_mode_says_so_loudly_and_exits_0(setup: Setup) -> None:
 
 def test_placement_command_shows_the_what_if_and_simulates_losses(setup: Setup) -> None:
     config = _co_located(setup, "warn")
-    shown = _firebreak(config, "placement", "--offline")
+    shown = firebreak(config, "placement", "--offline")
     assert shown.returncode == 0
     assert "datacenter=SBG" in shown.stdout and "BROKEN" in shown.stdout
-    lost = _firebreak(config, "placement", "--lose", "provider=OVH", "--offline")
+    lost = firebreak(config, "placement", "--lose", "provider=OVH", "--offline")
     assert lost.returncode == 4
     assert "UNSAFE" in lost.stdout
-    bad = _firebreak(config, "placement", "--lose", "planet=earth", "--offline")
+    bad = firebreak(config, "placement", "--lose", "planet=earth", "--offline")
     assert bad.returncode == 2 and "is not one of" in bad.stderr

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,19 +12,10 @@ from firebreak.cycles.cycle import run_cycle
 from firebreak.cycles.restore import restore_source
 from firebreak.history.models import Status
 from firebreak.history.records import all_runs
+from tests.support.cli import firebreak
 from tests.support.restore import assert_same_tree
 from tests.support.servers import RestServer
 from tests.support.setup import Setup
-
-
-def _firebreak(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_restore_falls_back_when_the_freshest_site_is_down(
@@ -42,7 +31,7 @@ def test_restore_falls_back_when_the_freshest_site_is_down(
     rest.stop()
 
     target = tmp_path / "restored"
-    done = _firebreak(setup.path, "restore", "www", "--target", str(target))
+    done = firebreak(setup.path, "restore", "www", "--target", str(target))
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rest: SiteUnreachable" in done.stderr
@@ -95,13 +84,13 @@ def test_restore_refuses_a_non_empty_target_without_force(setup: Setup, tmp_path
     target = tmp_path / "busy"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    refused = _firebreak(setup.path, "restore", "www", "--target", str(target))
+    refused = firebreak(setup.path, "restore", "www", "--target", str(target))
     assert refused.returncode == 2 and "is not empty" in refused.stderr
-    forced = _firebreak(setup.path, "restore", "www", "--target", str(target), "--force")
+    forced = firebreak(setup.path, "restore", "www", "--target", str(target), "--force")
     assert forced.returncode == 0, forced.stderr
     assert (target / "keep.txt").read_text() == "mine"
     assert (target / setup.source_dir.relative_to("/") / "docs" / "readme.txt").exists()
-    lone = _firebreak(
+    lone = firebreak(
         setup.path, "restore", "www", "--target", str(tmp_path / "x"), "--snapshot", "abcd"
     )
     assert lone.returncode == 2 and "--site" in lone.stderr

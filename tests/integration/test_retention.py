@@ -4,22 +4,19 @@ append-only sites are backed up and never pruned, without errors."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 
 from firebreak.cycles.cycle import run_cycle
 from firebreak.cycles.retention import apply_retention
 from firebreak.history.models import Status
+from tests.support.cli import firebreak
 from tests.support.servers import RestServer
 from tests.support.setup import Setup
 
 
 def _snapshot_ids(setup: Setup, source: str, site: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "snapshots", source, "--site", site, "--json"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+    done = firebreak(setup.path, "snapshots", source, "--site", site, "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
     [entry] = json.loads(done.stdout)
     return [snapshot["id"] for snapshot in entry["snapshots"]]
 
@@ -56,10 +53,7 @@ def test_an_append_only_site_is_backed_up_and_never_pruned(
         (setup.source_dir / "changes.txt").write_text(f"version {number}\n")
         assert run_cycle(rt, "www").status == Status.SUCCESS
 
-    done = subprocess.run(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "forget", "www"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = firebreak(setup.path, "forget", "www", timeout=120)
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "vault: skipped: the site is append-only (append_only: true)" in done.stdout
