@@ -19,6 +19,8 @@ class StopReason(enum.Enum):
     TIMEOUT = "timeout"
     STALLED = "stalled"
     CANCELLED = "cancelled"
+    # restic kept retrying something the site refuses for good (see runner.run's give_up).
+    GAVE_UP = "gave up"
 
 
 @dataclass

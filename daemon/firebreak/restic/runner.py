@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from firebreak.restic.errors import ResticUnavailable
@@ -29,6 +30,7 @@ from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
 log = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 10.0
+IO_PROGRESS_BYTES = 64 * 1024
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
 
 
@@ -55,16 +57,48 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
+@dataclass(frozen=True)
+class IoCounters:
+    """What the kernel counted for the restic process (/proc/PID/io): bytes it read and
+    wrote through system calls, files and sockets alike."""
+
+    read: int
+    written: int
+
+
+def read_io(pid: int) -> IoCounters | None:
+    """The process's I/O counters, or None when the kernel does not show them."""
+    try:
+        text = Path(f"/proc/{pid}/io").read_text(encoding="ascii")
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return IoCounters(read=int(fields["rchar"]), written=int(fields["wchar"]))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 class _Progress:
     """Tracks whether a run is making progress, for the stall detector.
 
     restic prints ``status`` lines on a timer even when nothing moves, so only a status line
-    whose counters changed, or any other output, counts as progress.
+    whose counters changed, or any other output, counts as progress. So do IO_PROGRESS_BYTES
+    read or written since the last progress (check, forget and restore before 0.16 print
+    nothing while they work): a lock refresh sent into a dead connection is smaller than that.
     """
 
     def __init__(self) -> None:
         self.last_change = time.monotonic()
         self._last_counters: tuple[Any, ...] | None = None
+        self._io_mark: int | None = None
+
+    def saw_io(self, counters: IoCounters | None, printed: int) -> None:
+        """printed: bytes restic wrote to its stdout and stderr, which are not progress."""
+        if counters is None:
+            return
+        moved = counters.read + counters.written - printed
+        if self._io_mark is None or moved - self._io_mark >= IO_PROGRESS_BYTES:
+            self._io_mark = moved
+            if moved:
+                self.last_change = time.monotonic()
 
     def saw(self, message: Any) -> None:
         if isinstance(message, dict) and message.get("message_type") == "status":
@@ -85,9 +119,17 @@ def run(
     stall_timeout: float | None = None,
     cancel: threading.Event | None = None,
     on_status: Callable[[dict[str, Any]], None] | None = None,
+    on_message: Callable[[Any], None] | None = None,
+    on_io: Callable[[IoCounters], None] | None = None,
+    give_up: Callable[[str], bool] | None = None,
     kill_grace: float = KILL_GRACE_SECONDS,
 ) -> ResticResult:
     """Run restic to the end (or until a limit) and return what it said.
+
+    on_message: each JSON value on stdout that is not a status line, as it arrives (the
+    result keeps only the first MAX_MESSAGES). on_io: restic's I/O counters, sampled about
+    five times a second; they also count as progress for the stall detector. give_up: a
+    stderr line for which restic should be stopped at once (it would only retry in vain).
 
     Never raises for restic's own failures: ``errors.classify`` reads the result. Raises
     ResticUnavailable only when the program cannot be started at all.
@@ -132,9 +174,12 @@ def run(
 
     log.debug("started %s (pid %d)", " ".join(invocation.argv), process.pid)
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    # Bytes read from restic's stdout and stderr (one slot per reader thread): its own
+    # output is in its I/O counters too, and is not progress.
+    piped = [0, 0]
     readers = [
-        threading.Thread(target=_pump, args=(process.stdout, "out", lines), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, "err", lines), daemon=True),
+        threading.Thread(target=_pump, args=(process.stdout, "out", lines, piped, 0), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, "err", lines, piped, 1), daemon=True),
     ]
     for reader in readers:
         reader.start()
@@ -151,23 +196,34 @@ def run(
             if line is None:
                 open_streams -= 1
             else:
-                _take_line(stream, line, result, invocation.secrets, progress, on_status)
+                _take_line(
+                    stream, line, result, invocation.secrets, progress, on_status, on_message
+                )
+                if stream == "err" and give_up is not None and give_up(line):
+                    result.stop_reason = StopReason.GAVE_UP
+        if on_io is not None or stall_timeout is not None:
+            counters = read_io(process.pid)
+            progress.saw_io(counters, printed=piped[0] + piped[1])
+            if counters is not None and on_io is not None:
+                on_io(counters)
         if process.poll() is not None:
             # restic has exited: no limit applies any more. A child that inherited its pipes
             # (an ssh, a password helper) must not keep the run open: once the pipes go
             # quiet, keep what is already on its way and stop reading.
             if quiet:
-                _drain(lines, open_streams, result, invocation.secrets, progress)
+                _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
                 break
             continue
         # Checked after every line, not only on quiet ticks: a chatty process must not
         # outrun its limits.
         reason, limit = _limit_reached(started, progress, timeout, stall_timeout, cancel)
+        if result.stop_reason is StopReason.GAVE_UP:
+            reason = StopReason.GAVE_UP
         if reason is not StopReason.NONE:
             result.stop_reason, result.limit_seconds = reason, limit
             log.warning("stopping restic (pid %d): %s", process.pid, reason.value)
             _stop(process, kill_grace)
-            _drain(lines, open_streams, result, invocation.secrets, progress)
+            _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
             break
 
     try:
@@ -211,10 +267,17 @@ def _limit_reached(
     return StopReason.NONE, 0.0
 
 
-def _pump(stream: IO[bytes] | None, name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
+def _pump(
+    stream: IO[bytes] | None,
+    name: str,
+    lines: queue.Queue[tuple[str, str | None]],
+    piped: list[int],
+    slot: int,
+) -> None:
     assert stream is not None
     with stream:
         for raw in stream:
+            piped[slot] += len(raw)
             lines.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n")))
     lines.put((name, None))
 
@@ -226,6 +289,7 @@ def _take_line(
     secrets: tuple[str, ...],
     progress: _Progress,
     on_status: Callable[[dict[str, Any]], None] | None,
+    on_message: Callable[[Any], None] | None = None,
 ) -> None:
     message: Any = None
     if line.startswith(("{", "[")):
@@ -251,6 +315,8 @@ def _take_line(
         if on_status is not None:
             on_status(message)
         return
+    if on_message is not None:
+        on_message(message)
     if len(result.messages) < MAX_MESSAGES:
         result.messages.append(message)
 
@@ -272,8 +338,9 @@ def _drain(
     result: ResticResult,
     secrets: tuple[str, ...],
     progress: _Progress,
+    on_message: Callable[[Any], None] | None = None,
 ) -> None:
-    """Keep what the stopped process printed on its way out."""
+    """Keep what the process printed on its way out."""
     deadline = time.monotonic() + 2.0
     while open_streams and time.monotonic() < deadline:
         try:
@@ -283,7 +350,7 @@ def _drain(
         if line is None:
             open_streams -= 1
         else:
-            _take_line(stream, line, result, secrets, progress, None)
+            _take_line(stream, line, result, secrets, progress, None, on_message)
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from firebreak.restic.result import StopReason
+from firebreak.restic.result import MAX_MESSAGES, StopReason
 from firebreak.restic.runner import Invocation, mask, run
 
 
@@ -202,3 +202,81 @@ def test_lots_of_output_does_not_deadlock(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert len(result.stderr_tail) == result.stderr_tail.maxlen
     assert len(result.messages) == 10_000  # bounded
+
+
+def test_silent_io_is_progress(tmp_path: Path) -> None:
+    # restic 0.14's restore prints nothing while it writes the files: the bytes it writes
+    # keep it from being taken for stalled.
+    program = _script(
+        tmp_path,
+        f"with open({str(tmp_path / 'out')!r}, 'wb') as f:\n"
+        "    for _ in range(25):\n"
+        "        f.write(os.urandom(256 * 1024)); f.flush(); time.sleep(0.1)",
+    )
+    written: list[int] = []
+    result = run(
+        _invocation(program),
+        timeout=60,
+        stall_timeout=1.0,
+        on_io=lambda c: written.append(c.written),
+    )
+    assert result.stop_reason is StopReason.NONE
+    assert result.exit_code == 0
+    assert written[-1] >= 25 * 256 * 1024
+    assert written == sorted(written)
+
+
+def test_trickles_of_io_are_not_progress(tmp_path: Path) -> None:
+    # A lock refresh sent into a dead connection: a few hundred bytes now and then.
+    program = _script(
+        tmp_path,
+        f"with open({str(tmp_path / 'out')!r}, 'wb') as f:\n"
+        "    while True:\n"
+        "        f.write(b'x' * 300); f.flush(); time.sleep(0.1)",
+    )
+    result = run(_invocation(program), timeout=60, stall_timeout=1.0)
+    assert result.stop_reason is StopReason.STALLED
+
+
+def test_a_flood_of_unchanged_status_lines_is_not_progress(tmp_path: Path) -> None:
+    # restic's own output is in its I/O counters too; it must not count as progress.
+    program = _script(
+        tmp_path,
+        "line = json.dumps({'message_type': 'status', 'bytes_done': 42, 'pad': 'x' * 200})\n"
+        "while True:\n"
+        "    for _ in range(100):\n"
+        "        print(line)\n"
+        "    sys.stdout.flush(); time.sleep(0.01)",
+    )
+    result = run(_invocation(program), timeout=60, stall_timeout=1.0)
+    assert result.stop_reason is StopReason.STALLED
+
+
+def test_give_up_stops_restic_at_the_first_hopeless_line(tmp_path: Path) -> None:
+    program = _script(
+        tmp_path,
+        "for _ in range(300):\n"
+        "    sys.stderr.write('Remove(<snapshot/1>) returned error, retrying: 403\\n')\n"
+        "    sys.stderr.flush(); time.sleep(1)",
+    )
+    seen: list[str] = []
+
+    def hopeless(line: str) -> bool:
+        seen.append(line)
+        return "403" in line
+
+    result = run(_invocation(program), give_up=hopeless, kill_grace=2)
+    assert result.stop_reason is StopReason.GAVE_UP
+    assert len(seen) == 1
+
+
+def test_every_message_reaches_on_message_beyond_what_is_kept(tmp_path: Path) -> None:
+    program = _script(
+        tmp_path,
+        "for n in range(12_000):\n    print(json.dumps({'struct_type': 'node', 'n': n}))",
+    )
+    seen: list[object] = []
+    result = run(_invocation(program), on_message=seen.append)
+    assert len(seen) == 12_000
+    assert seen[-1] == {"struct_type": "node", "n": 11_999}
+    assert len(result.messages) == MAX_MESSAGES
