@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from firebreak.cycles.cycle import run_cycle
-from firebreak.cycles.restore import restore_source
+from firebreak.cycles.restore import RestoreProgress, restore_source
 from firebreak.history.models import Status
 from firebreak.history.records import all_runs
 from tests.support.cli import firebreak
@@ -48,9 +52,10 @@ def test_a_site_lost_mid_restore_leaves_nothing_behind_and_the_next_site_finishe
     (setup.source_dir / "big.bin").write_bytes(os.urandom(3_000_000))
     rest = rest_server_factory()
     setup.local_site("local")
-    # Downloads at 200 KiB/s take ~15 s; the site's 8 s timeout ends the attempt once the
-    # server is gone (restic itself would retry for minutes).
-    setup.rest_site("rest", rest, limit_download=200, timeout="8s")
+    # Downloads at 200 KiB/s take ~15 s. restic 0.14 prints nothing while it restores, so
+    # what keeps the attempt alive is the data it writes; once the server is gone (restic
+    # itself would retry for minutes) nothing moves and the 3 s stall_timeout ends it.
+    setup.rest_site("rest", rest, limit_download=200, stall_timeout="3s")
     setup.source("www", ["local", "rest"])
     rt = setup.runtime()
     assert run_cycle(rt, "www", sites=["local"]).status == Status.SUCCESS
@@ -71,10 +76,62 @@ def test_a_site_lost_mid_restore_leaves_nothing_behind_and_the_next_site_finishe
     plug.join()
 
     assert [a.site for a in report.attempts] == ["rest", "local"]
-    assert report.attempts[0].error is not None and report.attempts[0].error.startswith("Timeout")
+    assert report.attempts[0].error is not None and report.attempts[0].error.startswith("Stalled")
     assert report.restored is not None and report.restored.site == "local"
     assert not staging.exists(), "the failed attempt left its files"
     assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
+
+
+def test_restore_reports_its_progress_against_the_size_of_the_snapshot(
+    setup: Setup, rest_server_factory: Callable[..., RestServer], tmp_path: Path
+) -> None:
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(1_500_000))
+    rest = rest_server_factory()
+    setup.rest_site("rest", rest, limit_download=1000)
+    setup.source("www", ["rest"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    size = sum(
+        p.stat().st_size for p in setup.source_dir.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+    seen: list[RestoreProgress] = []
+
+    report = restore_source(rt, "www", tmp_path / "restored", progress=seen.append)
+
+    assert report.restored is not None
+    assert {p.site for p in seen} == {"rest"} and {p.total for p in seen} == {size}
+    assert seen[0].written == 0
+    assert any(0 < p.written < size for p in seen), "no sample while the bytes came in"
+    assert [p.written for p in seen] == sorted(p.written for p in seen)
+    assert seen[-1].written >= size and seen[-1].verifying
+
+
+def test_restore_on_a_terminal_draws_a_progress_bar(
+    setup: Setup, rest_server_factory: Callable[..., RestServer], tmp_path: Path
+) -> None:
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(1_000_000))
+    rest = rest_server_factory()
+    setup.rest_site("rest", rest, limit_download=1000)
+    setup.source("www", ["rest"])
+    assert run_cycle(setup.runtime(), "www").status == Status.SUCCESS
+    target = tmp_path / "restored"
+    command = shlex.join(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "restore", "www",
+         "--target", str(target)]
+    )  # fmt: skip
+
+    # script(1) gives the command a pseudo-terminal, as a sysadmin's shell would.
+    done = subprocess.run(
+        ["script", "-qefc", command, "/dev/null"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "COLUMNS": "160", "TERM": "xterm"},
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "restoring www from rest (" in done.stdout
+    assert re.search(r"\d\.\d/1\.\d MiB", done.stdout), "no bar against the snapshot's size"
+    assert "verifying www from rest" in done.stdout
+    assert "restored www from site rest: snapshot " in done.stdout
 
 
 def test_restore_refuses_a_non_empty_target_without_force(setup: Setup, tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 from firebreak.cycles.cycle import run_cycle
 from firebreak.cycles.retention import apply_retention
+from firebreak.cycles.runtime import Runtime
 from firebreak.history.models import Status
+from firebreak.history.records import all_runs
 from tests.support.cli import firebreak
 from tests.support.servers import RestServer
 from tests.support.setup import Setup
@@ -41,17 +43,23 @@ def test_keep_last_keeps_exactly_that_at_every_site_and_spares_other_sources(set
     assert len(_snapshot_ids(setup, "db", "a")) == 1, "another source's snapshot was forgotten"
 
 
-def test_an_append_only_site_is_backed_up_and_never_pruned(
-    setup: Setup, rest_server_factory: Callable[..., RestServer]
-) -> None:
-    locked = rest_server_factory(append_only=True)
+def _three_snapshots_beside_a_vault(setup: Setup, vault: RestServer, *, declared: bool) -> Runtime:
+    """Site a and an append-only REST site 'vault' (declared so or not), keep_last 1, three
+    backups at both."""
     setup.local_site("a")
-    setup.rest_site("vault", locked, append_only=True)
+    setup.rest_site("vault", vault, **({"append_only": True} if declared else {}))
     setup.source("www", ["a", "vault"], retention={"keep_last": 1})
     rt = setup.runtime()
     for number in range(3):
         (setup.source_dir / "changes.txt").write_text(f"version {number}\n")
         assert run_cycle(rt, "www").status == Status.SUCCESS
+    return rt
+
+
+def test_an_append_only_site_is_backed_up_and_never_pruned(
+    setup: Setup, rest_server_factory: Callable[..., RestServer]
+) -> None:
+    _three_snapshots_beside_a_vault(setup, rest_server_factory(append_only=True), declared=True)
 
     done = firebreak(setup.path, "forget", "www", timeout=120)
 
@@ -59,3 +67,26 @@ def test_an_append_only_site_is_backed_up_and_never_pruned(
     assert "vault: skipped: the site is append-only (append_only: true)" in done.stdout
     assert len(_snapshot_ids(setup, "www", "a")) == 1
     assert len(_snapshot_ids(setup, "www", "vault")) == 3
+
+
+def test_a_site_that_refuses_deletes_is_found_append_only_and_skipped_at_once(
+    setup: Setup, rest_server_factory: Callable[..., RestServer]
+) -> None:
+    """Not declared append_only: the first refused delete ends the run (restic alone would
+    retry it for 45 s or more) and the run is skipped, with the reason, not failed."""
+    vault = rest_server_factory(append_only=True)
+    rt = _three_snapshots_beside_a_vault(setup, vault, declared=False)
+
+    done = firebreak(setup.path, "forget", "www", timeout=120)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    [vault] = [line for line in done.stdout.splitlines() if line.startswith("vault:")]
+    assert vault.startswith("vault: skipped: DeletionRefused: the site refused to delete"), vault
+    assert "403 Forbidden" in vault
+    assert "declare append_only: true" in vault
+    [run] = [r for r in all_runs(rt.engine) if r.operation == "forget" and r.site == "vault"]
+    assert run.exit_code == 130, "restic was left to retry the refused delete to the end"
+    assert len(_snapshot_ids(setup, "www", "a")) == 1
+    assert len(_snapshot_ids(setup, "www", "vault")) == 3
+    # restic was stopped politely: it removed its own lock, so the next backup runs at once.
+    assert run_cycle(rt, "www").status == Status.SUCCESS

@@ -8,6 +8,16 @@ import threading
 from pathlib import Path
 
 import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from firebreak.cli.common import (
     Exit,
@@ -16,11 +26,12 @@ from firebreak.cli.common import (
     check_names,
     console,
     fail,
+    format_bytes,
     load,
     runtime,
 )
 from firebreak.config.durations import humanize_age
-from firebreak.cycles.restore import restore_source, snapshot_age
+from firebreak.cycles.restore import RestoreProgress, restore_source, snapshot_age
 from firebreak.history.records import utcnow
 
 
@@ -70,14 +81,12 @@ def restore(
         )
     rt = runtime(config)
     cancel = threading.Event()
-    out = console()
-    spinner = (
-        out.status(f"restoring {source}…") if sys.stdout.isatty() else contextlib.nullcontext()
-    )
-    with cancel_on_signals(cancel), spinner:
+    bar = _Bar(source) if sys.stdout.isatty() else None
+    with cancel_on_signals(cancel), bar or contextlib.nullcontext():
         report = restore_source(
-            rt, source, target, site=site, snapshot=snapshot, include=include, cancel=cancel
-        )
+            rt, source, target, site=site, snapshot=snapshot, include=include, cancel=cancel,
+            progress=bar,
+        )  # fmt: skip
     for attempt in report.attempts:
         if attempt.error:
             click.echo(f"  {attempt.site}: {attempt.error}", err=True)
@@ -92,3 +101,51 @@ def restore(
         f"restored {source} from site {done.site}: snapshot {done.snapshot.short} taken "
         f"{taken:%Y-%m-%d %H:%M:%S %Z} ({age} ago), verified, into {target}"
     )
+
+
+class _Bar:
+    """A progress bar per site tried: bytes written against the size of what is restored,
+    then "verifying" while restic reads the files back."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.bars = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console(),
+            transient=False,
+        )
+        self.asking = self.bars.add_task(f"{source}: reading the sites' snapshot lists", total=None)
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _Bar:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def __call__(self, progress: RestoreProgress) -> None:
+        task = self.tasks.get(progress.site)
+        if task is None:
+            self.bars.update(self.asking, visible=False)
+            task = self.bars.add_task("", total=progress.total)
+            self.tasks[progress.site] = task
+        if progress.verifying:
+            doing = f"verifying {self.source} from {progress.site}"
+        else:
+            received = format_bytes(progress.received)
+            doing = f"restoring {self.source} from {progress.site} ({received} read)"
+        written = progress.written
+        if progress.total is not None:
+            written = min(written, progress.total)
+        self.bars.update(
+            task,
+            description=doing,
+            completed=written,
+            total=progress.total,
+        )

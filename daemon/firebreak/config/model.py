@@ -102,7 +102,10 @@ class Source(Strict):
     min_fresh_sites: int | None = Field(
         default=None,
         ge=1,
-        description="The source is safe while at least this many sites are fresh (default: all).",
+        description=(
+            "The source is safe while at least this many sites are fresh and not damaged "
+            "(a failed restore drill or check; default: all)."
+        ),
     )
     placement: SourcePlacement = Field(
         default_factory=SourcePlacement,

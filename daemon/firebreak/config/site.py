@@ -120,7 +120,8 @@ class Site(Strict):
         default=timedelta(minutes=10),
         description=(
             "Stop a run that shows no progress for this long (restic can hang forever on a "
-            "connection that went dead mid-transfer)."
+            "connection that went dead mid-transfer). Progress is restic's output or its "
+            "reads and writes, so silent commands (check, prune, restore) are watched too."
         ),
     )
     options: dict[str, str] = Field(
@@ -132,7 +133,8 @@ class Site(Strict):
         default=False,
         description=(
             "The site refuses deletion (rest-server --append-only, object lock): retention "
-            "skips it, with the reason recorded, instead of failing."
+            "skips it, with the reason recorded, instead of failing. An undeclared site that "
+            "refuses a delete is found out and skipped too, at the cost of asking."
         ),
     )
     check_schedule: str | None = Field(

@@ -9,13 +9,11 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from firebreak.config.references import UnresolvedReference
-from firebreak.cycles.locks import LockWaitCancelled, site_lock
+from firebreak.cycles.operation import at_site, failure, run_restic, side_run
 from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
-from firebreak.history.records import RunOutcome, finish_run, start_run
-from firebreak.restic import commands, runner
-from firebreak.restic.access import resolve_site
+from firebreak.history.records import RunOutcome
+from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import (
     Interrupted,
@@ -24,7 +22,6 @@ from firebreak.restic.errors import (
     ResticError,
     classify,
     is_transient,
-    leaves_stale_lock,
 )
 from firebreak.restic.messages import backup_summary, unreadable_items
 from firebreak.restic.result import ResticResult
@@ -92,74 +89,23 @@ def _one_try(
     cycle_id: int | None,
     cancel: threading.Event | None,
 ) -> Run:
-    purpose = f"backup of {source_name}"
-    try:
-        with site_lock(rt.locks_dir, site_name, purpose, cancel), rt.run_slots:
-            if site_name in rt.needs_unlock:
-                _unlock(rt, source_name, site_name, cycle_id, cancel)
-            run_id = _start(rt, "backup", source_name, site_name, cycle_id)
-            log = RunLog(logger, {"source": source_name, "site": site_name, "run_id": run_id})
-            log.info("backup started")
-            try:
-                outcome = _back_up(rt, source_name, site_name, log, cycle_id, cancel)
-            except ResticError as exc:  # restic could not be started: say why, not "crashed"
-                outcome = RunOutcome(
-                    Status.FAILED, error_class=exc.error_class, error_message=exc.message
-                )
-            except BaseException as exc:
-                finish_run(
-                    rt.engine,
-                    run_id,
-                    RunOutcome(
-                        Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED,
-                        error_class="InternalError",
-                        error_message=f"{type(exc).__name__} in firebreak",
-                    ),
-                )
-                raise
-            if leaves_stale_lock(outcome.error_class):
-                rt.needs_unlock.add(site_name)
-            run = finish_run(rt.engine, run_id, outcome)
-    except LockWaitCancelled as exc:
-        run_id = _start(rt, "backup", source_name, site_name, cycle_id)
-        return finish_run(
-            rt.engine,
-            run_id,
-            RunOutcome(Status.INTERRUPTED, error_class="Interrupted", error_message=str(exc)),
-        )
-    _log_outcome(log, run)
+    def back_up(access: SiteAccess, log: RunLog) -> RunOutcome:
+        log.info("backup started")
+        return _back_up(rt, source_name, access, log, cycle_id, cancel)
+
+    run = at_site(rt, source_name, site_name, "backup", back_up, cycle_id=cycle_id, cancel=cancel)
+    _log_outcome(RunLog(logger, {"source": source_name, "site": site_name, "run_id": run.id}), run)
     return run
-
-
-def _start(rt: Runtime, operation: str, source: str, site: str, cycle_id: int | None) -> int:
-    """Record a run of this process as ``running``."""
-    return start_run(
-        rt.engine,
-        source=source,
-        site=site,
-        operation=operation,
-        host=rt.host,
-        restic_version=str(rt.restic_version),
-        cycle_id=cycle_id,
-        pid=os.getpid(),
-    )
 
 
 def _back_up(
     rt: Runtime,
     source_name: str,
-    site_name: str,
+    access: SiteAccess,
     log: RunLog,
     cycle_id: int | None,
     cancel: threading.Event | None,
 ) -> RunOutcome:
-    site = rt.config.sites[site_name]
-    try:
-        access = resolve_site(site_name, site)
-    except UnresolvedReference as exc:
-        return RunOutcome(
-            Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
-        )
     invocation = commands.backup(
         rt.restic_binary,
         access,
@@ -169,98 +115,26 @@ def _back_up(
         source=rt.config.sources[source_name],
         host=rt.host,
     )
-    result = _run(rt, invocation, access, cancel)
+    result = run_restic(rt, invocation, access, cancel)
     error = classify(result)
     initialized = False
-    if isinstance(error, RepositoryNotFound) and site.init == "auto":
+    if isinstance(error, RepositoryNotFound) and access.site.init == "auto":
         log.warning("no repository at the site; creating it (init: auto)")
         init = commands.init(rt.restic_binary, access, rt.cache_dir, os.environ)
-        init_error = _recorded(rt, "init", source_name, access, init, cycle_id, cancel)
+        init_error = side_run(rt, "init", source_name, access, init, cycle_id, cancel)
         if init_error is not None:
-            return RunOutcome(
-                Status.INTERRUPTED if isinstance(init_error, Interrupted) else Status.FAILED,
-                exit_code=init_error.exit_code,
-                error_class=init_error.error_class,
+            return replace(
+                failure(init_error),
                 error_message=f"creating the repository failed: {init_error.message}",
             )
         initialized = True
-        result = _run(rt, invocation, access, cancel)
+        result = run_restic(rt, invocation, access, cancel)
         error = classify(result)
     outcome = backup_outcome(result, error, initialized=initialized)
     if isinstance(error, RepositoryNotFound):
         hint = " (init: never — create it with `restic init`, or set init: auto)"
         outcome = replace(outcome, error_message=f"{outcome.error_message}{hint}")
     return outcome
-
-
-def _unlock(
-    rt: Runtime,
-    source_name: str,
-    site_name: str,
-    cycle_id: int | None,
-    cancel: threading.Event | None,
-) -> None:
-    """``restic unlock`` (stale locks only) after a run that was stopped or hit a lock."""
-    try:
-        access = resolve_site(site_name, rt.config.sites[site_name])
-    except UnresolvedReference:
-        return  # the backup reports it
-    logger.info("%s: removing stale locks left by an earlier run (restic unlock)", site_name)
-    unlock = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
-    if _recorded(rt, "unlock", source_name, access, unlock, cycle_id, cancel) is None:
-        rt.needs_unlock.discard(site_name)
-
-
-def _run(
-    rt: Runtime, invocation: runner.Invocation, access: SiteAccess, cancel: threading.Event | None
-) -> ResticResult:
-    site = access.site
-    return runner.run(
-        invocation,
-        timeout=site.timeout.total_seconds(),
-        stall_timeout=site.stall_timeout.total_seconds(),
-        cancel=cancel,
-        kill_grace=rt.kill_grace,
-    )
-
-
-def _recorded(
-    rt: Runtime,
-    operation: str,
-    source_name: str,
-    access: SiteAccess,
-    invocation: runner.Invocation,
-    cycle_id: int | None,
-    cancel: threading.Event | None,
-) -> ResticError | None:
-    """A housekeeping restic operation (init, unlock) at the site, recorded as its own run."""
-    run_id = _start(rt, operation, source_name, access.name, cycle_id)
-    try:
-        result = _run(rt, invocation, access, cancel)
-        error = classify(result)
-        exit_code: int | None = result.exit_code
-    except ResticError as exc:  # restic could not even be started
-        error, exit_code = exc, None
-    except BaseException:
-        finish_run(
-            rt.engine,
-            run_id,
-            RunOutcome(Status.FAILED, error_class="InternalError", error_message="crashed"),
-        )
-        raise
-    finish_run(
-        rt.engine,
-        run_id,
-        RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=operation == "init")
-        if error is None
-        else RunOutcome(
-            Status.INTERRUPTED if isinstance(error, Interrupted) else Status.FAILED,
-            exit_code=exit_code,
-            error_class=error.error_class,
-            error_message=error.message,
-        ),
-    )
-    return error
 
 
 def backup_outcome(

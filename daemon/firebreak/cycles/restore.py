@@ -7,25 +7,32 @@ half-written in the target. Every attempt is a recorded run (operation ``restore
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+import posixpath
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from firebreak.config.references import UnresolvedReference
-from firebreak.cycles.runtime import Runtime
+from firebreak.cycles.operation import at_site, failure, run_restic, source_snapshots
+from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Status
-from firebreak.history.records import RunOutcome, finish_run, latest_runs, start_run
+from firebreak.history.records import RunOutcome, latest_runs
 from firebreak.restic import commands, runner
-from firebreak.restic.access import resolve_site
-from firebreak.restic.errors import Interrupted, classify
-from firebreak.restic.messages import Snapshot, snapshot_list
-from firebreak.restic.version import Feature, supports
+from firebreak.restic.commands import SiteAccess
+from firebreak.restic.errors import classify
+from firebreak.restic.messages import Snapshot
 
 log = logging.getLogger(__name__)
+
+# restic 0.14's restore ignores SIGINT while it waits on a dead site. A restore only reads: the
+# lock a killed one leaves is non-exclusive and stale once its process is gone, so it need not
+# be given long before SIGKILL, and the next site is tried sooner.
+READER_KILL_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,26 @@ def site_order(rt: Runtime, source: str, only: str | None, without: str | None =
     return sorted(sites, key=freshness)
 
 
+@dataclass(frozen=True)
+class RestoreProgress:
+    """How far a restore from one site has come, for a progress bar.
+
+    written: bytes restic has written so far (the kernel's count for the process), total:
+    the size of what is being restored, when known. After the last byte restic verifies.
+    received: bytes restic has read, from the site and from disk: restic writes a file only
+    once the pack holding it has arrived, so this moves first.
+    """
+
+    site: str
+    written: int = 0
+    total: int | None = None
+    received: int = 0
+
+    @property
+    def verifying(self) -> bool:
+        return self.total is not None and self.written >= self.total
+
+
 def restore_source(
     rt: Runtime,
     source: str,
@@ -71,11 +98,13 @@ def restore_source(
     include: tuple[str, ...] = (),
     cancel: threading.Event | None = None,
     without: str | None = None,
+    progress: Callable[[RestoreProgress], None] | None = None,
 ) -> RestoreReport:
-    """without: a site to treat as destroyed (the disaster rehearsal)."""
+    """without: a site to treat as destroyed (the disaster rehearsal). progress: called a few
+    times a second while restic restores (it costs a listing of the snapshot first)."""
     attempts: list[Attempt] = []
     for name in site_order(rt, source, site, without):
-        attempt = _restore_from(rt, source, name, target, snapshot, include, cancel)
+        attempt = _restore_from(rt, source, name, target, snapshot, include, cancel, progress)
         attempts.append(attempt)
         if attempt.error is None or (cancel is not None and cancel.is_set()):
             break
@@ -93,63 +122,62 @@ def _restore_from(
     snapshot: str,
     include: tuple[str, ...],
     cancel: threading.Event | None,
+    progress: Callable[[RestoreProgress], None] | None,
 ) -> Attempt:
-    site = rt.config.sites[site_name]
-    run_id = start_run(
-        rt.engine,
-        source=source,
-        site=site_name,
-        operation="restore",
-        host=rt.host,
-        restic_version=str(rt.restic_version),
-        pid=os.getpid(),
-    )
     staging = target.parent / f".{target.name}.firebreak-{site_name}"
-    try:
-        access = resolve_site(site_name, site)
-    except UnresolvedReference as exc:
-        return _failed(rt, run_id, site_name, "ConfigError", str(exc))
-    listed = runner.run(
-        commands.snapshots(rt.restic_binary, access, rt.cache_dir, os.environ, source_name=source),
-        timeout=site.timeout.total_seconds(),
-        cancel=cancel,
-    )
-    error = classify(listed)
-    if error is not None:
-        return _failed(rt, run_id, site_name, error.error_class, error.message)
-    snapshots = snapshot_list(listed)
-    chosen = (
-        snapshots[-1] if snapshot == "latest" and snapshots
-        else next((s for s in snapshots if s.id.startswith(snapshot)), None)
-    )  # fmt: skip
-    if chosen is None:
-        what = "no snapshot of this source" if snapshot == "latest" else f"no snapshot {snapshot}"
-        return _failed(rt, run_id, site_name, "SnapshotNotFound", f"{what} at {site_name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    result = runner.run(
-        commands.restore(
-            rt.restic_binary, access, rt.cache_dir, os.environ,
-            snapshot=chosen.id, target=staging, include=include, verify=True,
-        ),
-        timeout=site.timeout.total_seconds(),
-        # Before 0.16 restore prints nothing until it ends: silence is not a stall there.
-        stall_timeout=site.stall_timeout.total_seconds()
-        if supports(rt.restic_version, Feature.RESTORE_PROGRESS)
-        else None,
-        cancel=cancel,
-    )  # fmt: skip
-    error = classify(result)
-    if error is not None:
-        shutil.rmtree(staging, ignore_errors=True)
-        status = Status.INTERRUPTED if isinstance(error, Interrupted) else Status.FAILED
-        finish_run(
-            rt.engine,
-            run_id,
-            RunOutcome(status, exit_code=result.exit_code, error_class=error.error_class,
-                       error_message=error.message),
+    chosen: list[Snapshot] = []
+
+    def restore(access: SiteAccess, run_log: RunLog) -> RunOutcome:
+        snapshots = source_snapshots(rt, access, source, cancel)
+        if isinstance(snapshots, RunOutcome):
+            return snapshots
+        found = (
+            snapshots[-1] if snapshot == "latest" and snapshots
+            else next((s for s in snapshots if s.id.startswith(snapshot)), None)
         )  # fmt: skip
-        return Attempt(site_name, f"{error.error_class}: {error.message}")
+        if found is None:
+            what = (
+                "no snapshot of this source" if snapshot == "latest" else f"no snapshot {snapshot}"
+            )
+            return RunOutcome(Status.FAILED, error_class="SnapshotNotFound",
+                              error_message=f"{what} at {site_name}")  # fmt: skip
+        chosen.append(found)
+        on_io = None
+        if progress is not None:
+            total = _restore_size(rt, access, found, include, cancel)
+            progress(RestoreProgress(site_name, 0, total))
+
+            def on_io(counters: runner.IoCounters) -> None:
+                progress(RestoreProgress(site_name, counters.written, total, counters.read))
+
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        run_log.info("restoring snapshot %s into %s", found.short, staging)
+        result = run_restic(
+            rt,
+            commands.restore(
+                rt.restic_binary, access, rt.cache_dir, os.environ,
+                snapshot=found.id, target=staging, include=include, verify=True,
+            ),
+            access,
+            cancel,
+            on_io=on_io,
+            kill_grace=READER_KILL_GRACE,
+        )  # fmt: skip
+        error = classify(result)
+        if error is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            return failure(error, result.exit_code)
+        _move_into(staging, target)
+        return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=found.short)
+
+    run = at_site(rt, source, site_name, "restore", restore, cancel=cancel, exclusive=False)
+    if run.status != Status.SUCCESS:
+        return Attempt(site_name, f"{run.error_class}: {run.error_message}")
+    return Attempt(site_name, None, chosen[0])
+
+
+def _move_into(staging: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for entry in staging.iterdir():
         destination = target / entry.name
@@ -159,15 +187,49 @@ def _restore_from(
         else:
             entry.replace(destination)
     staging.rmdir()
-    finish_run(rt.engine, run_id, RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=chosen.short))
-    return Attempt(site_name, None, chosen)
 
 
-def _failed(rt: Runtime, run_id: int, site: str, error_class: str, message: str) -> Attempt:
-    finish_run(
-        rt.engine, run_id, RunOutcome(Status.FAILED, error_class=error_class, error_message=message)
+def _restore_size(
+    rt: Runtime,
+    access: SiteAccess,
+    snapshot: Snapshot,
+    include: tuple[str, ...],
+    cancel: threading.Event | None,
+) -> int | None:
+    """Bytes in the files the restore will write (None when the listing fails: the bar then
+    shows bytes without a percentage)."""
+    total = 0
+
+    def count(node: object) -> None:
+        nonlocal total
+        if not isinstance(node, dict) or node.get("type") != "file":
+            return
+        if not include or _included(str(node.get("path", "")), include):
+            total += int(node.get("size") or 0)
+
+    listed = run_restic(
+        rt,
+        commands.ls(rt.restic_binary, access, rt.cache_dir, os.environ, snapshot=snapshot.id),
+        access,
+        cancel,
+        on_message=count,
     )
-    return Attempt(site, f"{error_class}: {message}")
+    return total if classify(listed) is None else None
+
+
+def _included(path: str, patterns: tuple[str, ...]) -> bool:
+    """Roughly restic's --include: a pattern matches the path or one of its parents; one
+    without a leading / matches at any depth."""
+    candidates = [path]
+    parent = posixpath.dirname(path)
+    while parent not in ("", "/"):
+        candidates.append(parent)
+        parent = posixpath.dirname(parent)
+    for pattern in patterns:
+        anchored = pattern.rstrip("/") if pattern.startswith("/") else f"*/{pattern.rstrip('/')}"
+        if any(fnmatch.fnmatchcase(candidate, anchored) for candidate in candidates):
+            return True
+    return False
 
 
 def snapshot_age(snapshot: Snapshot, now: datetime) -> float:

@@ -6,16 +6,21 @@ import logging
 import os
 import threading
 
-from firebreak.config.references import UnresolvedReference
-from firebreak.cycles.locks import site_lock
-from firebreak.cycles.runtime import Runtime
+from firebreak.cycles.operation import at_site, failure, run_restic
+from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
-from firebreak.history.records import RunOutcome, finish_run, start_run
-from firebreak.restic import commands, runner
-from firebreak.restic.access import resolve_site
-from firebreak.restic.errors import Interrupted, classify
+from firebreak.history.records import RunOutcome
+from firebreak.restic import commands
+from firebreak.restic.commands import SiteAccess
+from firebreak.restic.errors import DeletionRefused, classify, refuses_deletion
 
 log = logging.getLogger(__name__)
+
+DECLARED = "the site is append-only (append_only: true); nothing is deleted there"
+REFUSED = (
+    "the site refused to delete ({why}), so it is append-only; nothing is deleted there "
+    "(declare append_only: true on the site to skip it without asking)"
+)
 
 
 def forget_at_site(
@@ -28,47 +33,29 @@ def forget_at_site(
 ) -> Run:
     retention = rt.config.sources[source].retention
     assert retention is not None, "the caller checks that the source has a retention policy"
-    site = rt.config.sites[site_name]
-    with site_lock(rt.locks_dir, site_name, f"retention of {source}", cancel), rt.run_slots:
-        run_id = start_run(
-            rt.engine,
-            source=source,
-            site=site_name,
-            operation="forget",
-            host=rt.host,
-            restic_version=str(rt.restic_version),
-            pid=os.getpid(),
-        )
-        if site.append_only:
-            reason = "the site is append-only (append_only: true); nothing is deleted there"
-            log.info("%s → %s: %s", source, site_name, reason)
-            return finish_run(rt.engine, run_id, RunOutcome(Status.SKIPPED, error_message=reason))
-        try:
-            access = resolve_site(site_name, site)
-        except UnresolvedReference as exc:
-            outcome = RunOutcome(Status.FAILED, error_class="ConfigError", error_message=str(exc))
-            return finish_run(rt.engine, run_id, outcome)
+
+    def forget(access: SiteAccess, run_log: RunLog) -> RunOutcome:
+        if access.site.append_only:
+            run_log.info("skipped: %s", DECLARED)
+            return RunOutcome(Status.SKIPPED, error_message=DECLARED)
         invocation = commands.forget(
             rt.restic_binary, access, rt.cache_dir, os.environ,
             source_name=source, host=rt.host, retention=retention, dry_run=dry_run,
         )  # fmt: skip
-        result = runner.run(
-            invocation,
-            timeout=site.timeout.total_seconds(),
-            cancel=cancel,
-            kill_grace=rt.kill_grace,
-        )
+        # A site that refuses deletes is append-only: stop at its first refusal instead of
+        # letting restic retry it for a minute or more.
+        result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
         error = classify(result)
         if error is None:
-            return finish_run(rt.engine, run_id, RunOutcome(Status.SUCCESS, exit_code=0))
-        status = Status.INTERRUPTED if isinstance(error, Interrupted) else Status.FAILED
-        outcome = RunOutcome(
-            status,
-            exit_code=result.exit_code,
-            error_class=error.error_class,
-            error_message=error.message,
-        )
-        return finish_run(rt.engine, run_id, outcome)
+            return RunOutcome(Status.SUCCESS, exit_code=0)
+        if isinstance(error, DeletionRefused):
+            reason = REFUSED.format(why=error.message.removeprefix("the site refused to delete "))
+            run_log.warning("skipped: %s", reason)
+            return RunOutcome(Status.SKIPPED, exit_code=result.exit_code,
+                              error_class=error.error_class, error_message=reason)  # fmt: skip
+        return failure(error, result.exit_code)
+
+    return at_site(rt, source, site_name, "forget", forget, cancel=cancel)
 
 
 def apply_retention(

@@ -13,16 +13,14 @@ import tempfile
 import threading
 from pathlib import Path
 
-from firebreak.config.references import UnresolvedReference
-from firebreak.cycles.locks import site_lock
-from firebreak.cycles.runtime import Runtime
+from firebreak.cycles.operation import at_site, failure, run_restic, source_snapshots
+from firebreak.cycles.restore import READER_KILL_GRACE
+from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
-from firebreak.history.records import RunOutcome, finish_run, start_run
-from firebreak.restic import commands, runner
-from firebreak.restic.access import resolve_site
+from firebreak.history.records import RunOutcome
+from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
-from firebreak.restic.errors import classify
-from firebreak.restic.messages import snapshot_list
+from firebreak.restic.errors import Interrupted, classify
 
 log = logging.getLogger(__name__)
 
@@ -30,58 +28,67 @@ log = logging.getLogger(__name__)
 def drill_site(
     rt: Runtime, source: str, site_name: str, cancel: threading.Event | None = None
 ) -> Run:
-    site = rt.config.sites[site_name]
-    with site_lock(rt.locks_dir, site_name, f"drill of {source}", cancel), rt.run_slots:
-        run_id = start_run(
-            rt.engine, source=source, site=site_name, operation="drill", host=rt.host,
-            restic_version=str(rt.restic_version), pid=os.getpid(),
-        )  # fmt: skip
-        try:
-            access = resolve_site(site_name, site)
-            outcome = _drill(rt, source, access, cancel)
-        except UnresolvedReference as exc:
-            outcome = RunOutcome(Status.FAILED, error_class="ConfigError", error_message=str(exc))
-        return finish_run(rt.engine, run_id, outcome)
+    def drill(access: SiteAccess, run_log: RunLog) -> RunOutcome:
+        return _drill(rt, source, access, run_log, cancel)
+
+    return at_site(rt, source, site_name, "drill", drill, cancel=cancel)
+
+
+class _Sample:
+    """A uniform random sample of the snapshot's files, kept while ``restic ls`` streams them
+    (reservoir sampling: a snapshot of millions of files is never held in memory)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.seen = 0
+        self.files: list[tuple[str, int]] = []
+
+    def offer(self, node: object) -> None:
+        if not isinstance(node, dict) or node.get("type") != "file" or "path" not in node:
+            return
+        self.seen += 1
+        entry = (str(node["path"]), int(node.get("size") or 0))
+        if len(self.files) < self.size:
+            self.files.append(entry)
+            return
+        slot = random.randrange(self.seen)  # noqa: S311 (a sample, not a secret)
+        if slot < self.size:
+            self.files[slot] = entry
 
 
 def _drill(
-    rt: Runtime, source: str, access: SiteAccess, cancel: threading.Event | None
+    rt: Runtime, source: str, access: SiteAccess, run_log: RunLog, cancel: threading.Event | None
 ) -> RunOutcome:
     site = access.site
-    timeout = site.timeout.total_seconds()
     env = os.environ
-    listed = runner.run(
-        commands.snapshots(rt.restic_binary, access, rt.cache_dir, env, source_name=source),
-        timeout=timeout,
-        cancel=cancel,
-    )
-    error = classify(listed)
-    if error is not None:
-        return RunOutcome(Status.FAILED, error_class=error.error_class, error_message=error.message)
-    snapshots = snapshot_list(listed)
+    snapshots = source_snapshots(rt, access, source, cancel)
+    if isinstance(snapshots, RunOutcome):
+        return snapshots
     if not snapshots:
         return RunOutcome(Status.FAILED, error_class="SnapshotNotFound",
                           error_message="no snapshot of this source to drill")  # fmt: skip
     snapshot = snapshots[-1]
-    files = runner.run(
+    # Sample more than needed: files too big for drill_max_bytes are passed over.
+    reservoir = _Sample(site.drill_files * 4)
+    files = run_restic(
+        rt,
         commands.ls(rt.restic_binary, access, rt.cache_dir, env, snapshot=snapshot.id),
-        timeout=timeout,
-        cancel=cancel,
+        access,
+        cancel,
+        on_message=reservoir.offer,
     )
     error = classify(files)
     if error is not None:
-        return RunOutcome(Status.FAILED, error_class=error.error_class, error_message=error.message)
-    candidates = [
-        (str(node["path"]), int(node.get("size") or 0))
-        for node in files.messages
-        if isinstance(node, dict) and node.get("type") == "file" and "path" in node
-    ]
+        return failure(error, files.exit_code)
+    candidates = reservoir.files
     random.shuffle(candidates)
     sample: list[str] = []
     total = 0
     for path, size in candidates:
-        if len(sample) >= site.drill_files or (sample and total + size > site.drill_max_bytes):
+        if len(sample) >= site.drill_files:
             break
+        if sample and total + size > site.drill_max_bytes:
+            continue
         sample.append(path)
         total += size
     if not sample:
@@ -89,15 +96,20 @@ def _drill(
                           error_message="the snapshot holds no files")  # fmt: skip
     scratch = Path(tempfile.mkdtemp(prefix="drill-", dir=rt.config.state_dir))
     try:
-        restored = runner.run(
+        restored = run_restic(
+            rt,
             commands.restore(
                 rt.restic_binary, access, rt.cache_dir, env, snapshot=snapshot.id,
                 target=scratch, include=tuple(_literal(path) for path in sample), verify=True,
             ),
-            timeout=timeout,
-            cancel=cancel,
+            access,
+            cancel,
+            kill_grace=READER_KILL_GRACE,
         )  # fmt: skip
         error = classify(restored)
+        if error is not None and (error.transient or isinstance(error, Interrupted)):
+            # The drill could not run (site gone, stopped): that proves nothing about the data.
+            return failure(error, restored.exit_code)
         if error is not None:
             return RunOutcome(Status.FAILED, exit_code=restored.exit_code,
                               error_class="DrillFailed", error_message=error.message)  # fmt: skip
@@ -114,9 +126,7 @@ def _drill(
                                   error_message=f"{path} differs from the live file")  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log.info(
-        "drill of %s at %s: %d files, %d bytes verified", source, access.name, len(sample), total
-    )
+    run_log.info("drill passed: %d files, %d bytes verified", len(sample), total)
     return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=snapshot.short,
                       files_new=len(sample), bytes_processed=total)  # fmt: skip
 

@@ -86,6 +86,14 @@ class Interrupted(ResticError):
     summary = "the run was interrupted"
 
 
+class DeletionRefused(ResticError):
+    """The site keeps what it has and refuses every delete: an append-only (or object-locked)
+    repository that the config does not declare ``append_only: true``."""
+
+    error_class = "DeletionRefused"
+    summary = "the site refuses to delete anything: it is append-only"
+
+
 class ResticUnavailable(ResticError):
     """The restic program itself cannot be used (missing, too old)."""
 
@@ -133,6 +141,43 @@ _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
 )
 
 
+# restic retries a refused delete for a minute or more (0.14: about 45 s; later releases
+# longer), printing "Remove(<snapshot/1a2b3c4d5e>) returned error, retrying after 1.2s:
+# <why>" each time, and in the end "unable to remove <snapshot/1a2b3c4d5e> ...".
+_REMOVE = re.compile(
+    r"Remove\((<[a-z]+/[0-9a-f]+>)\) returned error, retrying after [^:]*: (.*)"
+    r"|unable to remove <[a-z]+/[0-9a-f]+>",
+    re.IGNORECASE,
+)
+_REFUSED = re.compile(
+    r"\b403\b|forbidden|access ?denied|permission denied|read-only file system"
+    r"|object ?lock|retention period",
+    re.IGNORECASE,
+)
+
+
+def refuses_deletion(line: str) -> bool:
+    """Whether this stderr line is restic retrying a delete that the site refused: no retry
+    can help, so the run may be stopped as soon as it appears."""
+    found = _REMOVE.search(line)
+    return found is not None and found.group(2) is not None and bool(_REFUSED.search(line))
+
+
+def _deletion_refused(result: ResticResult) -> DeletionRefused | None:
+    tried_to_remove = False
+    for line in result.stderr_tail:
+        found = _REMOVE.search(line)
+        if found is None:
+            continue
+        tried_to_remove = True
+        if found.group(2) is not None and _REFUSED.search(line):
+            why = found.group(2).strip()
+            return DeletionRefused(f"the site refused to delete {found.group(1)}: {why}")
+    if tried_to_remove and _REFUSED.search(result.stderr_text()):
+        return DeletionRefused(f"the site refused to delete: {result.error_message()}")
+    return None
+
+
 def is_transient(error_class: str | None) -> bool:
     """Whether a recorded failure of this class may go away by itself (worth a retry)."""
     return error_class in _TRANSIENT
@@ -152,6 +197,11 @@ def classify(result: ResticResult) -> ResticError | None:
     if result.stop_reason is StopReason.CANCELLED:
         return Interrupted("stopped on request", exit_code=result.exit_code)
     code = result.exit_code
+    if result.stop_reason is StopReason.GAVE_UP or code != 0:
+        refused = _deletion_refused(result)
+        if refused is not None:
+            refused.exit_code = code
+            return refused
     if code == 0:
         return None
     message = result.error_message()

@@ -150,3 +150,44 @@ def test_only_transient_failures_are_marked_for_retry() -> None:
 def test_message_prefers_restics_fatal_line() -> None:
     result = _result(1, "open repository", "Fatal: wrong password or no key found")
     assert result.error_message() == "wrong password or no key found"
+
+
+# What restic 0.14 prints when an append-only REST server (rclone --append-only) refuses a
+# delete: a retry line per attempt, then the final failure and a stack trace.
+REFUSED_RETRY = (
+    "Remove(<snapshot/2792d8282c>) returned error, retrying after 552.330144ms: "
+    "blob not removed, server response: 403 Forbidden (403)"
+)
+
+
+def test_a_refused_delete_is_told_apart_from_other_retries() -> None:
+    assert errors.refuses_deletion(REFUSED_RETRY)
+    assert not errors.refuses_deletion(
+        "Remove(<lock/0a1b2c3d4e>) returned error, retrying after 1s: dial tcp 127.0.0.1:1: "
+        "connect: connection refused"
+    )
+    assert not errors.refuses_deletion(
+        "Save(<data/0a1b2c3d4e>) returned error, retrying after 1s: 403 Forbidden"
+    )
+    assert not errors.refuses_deletion("unable to remove <snapshot/2792d8282c> from the repository")
+
+
+def test_a_run_stopped_at_a_refused_delete_is_deletion_refused() -> None:
+    result = _result(130, "1 snapshots", REFUSED_RETRY)
+    result.stop_reason = StopReason.GAVE_UP
+    error = errors.classify(result)
+    assert isinstance(error, errors.DeletionRefused)
+    assert error.message == (
+        "the site refused to delete <snapshot/2792d8282c>: "
+        "blob not removed, server response: 403 Forbidden (403)"
+    )
+
+
+def test_a_refused_delete_that_restic_gave_up_on_is_deletion_refused() -> None:
+    result = _result(
+        1,
+        "unable to remove <snapshot/2792d8282c> from the repository",
+        "blob not removed, server response: 403 Forbidden (403)",
+        "github.com/restic/restic/internal/backend/rest.(*Backend).Remove",
+    )
+    assert isinstance(errors.classify(result), errors.DeletionRefused)

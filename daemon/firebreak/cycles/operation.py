@@ -1,0 +1,226 @@
+"""One restic operation at one site, recorded: the steps backup, check, retention, drills and
+restore share.
+
+``at_site`` takes the site's lock (unless the operation must not wait for one) and a run slot,
+removes a stale lock an earlier run left, records the run as ``running``, resolves the site's
+access, lets the operation do its work, and records how it ended, also when the work raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from firebreak.config.references import UnresolvedReference
+from firebreak.cycles.locks import LockWaitCancelled, site_lock
+from firebreak.cycles.runtime import RunLog, Runtime
+from firebreak.history.models import Run, Status
+from firebreak.history.records import RunOutcome, finish_run, start_run
+from firebreak.restic import commands, runner
+from firebreak.restic.access import resolve_site
+from firebreak.restic.commands import SiteAccess
+from firebreak.restic.errors import Interrupted, ResticError, classify, leaves_stale_lock
+from firebreak.restic.messages import Snapshot, snapshot_list
+from firebreak.restic.result import ResticResult
+
+logger = logging.getLogger(__name__)
+
+# The operation's own work: given the site's access and a logger that names the run,
+# run restic and say how it went.
+Work = Callable[[SiteAccess, RunLog], RunOutcome]
+
+
+def failure(error: ResticError, exit_code: int | None = None) -> RunOutcome:
+    """How a classified restic error is recorded: stopped on request is ``interrupted``."""
+    return RunOutcome(
+        Status.INTERRUPTED if isinstance(error, Interrupted) else Status.FAILED,
+        exit_code=exit_code if exit_code is not None else error.exit_code,
+        error_class=error.error_class,
+        error_message=error.message,
+    )
+
+
+def run_restic(
+    rt: Runtime,
+    invocation: runner.Invocation,
+    access: SiteAccess,
+    cancel: threading.Event | None,
+    *,
+    on_message: Callable[[Any], None] | None = None,
+    on_io: Callable[[runner.IoCounters], None] | None = None,
+    give_up: Callable[[str], bool] | None = None,
+    kill_grace: float | None = None,
+) -> ResticResult:
+    """restic at the site, within the site's timeout and stall timeout. kill_grace: how long
+    restic gets after SIGINT (default: the daemon's shutdown_grace)."""
+    site = access.site
+    return runner.run(
+        invocation,
+        timeout=site.timeout.total_seconds(),
+        stall_timeout=site.stall_timeout.total_seconds(),
+        cancel=cancel,
+        kill_grace=rt.kill_grace if kill_grace is None else kill_grace,
+        on_message=on_message,
+        on_io=on_io,
+        give_up=give_up,
+    )
+
+
+def source_snapshots(
+    rt: Runtime, access: SiteAccess, source: str, cancel: threading.Event | None
+) -> list[Snapshot] | RunOutcome:
+    """The source's snapshots at the site, oldest first, or how asking for them failed."""
+    listed = run_restic(
+        rt,
+        commands.snapshots(rt.restic_binary, access, rt.cache_dir, os.environ, source_name=source),
+        access,
+        cancel,
+    )
+    error = classify(listed)
+    return snapshot_list(listed) if error is None else failure(error, listed.exit_code)
+
+
+def at_site(
+    rt: Runtime,
+    source: str,
+    site_name: str,
+    operation: str,
+    work: Work,
+    *,
+    cycle_id: int | None = None,
+    cancel: threading.Event | None = None,
+    exclusive: bool = True,
+) -> Run:
+    """Do one recorded operation at a site and return its finished run.
+
+    exclusive: wait for the site's lock (shared with the CLI) and a run slot. A restore does
+    not: it must never queue behind a backup during an incident, and restic's own locks let
+    it read beside one.
+    """
+    try:
+        with _site_turn(rt, source, site_name, operation, cancel, exclusive):
+            if exclusive and site_name in rt.needs_unlock:
+                unlock(rt, source, site_name, cycle_id, cancel)
+            run_id = _start(rt, operation, source, site_name, cycle_id)
+            log = RunLog(logger, {"source": source, "site": site_name, "run_id": run_id})
+            outcome = _guarded(rt, run_id, site_name, log, work)
+            if leaves_stale_lock(outcome.error_class):
+                rt.needs_unlock.add(site_name)
+            return finish_run(rt.engine, run_id, outcome)
+    except LockWaitCancelled as exc:
+        run_id = _start(rt, operation, source, site_name, cycle_id)
+        return finish_run(
+            rt.engine,
+            run_id,
+            RunOutcome(Status.INTERRUPTED, error_class="Interrupted", error_message=str(exc)),
+        )
+
+
+@contextmanager
+def _site_turn(
+    rt: Runtime,
+    source: str,
+    site: str,
+    operation: str,
+    cancel: threading.Event | None,
+    exclusive: bool,
+) -> Iterator[None]:
+    if not exclusive:
+        yield
+        return
+    with site_lock(rt.locks_dir, site, f"{operation} of {source}", cancel), rt.run_slots:
+        yield
+
+
+def _guarded(rt: Runtime, run_id: int, site_name: str, log: RunLog, work: Work) -> RunOutcome:
+    try:
+        access = resolve_site(site_name, rt.config.sites[site_name])
+    except UnresolvedReference as exc:
+        return RunOutcome(
+            Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
+        )
+    try:
+        return work(access, log)
+    except ResticError as exc:  # restic could not be started: say why, not "crashed"
+        return RunOutcome(Status.FAILED, error_class=exc.error_class, error_message=exc.message)
+    except BaseException as exc:
+        finish_run(
+            rt.engine,
+            run_id,
+            RunOutcome(
+                Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED,
+                error_class="InternalError",
+                error_message=f"{type(exc).__name__} in firebreak",
+            ),
+        )
+        raise
+
+
+def _start(rt: Runtime, operation: str, source: str, site: str, cycle_id: int | None) -> int:
+    """Record a run of this process as ``running``."""
+    return start_run(
+        rt.engine,
+        source=source,
+        site=site,
+        operation=operation,
+        host=rt.host,
+        restic_version=str(rt.restic_version),
+        cycle_id=cycle_id,
+        pid=os.getpid(),
+    )
+
+
+def unlock(
+    rt: Runtime,
+    source: str,
+    site_name: str,
+    cycle_id: int | None,
+    cancel: threading.Event | None,
+) -> None:
+    """``restic unlock`` (stale locks only) after a run that was stopped or hit a lock."""
+    try:
+        access = resolve_site(site_name, rt.config.sites[site_name])
+    except UnresolvedReference:
+        return  # the operation itself reports it
+    logger.info("%s: removing stale locks left by an earlier run (restic unlock)", site_name)
+    invocation = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
+    if side_run(rt, "unlock", source, access, invocation, cycle_id, cancel) is None:
+        rt.needs_unlock.discard(site_name)
+
+
+def side_run(
+    rt: Runtime,
+    operation: str,
+    source: str,
+    access: SiteAccess,
+    invocation: runner.Invocation,
+    cycle_id: int | None,
+    cancel: threading.Event | None,
+) -> ResticError | None:
+    """A housekeeping restic operation (init, unlock) at the site, recorded as its own run."""
+    run_id = _start(rt, operation, source, access.name, cycle_id)
+    try:
+        result = run_restic(rt, invocation, access, cancel)
+        error = classify(result)
+        exit_code: int | None = result.exit_code
+    except ResticError as exc:  # restic could not even be started
+        error, exit_code = exc, None
+    except BaseException:
+        finish_run(
+            rt.engine,
+            run_id,
+            RunOutcome(Status.FAILED, error_class="InternalError", error_message="crashed"),
+        )
+        raise
+    finish_run(
+        rt.engine,
+        run_id,
+        RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=operation == "init")
+        if error is None
+        else failure(error, exit_code),
+    )
+    return error
