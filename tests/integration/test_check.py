@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 from firebreak.cycles.check import check_site, next_subset
 from firebreak.cycles.cycle import run_cycle
 from firebreak.history.models import Status
@@ -69,7 +72,7 @@ def test_check_outcomes_reach_the_metrics(setup: Setup) -> None:
     )
 
 
-def test_a_corrupted_pack_fails_check_and_drill_for_that_site_only(setup: Setup) -> None:
+def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setup: Setup) -> None:
     from tests.support.scrape import samples, value
 
     setup.local_site("good", check_read_data_subsets=1, drill_files=1000)
@@ -115,3 +118,32 @@ def test_a_corrupted_pack_fails_check_and_drill_for_that_site_only(setup: Setup)
         value(found, "firebreak_last_check_outcome", source="www", site="bad", outcome="failed")
         == 1
     )
+    assert value(found, "firebreak_site_damaged", source="www", site="bad") == 1
+    assert value(found, "firebreak_site_damaged", source="www", site="good") == 0
+    assert value(found, "firebreak_source_fresh_sites", source="www") == 1
+    assert value(found, "firebreak_source_safe", source="www") == 0
+
+    # A fresh backup does not make the site count: it reuses the damaged data.
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    status = firebreak(setup.path, "status", "--json")
+    assert status.returncode == 4, status.stdout + status.stderr
+    [www] = json.loads(status.stdout)["sources"]
+    good, bad = www["sites"]
+    assert good["counts"] and good["damaged"] is None and good["last_drill_success_at"]
+    assert bad["fresh"] and not bad["counts"]
+    assert bad["damaged"].startswith("restore drill failed ")
+    assert "DrillFailed: " in bad["damaged"]
+    assert not www["safe"] and www["fresh_sites"] == 1
+    text = firebreak(setup.path, "status")
+    assert "bad: DAMAGED: restore drill failed" in text.stdout, text.stdout
+
+    # Replaced by a new repository, drilled and checked again: it counts again.
+    shutil.rmtree(setup.dir / "repo-bad")
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    assert firebreak(setup.path, "drill", "www", "--site", "bad").returncode == 0
+    still = json.loads(firebreak(setup.path, "status", "--json").stdout)["sources"][0]
+    assert still["sites"][1]["damaged"].startswith("restic check failed "), "check not cleared"
+    assert firebreak(setup.path, "check", "www", "--site", "bad").returncode == 0
+    healed = firebreak(setup.path, "status", "--json")
+    assert healed.returncode == 0, healed.stdout
+    assert json.loads(healed.stdout)["sources"][0]["sites"][1]["counts"]

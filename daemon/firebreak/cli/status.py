@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import click
 from rich.table import Table
@@ -10,7 +11,7 @@ from rich.table import Table
 from firebreak.cli.common import Exit, Options, console, fail, format_bytes, load
 from firebreak.config.durations import format_seconds, humanize_age
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
-from firebreak.history.freshness import SourceFreshness, freshness
+from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness, freshness
 from firebreak.history.records import latest_runs, utcnow
 
 
@@ -34,10 +35,11 @@ def status(options: Options, as_json: bool) -> None:
         engine = make_engine(config.database_url)
         require_current(engine)
         latest = latest_runs(engine)
+        proof = Proof.read(engine)
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
     now = utcnow()
-    report = freshness(config, latest, now)
+    report = freshness(config, latest, now, proof)
     if as_json:
         click.echo(
             json.dumps(
@@ -65,17 +67,18 @@ def _table(source: SourceFreshness) -> Table:
     table = Table(
         title=(
             f"{source.source}: {verdict} — {source.fresh_sites} of {len(source.sites)} sites "
-            f"fresh, {source.required_fresh_sites} required, max_age {max_age}"
+            f"fresh and undamaged, {source.required_fresh_sites} required, max_age {max_age}"
         ),
         title_justify="left",
     )
-    for column in ("site", "fresh", "success", "attempt", "outcome", "snapshot", "added"):
+    columns = ("site", "state", "success", "attempt", "outcome", "snapshot", "added", "drill")
+    for column in columns:
         table.add_column(column, overflow="fold")
     now = utcnow()
     for site in source.sites:
         table.add_row(
             site.site,
-            "[green]fresh[/]" if site.fresh else "[red]STALE[/]",
+            _state(site),
             f"{humanize_age(site.age_seconds)} ago" if site.age_seconds is not None else "never",
             f"{humanize_age((now - site.last_attempt_at).total_seconds())} ago"
             if site.last_attempt_at
@@ -83,9 +86,25 @@ def _table(source: SourceFreshness) -> Table:
             site.last_outcome or "-",
             site.snapshot_id or "-",
             format_bytes(site.bytes_added),
+            _drill(site, now),
         )
     return table
 
 
+def _state(site: SiteFreshness) -> str:
+    if site.damaged:
+        return "[bold red]DAMAGED[/]"
+    return "[green]fresh[/]" if site.fresh else "[red]STALE[/]"
+
+
+def _drill(site: SiteFreshness, now: datetime) -> str:
+    """When a restore drill last passed at the site."""
+    if site.last_drill_success_at is None:
+        return "never"
+    return f"passed {humanize_age((now - site.last_drill_success_at).total_seconds())} ago"
+
+
 def _problems(source: SourceFreshness) -> list[str]:
-    return [f"  {site.site}: {site.last_error}" for site in source.sites if site.last_error]
+    lines = [f"  {site.site}: DAMAGED: {site.damaged}" for site in source.sites if site.damaged]
+    lines += [f"  {site.site}: {site.last_error}" for site in source.sites if site.last_error]
+    return lines

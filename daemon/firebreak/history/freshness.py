@@ -1,5 +1,11 @@
 """Freshness: is each site's last success younger than the source's max_age, and is the
-source safe (at least min_fresh_sites fresh)? Computed from recorded runs, never from restic."""
+source safe (at least min_fresh_sites fresh)? Computed from recorded runs, never from restic.
+
+A backup counts only if it can be restored: a site whose newest restore drill or restic check
+found its data bad is **damaged** and does not count toward safety, however fresh, until a
+later drill or check passes. A drill or check that could not reach the site proves nothing
+either way and changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,52 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from firebreak.config.durations import format_seconds
+from sqlalchemy import Engine
+
+from firebreak.config.durations import format_seconds, humanize_age
 from firebreak.config.model import Config
-from firebreak.history.records import Latest
+from firebreak.history.models import Run, Status
+from firebreak.history.records import Latest, latest_runs, latest_verdicts
+
+# Error classes that say the data at the site is bad, not that it could not be reached.
+DATA_FAILURES = ("CheckFailed", "DrillFailed")
+
+
+@dataclass(frozen=True)
+class Proof:
+    """The newest restore drill and restic check that judged each site's data."""
+
+    # (source, site) → the newest drill that passed or found the data bad.
+    drills: dict[tuple[str, str], Run]
+    # site → the newest check of its repository that passed or found it bad, whichever
+    # source it was recorded under (a check covers the whole repository).
+    checks: dict[str, Run]
+    # (source, site) → when the newest passing drill started.
+    drill_passed: dict[tuple[str, str], datetime]
+
+    @classmethod
+    def read(cls, engine: Engine) -> Proof:
+        checks: dict[str, Run] = {}
+        for (_, site), run in latest_verdicts(engine, "check", DATA_FAILURES).items():
+            if site not in checks or run.id > checks[site].id:
+                checks[site] = run
+        passed = {
+            key: entry.last_success.started_at
+            for key, entry in latest_runs(engine, operation="drill").items()
+            if entry.last_success is not None
+        }
+        return cls(latest_verdicts(engine, "drill", DATA_FAILURES), checks, passed)
+
+    def damage(self, source: str, site: str, now: datetime) -> str | None:
+        """Why the site's data for this source cannot be trusted, or None."""
+        for what, run in (
+            ("restore drill", self.drills.get((source, site))),
+            ("restic check", self.checks.get(site)),
+        ):
+            if run is not None and run.status == Status.FAILED:
+                age = humanize_age((now - run.started_at).total_seconds())
+                return f"{what} failed {age} ago: {run.error_class}: {run.error_message or ''}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -23,6 +72,14 @@ class SiteFreshness:
     snapshot_id: str | None
     bytes_added: int | None
     age_seconds: float | None
+    # Why the site's data is not trusted (a failed drill or check), or None.
+    damaged: str | None = None
+    last_drill_success_at: datetime | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Counts toward the source's safety: fresh and not damaged."""
+        return self.fresh and self.damaged is None
 
 
 @dataclass(frozen=True)
@@ -37,17 +94,22 @@ class SourceFreshness:
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["max_age"] = format_seconds(self.max_age_seconds)
-        for site in data["sites"]:
-            for key in ("last_success_at", "last_attempt_at"):
+        for site, counted in zip(data["sites"], self.sites, strict=True):
+            site["counts"] = counted.counts
+            for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):
                 if site[key] is not None:
                     site[key] = site[key].isoformat()
         return data
 
 
 def freshness(
-    config: Config, latest: dict[tuple[str, str], Latest], now: datetime
+    config: Config,
+    latest: dict[tuple[str, str], Latest],
+    now: datetime,
+    proof: Proof | None = None,
 ) -> list[SourceFreshness]:
     """One entry per configured source, its sites in configured order."""
+    proof = proof or Proof({}, {}, {})
     report = []
     for source_name, source in config.sources.items():
         max_age = source.max_age.total_seconds()
@@ -73,9 +135,11 @@ def freshness(
                     snapshot_id=success.snapshot_id if success else None,
                     bytes_added=success.bytes_added if success else None,
                     age_seconds=age,
+                    damaged=proof.damage(source_name, site_name, now),
+                    last_drill_success_at=proof.drill_passed.get((source_name, site_name)),
                 )
             )
-        fresh = sum(1 for site in sites if site.fresh)
+        fresh = sum(1 for site in sites if site.counts)
         report.append(
             SourceFreshness(
                 source=source_name,

@@ -287,3 +287,24 @@ def finished_runs(engine: Engine, site: str, operation: str) -> int:
     )
     with Session(engine) as session:
         return int(session.scalar(query) or 0)
+
+
+def latest_verdicts(
+    engine: Engine, operation: str, failures: Iterable[str]
+) -> dict[tuple[str, str], Run]:
+    """Per (source, site), the newest run of this operation that passed or failed with one of
+    these error classes: runs that could not even reach the site say nothing either way."""
+    verdict = (Run.status == Status.SUCCESS) | (
+        (Run.status == Status.FAILED) & Run.error_class.in_(list(failures))
+    )
+    newest = (
+        select(func.max(Run.id))
+        .where(Run.operation == operation, verdict)
+        .group_by(Run.source, Run.site)
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        runs = {
+            (r.source, r.site): r for r in session.scalars(select(Run).where(Run.id.in_(newest)))
+        }
+        session.expunge_all()
+    return runs

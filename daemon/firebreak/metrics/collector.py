@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from firebreak import __version__
 from firebreak.config.model import Config
-from firebreak.history.freshness import freshness
+from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.models import FINAL_STATUSES, Status
 from firebreak.history.records import (
     Latest,
@@ -76,6 +76,7 @@ class FirebreakCollector(Collector):
             durations = finished_durations(engine)
             checks = latest_runs(engine, operation="check")
             drills = latest_runs(engine, operation="drill")
+            proof = Proof.read(engine)
         except Exception:  # a scrape must answer even when the database does not
             log.exception("reading the run history for /metrics failed")
             database_up.add_metric([], 0)
@@ -83,14 +84,11 @@ class FirebreakCollector(Collector):
             return
         database_up.add_metric([], 1)
         yield database_up
-        yield from _site_metrics(config, latest, failures)
-        yield from _source_metrics(config, latest)
-        yield from _check_metrics(checks)
-        yield _last_success(
-            "firebreak_last_drill_success_timestamp_seconds",
-            "Start of the newest passing restore drill at the site",
-            drills,
-        )
+        report = freshness(config, latest, utcnow(), proof)
+        yield from _site_metrics(report, latest, failures)
+        yield from _source_metrics(config, report)
+        yield from _proof_metrics("check", "restic check of the site", checks)
+        yield from _proof_metrics("drill", "restore drill at the site", drills)
         yield from _counters(counts)
         yield _histogram(durations)
 
@@ -106,17 +104,22 @@ SITE_GAUGES = {
     "firebreak_last_files_new": "New files in the newest successful backup",
     "firebreak_last_files_changed": "Changed files in the newest successful backup",
     "firebreak_site_fresh": "1 if the site's last success is younger than the source's max_age",
+    "firebreak_site_damaged": (
+        "1 if the newest restore drill or restic check that judged the site's data failed"
+    ),
 }
 SOURCE_GAUGES = {
     "firebreak_source_max_age_seconds": "The source's max_age: the freshness objective",
-    "firebreak_source_fresh_sites": "Sites whose last success is younger than max_age",
+    "firebreak_source_fresh_sites": "Sites that are fresh and not damaged",
     "firebreak_source_required_fresh_sites": "The source's min_fresh_sites",
-    "firebreak_source_safe": "1 if at least min_fresh_sites sites are fresh",
+    "firebreak_source_safe": "1 if at least min_fresh_sites sites are fresh and not damaged",
 }
 
 
 def _site_metrics(
-    config: Config, latest: dict[tuple[str, str], Latest], failures: dict[tuple[str, str], int]
+    report: list[SourceFreshness],
+    latest: dict[tuple[str, str], Latest],
+    failures: dict[tuple[str, str], int],
 ) -> Iterator[Metric]:
     gauges = {
         name: GaugeMetricFamily(name, text, labels=["source", "site"])
@@ -131,10 +134,11 @@ def _site_metrics(
     def put(name: str, key: list[str], value: float) -> None:
         gauges[name].add_metric(key, value)
 
-    for source in freshness(config, latest, utcnow()):
+    for source in report:
         for site in source.sites:
             key = [source.source, site.site]
             put("firebreak_site_fresh", key, 1 if site.fresh else 0)
+            put("firebreak_site_damaged", key, 1 if site.damaged else 0)
             put("firebreak_consecutive_failures", key, failures.get((source.source, site.site), 0))
             if site.last_success_at is not None:
                 put(
@@ -160,7 +164,7 @@ def _site_metrics(
     yield outcome
 
 
-def _source_metrics(config: Config, latest: dict[tuple[str, str], Latest]) -> Iterator[Metric]:
+def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[Metric]:
     gauges = {
         name: GaugeMetricFamily(name, text, labels=["source"])
         for name, text in SOURCE_GAUGES.items()
@@ -170,7 +174,7 @@ def _source_metrics(config: Config, latest: dict[tuple[str, str], Latest]) -> It
         "Fewest sites left after losing any one provider, region, country or datacenter",
         labels=["source", "domain"],
     )
-    for source in freshness(config, latest, utcnow()):
+    for source in report:
         key = [source.source]
         gauges["firebreak_source_max_age_seconds"].add_metric(key, source.max_age_seconds)
         gauges["firebreak_source_fresh_sites"].add_metric(key, source.fresh_sites)
@@ -182,18 +186,21 @@ def _source_metrics(config: Config, latest: dict[tuple[str, str], Latest]) -> It
     yield worst
 
 
-def _check_metrics(checks: dict[tuple[str, str], Latest]) -> Iterator[Metric]:
+def _proof_metrics(
+    operation: str, what: str, latest: dict[tuple[str, str], Latest]
+) -> Iterator[Metric]:
+    """When the newest passing run of a check or drill started, and how the newest one ended."""
     success = GaugeMetricFamily(
-        "firebreak_last_check_success_timestamp_seconds",
-        "Start of the newest passing restic check of the site",
+        f"firebreak_last_{operation}_success_timestamp_seconds",
+        f"Start of the newest passing {what}",
         labels=["source", "site"],
     )
     outcome = GaugeMetricFamily(
-        "firebreak_last_check_outcome",
-        "1 for the outcome of the newest restic check, 0 for the others",
+        f"firebreak_last_{operation}_outcome",
+        f"1 for the outcome of the newest {what}, 0 for the others",
         labels=["source", "site", "outcome"],
     )
-    for (source, site), entry in sorted(checks.items()):
+    for (source, site), entry in sorted(latest.items()):
         if entry.last_success is not None:
             success.add_metric([source, site], entry.last_success.started_at.timestamp())
         if entry.last_attempt is not None:
@@ -202,14 +209,6 @@ def _check_metrics(checks: dict[tuple[str, str], Latest]) -> Iterator[Metric]:
                 outcome.add_metric([source, site, name], state)
     yield success
     yield outcome
-
-
-def _last_success(name: str, text: str, latest: dict[tuple[str, str], Latest]) -> Metric:
-    family = GaugeMetricFamily(name, text, labels=["source", "site"])
-    for (source, site), entry in sorted(latest.items()):
-        if entry.last_success is not None:
-            family.add_metric([source, site], entry.last_success.started_at.timestamp())
-    return family
 
 
 def _counters(counts: list[RunCount]) -> Iterator[Metric]:

@@ -18,7 +18,7 @@ from firebreak.history.database import (
     schema_state,
     upgrade,
 )
-from firebreak.history.freshness import freshness
+from firebreak.history.freshness import Proof, freshness
 from firebreak.history.models import Base, Status
 from firebreak.history.records import (
     RunOutcome,
@@ -155,3 +155,45 @@ def test_a_long_error_message_is_cut_to_its_column(engine: Engine) -> None:
     )
     assert run.error_message is not None and len(run.error_message) == 512
     assert run.error_message.endswith("…")
+
+
+def _proof_run(
+    engine: Engine, operation: str, site: str, error_class: str | None, *, source: str = "www"
+) -> None:
+    run_id = start_run(
+        engine, source=source, site=site, operation=operation, host="h", restic_version="0.14.0"
+    )
+    status = Status.SUCCESS if error_class is None else Status.FAILED
+    finish_run(engine, run_id, RunOutcome(status, error_class=error_class, error_message="why"))
+
+
+def test_a_site_whose_data_failed_a_drill_or_check_does_not_count(engine: Engine) -> None:
+    config = Config.model_validate(
+        {
+            "sites": {name: {"repository": f"/r/{name}", "password_command": "x", "location": LOCATION}
+                      for name in ("a", "b", "c")},
+            "sources": {name: {"paths": ["/w"], "sites": ["a", "b", "c"], "max_age": "1h",
+                               "min_fresh_sites": 2} for name in ("www", "db")},
+        }
+    )  # fmt: skip
+    for site in ("a", "b", "c"):
+        _run(engine, site, Status.SUCCESS)
+        _run(engine, site, Status.SUCCESS, source="db")
+    _proof_run(engine, "drill", "a", "DrillFailed")
+    _proof_run(engine, "drill", "a", "SiteUnreachable")  # could not run: proves nothing
+    _proof_run(engine, "check", "b", "CheckFailed", source="db")  # the whole repository
+    now = datetime.now(UTC)
+
+    [www, db] = freshness(config, latest_runs(engine), now, Proof.read(engine))
+
+    assert [s.fresh for s in www.sites] == [True, True, True]
+    assert [s.counts for s in www.sites] == [False, False, True]
+    assert www.sites[0].damaged == "restore drill failed 0s ago: DrillFailed: why"
+    assert www.sites[1].damaged == "restic check failed 0s ago: CheckFailed: why"
+    assert www.fresh_sites == 1 and not www.safe
+    assert [s.counts for s in db.sites] == [True, False, True] and db.safe
+
+    _proof_run(engine, "drill", "a", None)
+    [www, _] = freshness(config, latest_runs(engine), now, Proof.read(engine))
+    assert www.sites[0].damaged is None and www.sites[0].last_drill_success_at is not None
+    assert www.safe
