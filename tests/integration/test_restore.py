@@ -87,7 +87,7 @@ def test_restore_reports_its_progress_against_the_size_of_the_snapshot(
 ) -> None:
     (setup.source_dir / "big.bin").write_bytes(os.urandom(1_500_000))
     rest = rest_server_factory()
-    setup.rest_site("rest", rest, limit_download=1000)
+    setup.rest_site("rest", rest, limit_download=500)
     setup.source("www", ["rest"])
     rt = setup.runtime()
     assert run_cycle(rt, "www").status == Status.SUCCESS
@@ -99,8 +99,9 @@ def test_restore_reports_its_progress_against_the_size_of_the_snapshot(
     report = restore_source(rt, "www", tmp_path / "restored", progress=seen.append)
 
     assert report.restored is not None
-    assert {p.site for p in seen} == {"rest"} and {p.total for p in seen} == {size}
-    assert seen[0].written == 0
+    # The size comes from a listing made beside the restore: unknown at first.
+    assert {p.site for p in seen} == {"rest"} and {p.total for p in seen} <= {None, size}
+    assert seen[0].written == 0 and seen[0].total is None
     assert any(0 < p.written < size for p in seen), "no sample while the bytes came in"
     assert [p.written for p in seen] == sorted(p.written for p in seen)
     assert seen[-1].written >= size and seen[-1].verifying
@@ -111,7 +112,7 @@ def test_restore_on_a_terminal_draws_a_progress_bar(
 ) -> None:
     (setup.source_dir / "big.bin").write_bytes(os.urandom(1_000_000))
     rest = rest_server_factory()
-    setup.rest_site("rest", rest, limit_download=1000)
+    setup.rest_site("rest", rest, limit_download=500)
     setup.source("www", ["rest"])
     assert run_cycle(setup.runtime(), "www").status == Status.SUCCESS
     target = tmp_path / "restored"

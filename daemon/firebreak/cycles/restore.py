@@ -101,7 +101,7 @@ def restore_source(
     progress: Callable[[RestoreProgress], None] | None = None,
 ) -> RestoreReport:
     """without: a site to treat as destroyed (the disaster rehearsal). progress: called a few
-    times a second while restic restores (it costs a listing of the snapshot first)."""
+    times a second while restic restores."""
     attempts: list[Attempt] = []
     for name in site_order(rt, source, site, without):
         attempt = _restore_from(rt, source, name, target, snapshot, include, cancel, progress)
@@ -142,28 +142,27 @@ def _restore_from(
             return RunOutcome(Status.FAILED, error_class="SnapshotNotFound",
                               error_message=f"{what} at {site_name}")  # fmt: skip
         chosen.append(found)
-        on_io = None
-        if progress is not None:
-            total = _restore_size(rt, access, found, include, cancel)
-            progress(RestoreProgress(site_name, 0, total))
-
-            def on_io(counters: runner.IoCounters) -> None:
-                progress(RestoreProgress(site_name, counters.written, total, counters.read))
-
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         run_log.info("restoring snapshot %s into %s", found.short, staging)
-        result = run_restic(
-            rt,
-            commands.restore(
-                rt.restic_binary, access, rt.cache_dir, os.environ,
-                snapshot=found.id, target=staging, include=include, verify=True,
-            ),
-            access,
-            cancel,
-            on_io=on_io,
-            kill_grace=READER_KILL_GRACE,
+        invocation = commands.restore(
+            rt.restic_binary, access, rt.cache_dir, os.environ,
+            snapshot=found.id, target=staging, include=include, verify=True,
         )  # fmt: skip
+        if progress is None:
+            result = run_restic(rt, invocation, access, cancel, kill_grace=READER_KILL_GRACE)
+        else:
+            with _SizeListing(rt, access, found, include) as size:
+                progress(RestoreProgress(site_name))
+
+                def on_io(counters: runner.IoCounters) -> None:
+                    progress(
+                        RestoreProgress(site_name, counters.written, size.total, counters.read)
+                    )
+
+                result = run_restic(
+                    rt, invocation, access, cancel, on_io=on_io, kill_grace=READER_KILL_GRACE
+                )
         error = classify(result)
         if error is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -189,6 +188,43 @@ def _move_into(staging: Path, target: Path) -> None:
     staging.rmdir()
 
 
+class _SizeListing:
+    """The size of what a restore writes, from a listing of the snapshot that a second restic
+    makes beside the restore, so the restore never waits for it (on a snapshot of millions of
+    files that takes a while). ``total`` is None until it is known, and stays None when the
+    listing fails or the restore ends first: the bar then shows bytes without a percentage."""
+
+    def __init__(
+        self, rt: Runtime, access: SiteAccess, snapshot: Snapshot, include: tuple[str, ...]
+    ) -> None:
+        self.total: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._list,
+            args=(rt, access, snapshot, include),
+            name=f"restore size at {access.name}",
+            daemon=True,
+        )
+
+    def __enter__(self) -> _SizeListing:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=READER_KILL_GRACE + 1)
+
+    def _list(
+        self, rt: Runtime, access: SiteAccess, snapshot: Snapshot, include: tuple[str, ...]
+    ) -> None:
+        try:
+            self.total = _restore_size(rt, access, snapshot, include, self._stop)
+        except Exception:  # only the progress bar depends on it
+            log.exception(
+                "listing %s at %s for the progress bar failed", snapshot.short, access.name
+            )
+
+
 def _restore_size(
     rt: Runtime,
     access: SiteAccess,
@@ -196,8 +232,7 @@ def _restore_size(
     include: tuple[str, ...],
     cancel: threading.Event | None,
 ) -> int | None:
-    """Bytes in the files the restore will write (None when the listing fails: the bar then
-    shows bytes without a percentage)."""
+    """Bytes in the files the restore will write, or None when the listing failed."""
     total = 0
 
     def count(node: object) -> None:
@@ -213,6 +248,7 @@ def _restore_size(
         access,
         cancel,
         on_message=count,
+        kill_grace=READER_KILL_GRACE,
     )
     return total if classify(listed) is None else None
 

@@ -221,7 +221,9 @@ def run(
             reason = StopReason.GAVE_UP
         if reason is not StopReason.NONE:
             result.stop_reason, result.limit_seconds = reason, limit
-            log.warning("stopping restic (pid %d): %s", process.pid, reason.value)
+            # Stopping on request is routine; a limit reached is worth a warning.
+            level = logging.INFO if reason is StopReason.CANCELLED else logging.WARNING
+            log.log(level, "stopping restic (pid %d): %s", process.pid, reason.value)
             _stop(process, kill_grace)
             _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
             break

@@ -97,6 +97,8 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
         "Freshness grid",
         "Time since the last successful backup",
         "Safe sources",
+        "Damaged sites",
+        "restore drill",
         "failures",
         "duration",
         "Bytes added",
