@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 import click
 
 from firebreak import __version__
-from firebreak.cli import (
-    backup,
-    check,
-    db,
-    drill,
-    exporter,
-    forget,
-    placement,
-    restore,
-    run,
-    snapshots,
-    status,
-    validate,
-)
 from firebreak.cli.common import DEFAULT_CONFIG, Options, setup_logging
 
+# name → module and function: a command's module (and what it alone needs: APScheduler,
+# prometheus_client, rich's progress bars) is imported only when that command runs.
+COMMANDS = {
+    "validate": "validate:validate",
+    "backup": "backup:backup",
+    "status": "status:status",
+    "snapshots": "snapshots:snapshots",
+    "db": "db:db",
+    "placement": "placement:placement",
+    "run": "run:run",
+    "exporter": "exporter:exporter",
+    "restore": "restore:restore",
+    "check": "check:check",
+    "forget": "forget:forget",
+    "drill": "drill:drill",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, name = target.split(":")
+        command = getattr(importlib.import_module(f"firebreak.cli.{module}"), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c",
     "--config",
@@ -42,17 +60,3 @@ def cli(ctx: click.Context, config_path: Path, verbose: int) -> None:
     """Back up every source with restic to three or more distinct sites, and prove it."""
     setup_logging(verbose)
     ctx.obj = Options(config_path=config_path, verbose=verbose)
-
-
-cli.add_command(validate.validate)
-cli.add_command(backup.backup)
-cli.add_command(status.status)
-cli.add_command(snapshots.snapshots)
-cli.add_command(db.db)
-cli.add_command(placement.placement)
-cli.add_command(run.run)
-cli.add_command(exporter.exporter)
-cli.add_command(restore.restore)
-cli.add_command(check.check)
-cli.add_command(forget.forget)
-cli.add_command(drill.drill)

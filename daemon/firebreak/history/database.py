@@ -10,18 +10,21 @@ import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from firebreak.config.references import interpolate
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+# The newest revision in firebreak/migrations/versions (a test keeps the two equal). Every
+# command checks the schema against it; Alembic itself, slow to import, is loaded only to
+# migrate.
+SCHEMA_HEAD = "0001"
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,8 @@ def migrations_dir() -> Path:
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["engine"] = engine
@@ -109,16 +114,22 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def schema_state(engine: Engine) -> SchemaState:
-    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
-    assert head is not None
     try:
         with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+            current = _current_revision(connection)
     except SQLAlchemyError as exc:
         raise DatabaseError(
             f"cannot open the database {describe(engine)}: {_reason(exc)}"
         ) from None
-    return SchemaState(current=current, head=head)
+    return SchemaState(current=current, head=SCHEMA_HEAD)
+
+
+def _current_revision(connection: Connection) -> str | None:
+    """The revision Alembic recorded (its alembic_version table), or None."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(revision) if revision is not None else None
 
 
 def upgrade(engine: Engine) -> SchemaState:
@@ -128,6 +139,8 @@ def upgrade(engine: Engine) -> SchemaState:
         log.info(
             "upgrading database %s from %s to %s", describe(engine), before.current, before.head
         )
+        from alembic import command
+
         command.upgrade(alembic_config(engine), "head")
     return before
 
@@ -164,6 +177,9 @@ def require_current(engine: Engine) -> None:
 
 
 def _known_revision(engine: Engine, revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     scripts = ScriptDirectory.from_config(alembic_config(engine))
     try:
         return scripts.get_revision(revision) is not None

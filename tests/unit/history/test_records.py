@@ -12,7 +12,9 @@ from sqlalchemy import Engine, text
 
 from firebreak.config.model import Config
 from firebreak.history.database import (
+    SCHEMA_HEAD,
     DatabaseBehind,
+    alembic_config,
     make_engine,
     require_current,
     schema_state,
@@ -197,3 +199,10 @@ def test_a_site_whose_data_failed_a_drill_or_check_does_not_count(engine: Engine
     [www, _] = freshness(config, latest_runs(engine), now, Proof.read(engine))
     assert www.sites[0].damaged is None and www.sites[0].last_drill_success_at is not None
     assert www.safe
+
+
+def test_schema_head_names_the_newest_migration(database_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config(make_engine(database_url)))
+    assert scripts.get_current_head() == SCHEMA_HEAD, "update SCHEMA_HEAD with the migration"
