@@ -16,7 +16,7 @@ APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 	nft:nftables ip:iproute2 runuser:util-linux promtool:prometheus \
 	amtool:prometheus-alertmanager
 
-.PHONY: help deps venv lint typecheck generate test test-fast demo demo-once demo-stop clean
+.PHONY: help deps venv lint typecheck generate test test-fast bench demo demo-once demo-stop clean
 
 help:
 	@echo "make demo    - set everything up, run the daemon on a demo config (three demo sites, a cycle a minute)"
@@ -58,6 +58,9 @@ generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, do
 
 test: deps venv lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: deps venv  ## firebreak against plain restic, side by side (BENCH_MB, BENCH_FILES, BENCH_REPEAT)
+	$(BIN)/python -m tests.benchmarks.bench
 
 test-fast: venv  ## unit tests only, no servers
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
