@@ -12,8 +12,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from firebreak.history.models import Status
 from firebreak.placement.check import check_placement
 from firebreak.placement.physical import HostLookups, is_this_machine
 from tests.support.cli import firebreak
+from tests.support.mounts import tmpfs
 from tests.support.servers import RestServer
 from tests.support.setup import Setup
 
@@ -38,26 +38,10 @@ def _offline_rules(setup: Setup) -> list[tuple[str, tuple[str, ...]]]:
     return sorted((v.rule, v.sites) for v in report.violations)
 
 
-@contextmanager
-def _tmpfs(path: Path) -> Iterator[Path]:
-    path.mkdir(parents=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "firebreak-test", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting tmpfs filesystems needs root")
 def test_a_local_site_on_the_sources_filesystem_is_refused(setup: Setup, tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "disk-a") as disk_a, _tmpfs(tmp_path / "disk-b") as disk_b:
+    with tmpfs(tmp_path / "disk-a") as disk_a, tmpfs(tmp_path / "disk-b") as disk_b:
         (disk_a / "data").mkdir()
         (disk_a / "data" / "file").write_text("x")
         setup.site("same-disk", str(disk_a / "repos" / "not-yet-created"))

@@ -56,6 +56,8 @@ def resolve(text: str, base_dir: Path, environ: Mapping[str, str] | None = None)
             content = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise UnresolvedReference(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UnresolvedReference(f"{path} is not UTF-8 text") from None
         return content[:-1] if content.endswith("\n") else content
     return interpolate(text, environ)
 

@@ -38,20 +38,31 @@ def check_site(
         error = classify(result)
         if error is None:
             return RunOutcome(Status.SUCCESS, exit_code=0)
-        if error.error_class != "ResticFailed":
+        if not any(VERDICT in line for line in result.stderr_tail):
+            # restic could not finish the check (the site, a lock, a timeout): no verdict on
+            # the data, so nothing that makes the site damaged.
             return failure(error, result.exit_code)
-        # restic found something wrong with the repository's data.
-        message = _check_problem(result.stdout_lines) or error.message
+        message = _check_problem([*result.stderr_tail, *result.stdout_lines]) or error.message
         return RunOutcome(Status.FAILED, exit_code=result.exit_code,
                           error_class="CheckFailed", error_message=message)  # fmt: skip
 
     return at_site(rt, source, site_name, "check", check, cancel=cancel)
 
 
+# What restic check ends with when it found the data damaged (0.14 through current).
+VERDICT = "repository contains errors"
+
+
 def _check_problem(lines: list[str]) -> str | None:
-    """restic check prints what it found on stdout; keep the first finding."""
-    for line in lines:
+    """The first thing restic check found (it prints its findings, then its verdict), with
+    its detail when that is on the next line ("error for tree 0a5dd7c8:" then why)."""
+    for number, line in enumerate(lines):
         lowered = line.lower()
-        if "error" in lowered or "hash does not match" in lowered or "not found" in lowered:
-            return line.strip()
+        if VERDICT in lowered:
+            continue
+        if any(sign in lowered for sign in ("error", "does not match", "not found", "failed")):
+            finding = line.strip()
+            if finding.endswith(":") and number + 1 < len(lines):
+                finding = f"{finding} {lines[number + 1].strip()}"
+            return finding
     return None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from firebreak.cycles.restore import restore_source, snapshot_age
 from firebreak.cycles.runtime import Runtime
+from firebreak.cycles.sample_drill import untouched_since
 from firebreak.history.records import utcnow
 
 
@@ -69,7 +70,7 @@ def _compare(live: Path, restored: Path, snapshot_time: float, drill: SourceDril
             copy = restored / original.relative_to(live) if live.is_dir() else restored
             if original.is_symlink() or not original.is_file():
                 continue
-            newer = original.stat().st_mtime > snapshot_time
+            newer = not untouched_since(original, snapshot_time)
             if not copy.is_file():
                 (drill.changed_since if newer else drill.different).append(str(original))
                 continue

@@ -137,13 +137,14 @@ def _site_turn(
 
 
 def _guarded(rt: Runtime, run_id: int, site_name: str, log: RunLog, work: Work) -> RunOutcome:
+    """The work's outcome; whatever it raises, the run is recorded as ended first."""
     try:
-        access = resolve_site(site_name, rt.config.sites[site_name])
-    except UnresolvedReference as exc:
-        return RunOutcome(
-            Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
-        )
-    try:
+        try:
+            access = resolve_site(site_name, rt.config.sites[site_name])
+        except UnresolvedReference as exc:
+            return RunOutcome(
+                Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
+            )
         return work(access, log)
     except ResticError as exc:  # restic could not be started: say why, not "crashed"
         return RunOutcome(Status.FAILED, error_class=exc.error_class, error_message=exc.message)

@@ -11,6 +11,7 @@ import random
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from firebreak.cycles.operation import at_site, failure, run_restic, source_snapshots
@@ -110,6 +111,13 @@ def _drill(
         if error is not None and (error.transient or isinstance(error, Interrupted)):
             # The drill could not run (site gone, stopped): that proves nothing about the data.
             return failure(error, restored.exit_code)
+        trouble = _local_trouble(restored.stderr_tail, scratch) if error is not None else None
+        if trouble is not None:
+            # Our own disk failed us (full, read-only): that says nothing about the site either.
+            return RunOutcome(Status.FAILED, exit_code=restored.exit_code,
+                              error_class="DrillScratchFailed",
+                              error_message=f"writing the scratch copy in {scratch.parent} "
+                                            f"failed: {trouble}")  # fmt: skip
         if error is not None:
             return RunOutcome(Status.FAILED, exit_code=restored.exit_code,
                               error_class="DrillFailed", error_message=error.message)  # fmt: skip
@@ -120,7 +128,7 @@ def _drill(
             if not copy.is_file():
                 return RunOutcome(Status.FAILED, error_class="DrillFailed",
                                   error_message=f"{path} was not restored")  # fmt: skip
-            unchanged = live.is_file() and live.stat().st_mtime <= taken
+            unchanged = live.is_file() and untouched_since(live, taken)
             if unchanged and not filecmp.cmp(live, copy, shallow=False):
                 return RunOutcome(Status.FAILED, error_class="DrillFailed",
                                   error_message=f"{path} differs from the live file")  # fmt: skip
@@ -129,6 +137,29 @@ def _drill(
     run_log.info("drill passed: %d files, %d bytes verified", len(sample), total)
     return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=snapshot.short,
                       files_new=len(sample), bytes_processed=total)  # fmt: skip
+
+
+def untouched_since(path: Path, taken: float) -> bool:
+    """Neither its content nor its metadata changed since then. The mtime alone can lie
+    (package managers, `cp -p`, `rsync -a` and `tar x` set it back); the ctime cannot be
+    set back."""
+    status = path.stat()
+    return status.st_mtime <= taken and status.st_ctime <= taken
+
+
+_LOCAL_TROUBLE = ("no space left on device", "read-only file system", "disk quota exceeded")
+
+
+def _local_trouble(stderr: Iterable[str], scratch: Path) -> str | None:
+    """restic's first complaint about writing the files into the scratch directory."""
+    for line in stderr:
+        if str(scratch) not in line:
+            continue
+        lowered = line.lower()
+        for text in _LOCAL_TROUBLE:
+            if text in lowered:
+                return text
+    return None
 
 
 def _literal(path: str) -> str:

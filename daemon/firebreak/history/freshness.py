@@ -3,8 +3,9 @@ source safe (at least min_fresh_sites fresh)? Computed from recorded runs, never
 
 A backup counts only if it can be restored: a site whose newest restore drill or restic check
 found its data bad is **damaged** and does not count toward safety, however fresh, until a
-later drill or check passes. A drill or check that could not reach the site proves nothing
-either way and changes nothing.
+later run of the kind that failed passes (a drill after a failed drill, a check after a failed
+check). A drill or check that could not reach the site, or could not write its scratch copy,
+proves nothing either way and changes nothing.
 """
 
 from __future__ import annotations

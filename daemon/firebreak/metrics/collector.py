@@ -105,7 +105,7 @@ SITE_GAUGES = {
     "firebreak_last_files_changed": "Changed files in the newest successful backup",
     "firebreak_site_fresh": "1 if the site's last success is younger than the source's max_age",
     "firebreak_site_damaged": (
-        "1 if the newest restore drill or restic check that judged the site's data failed"
+        "1 if the newest restore drill or restic check that judged the site's data found it bad"
     ),
 }
 SOURCE_GAUGES = {

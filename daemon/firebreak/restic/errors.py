@@ -197,7 +197,8 @@ def classify(result: ResticResult) -> ResticError | None:
     if result.stop_reason is StopReason.CANCELLED:
         return Interrupted("stopped on request", exit_code=result.exit_code)
     code = result.exit_code
-    if result.stop_reason is StopReason.GAVE_UP or code != 0:
+    deletes = any(word in result.argv for word in ("forget", "prune"))
+    if deletes and (result.stop_reason is StopReason.GAVE_UP or code != 0):
         refused = _deletion_refused(result)
         if refused is not None:
             refused.exit_code = code

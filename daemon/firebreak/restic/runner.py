@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 10.0
 IO_PROGRESS_BYTES = 64 * 1024
+IO_SAMPLE_SECONDS = 0.2
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
 
 
@@ -89,10 +90,23 @@ class _Progress:
         self.last_change = time.monotonic()
         self._last_counters: tuple[Any, ...] | None = None
         self._io_mark: int | None = None
+        # restic printed a status line: it reports its own progress.
+        self.reports = False
+        # The kernel would not show restic's I/O counters (an unusual /proc setup).
+        self.io_blind = False
+
+    @property
+    def watchable(self) -> bool:
+        """Whether silence can be told from stalling: a command that prints nothing while it
+        works is watched only through its I/O counters."""
+        return self.reports or not self.io_blind
 
     def saw_io(self, counters: IoCounters | None, printed: int) -> None:
         """printed: bytes restic wrote to its stdout and stderr, which are not progress."""
         if counters is None:
+            if not self.io_blind:
+                self.io_blind = True
+                _warn_io_blind()
             return
         moved = counters.read + counters.written - printed
         if self._io_mark is None or moved - self._io_mark >= IO_PROGRESS_BYTES:
@@ -102,6 +116,7 @@ class _Progress:
 
     def saw(self, message: Any) -> None:
         if isinstance(message, dict) and message.get("message_type") == "status":
+            self.reports = True
             counters = tuple(
                 message.get(key)
                 for key in ("files_done", "bytes_done", "total_files", "total_bytes", "error_count")
@@ -186,47 +201,56 @@ def run(
 
     progress = _Progress()
     open_streams = 2
-    while open_streams:
-        quiet = False
-        try:
-            stream, line = lines.get(timeout=0.2)
-        except queue.Empty:
-            quiet = True
-        else:
-            if line is None:
-                open_streams -= 1
+    watched = on_io is not None or stall_timeout is not None
+    next_io = 0.0
+    try:
+        while open_streams:
+            quiet = False
+            try:
+                stream, line = lines.get(timeout=0.2)
+            except queue.Empty:
+                quiet = True
             else:
-                _take_line(
-                    stream, line, result, invocation.secrets, progress, on_status, on_message
-                )
-                if stream == "err" and give_up is not None and give_up(line):
-                    result.stop_reason = StopReason.GAVE_UP
-        if on_io is not None or stall_timeout is not None:
-            counters = read_io(process.pid)
-            progress.saw_io(counters, printed=piped[0] + piped[1])
-            if counters is not None and on_io is not None:
-                on_io(counters)
-        if process.poll() is not None:
-            # restic has exited: no limit applies any more. A child that inherited its pipes
-            # (an ssh, a password helper) must not keep the run open: once the pipes go
-            # quiet, keep what is already on its way and stop reading.
-            if quiet:
+                if line is None:
+                    open_streams -= 1
+                else:
+                    _take_line(
+                        stream, line, result, invocation.secrets, progress, on_status, on_message
+                    )
+                    if stream == "err" and give_up is not None and give_up(line):
+                        result.stop_reason = StopReason.GAVE_UP
+            if watched and time.monotonic() >= next_io:  # a few samples a second
+                next_io = time.monotonic() + IO_SAMPLE_SECONDS
+                _sample_io(process.pid, progress, piped, on_io)
+            if _exited(process):
+                # restic has exited: no limit applies any more. A child that inherited its pipes
+                # (an ssh, a password helper) must not keep the run open: once the pipes go
+                # quiet, keep what is already on its way and stop reading.
+                if quiet:
+                    _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
+                    break
+                continue
+            # Checked after every line, not only on quiet ticks: a chatty process must not
+            # outrun its limits.
+            reason, limit = _limit_reached(started, progress, timeout, stall_timeout, cancel)
+            if result.stop_reason is StopReason.GAVE_UP:
+                reason = StopReason.GAVE_UP
+            if reason is not StopReason.NONE:
+                result.stop_reason, result.limit_seconds = reason, limit
+                # Stopping on request is routine; a limit reached is worth a warning.
+                level = logging.INFO if reason is StopReason.CANCELLED else logging.WARNING
+                log.log(level, "stopping restic (pid %d): %s", process.pid, reason.value)
+                _stop(process, kill_grace)
                 _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
                 break
-            continue
-        # Checked after every line, not only on quiet ticks: a chatty process must not
-        # outrun its limits.
-        reason, limit = _limit_reached(started, progress, timeout, stall_timeout, cancel)
-        if result.stop_reason is StopReason.GAVE_UP:
-            reason = StopReason.GAVE_UP
-        if reason is not StopReason.NONE:
-            result.stop_reason, result.limit_seconds = reason, limit
-            # Stopping on request is routine; a limit reached is worth a warning.
-            level = logging.INFO if reason is StopReason.CANCELLED else logging.WARNING
-            log.log(level, "stopping restic (pid %d): %s", process.pid, reason.value)
-            _stop(process, kill_grace)
-            _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
-            break
+        if watched and _exited(process, within=2.0):
+            # The final count: complete once restic has exited, readable until it is reaped.
+            _sample_io(process.pid, progress, piped, on_io)
+    except BaseException:
+        # A failure in firebreak (a callback, an interrupt) must not leave restic running
+        # with nobody reading its pipes, holding its repository lock.
+        _stop(process, kill_grace)
+        raise
 
     try:
         result.exit_code = process.wait(timeout=kill_grace)
@@ -237,6 +261,40 @@ def run(
         reader.join(timeout=1.0)
     result.duration_seconds = time.monotonic() - started
     return result
+
+
+def _exited(process: subprocess.Popen[bytes], within: float = 0.0) -> bool:
+    """Whether restic has exited (waiting up to ``within`` seconds), without reaping it, so
+    that its /proc entry and its final I/O counters stay until ``process.wait()``."""
+    deadline = time.monotonic() + within
+    while True:
+        if process.returncode is not None:
+            return True
+        try:
+            if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+def _sample_io(
+    pid: int, progress: _Progress, piped: list[int], on_io: Callable[[IoCounters], None] | None
+) -> None:
+    counters = read_io(pid)
+    progress.saw_io(counters, printed=piped[0] + piped[1])
+    if counters is not None and on_io is not None:
+        on_io(counters)
+
+
+@functools.cache
+def _warn_io_blind() -> None:
+    log.warning(
+        "cannot read restic's I/O counters in /proc: commands that print nothing while they "
+        "work (check, prune, restore on restic 0.14) are not watched for stalls, only timed"
+    )
 
 
 @functools.cache
@@ -264,7 +322,8 @@ def _limit_reached(
         return StopReason.CANCELLED, 0.0
     if timeout is not None and now - started > timeout:
         return StopReason.TIMEOUT, timeout
-    if stall_timeout is not None and now - progress.last_change > stall_timeout:
+    silent = now - progress.last_change
+    if stall_timeout is not None and progress.watchable and silent > stall_timeout:
         return StopReason.STALLED, stall_timeout
     return StopReason.NONE, 0.0
 

@@ -12,8 +12,10 @@ from firebreak.restic import errors
 from firebreak.restic.result import ResticResult, StopReason
 
 
-def _result(code: int, *stderr: str, exit_error: int | None = None) -> ResticResult:
-    result = ResticResult(argv=("restic",), exit_code=code)
+def _result(
+    code: int, *stderr: str, exit_error: int | None = None, argv: tuple[str, ...] = ("restic",)
+) -> ResticResult:
+    result = ResticResult(argv=argv, exit_code=code)
     result.stderr_tail.extend(stderr)
     result.exit_error_code = exit_error
     return result
@@ -154,6 +156,7 @@ def test_message_prefers_restics_fatal_line() -> None:
 
 # What restic 0.14 prints when an append-only REST server (rclone --append-only) refuses a
 # delete: a retry line per attempt, then the final failure and a stack trace.
+FORGET = ("restic", "forget", "--json", "--prune", "--keep-last", "1")
 REFUSED_RETRY = (
     "Remove(<snapshot/2792d8282c>) returned error, retrying after 552.330144ms: "
     "blob not removed, server response: 403 Forbidden (403)"
@@ -173,7 +176,7 @@ def test_a_refused_delete_is_told_apart_from_other_retries() -> None:
 
 
 def test_a_run_stopped_at_a_refused_delete_is_deletion_refused() -> None:
-    result = _result(130, "1 snapshots", REFUSED_RETRY)
+    result = _result(130, "1 snapshots", REFUSED_RETRY, argv=FORGET)
     result.stop_reason = StopReason.GAVE_UP
     error = errors.classify(result)
     assert isinstance(error, errors.DeletionRefused)
@@ -184,10 +187,12 @@ def test_a_run_stopped_at_a_refused_delete_is_deletion_refused() -> None:
 
 
 def test_a_refused_delete_that_restic_gave_up_on_is_deletion_refused() -> None:
-    result = _result(
-        1,
+    lines = (
         "unable to remove <snapshot/2792d8282c> from the repository",
         "blob not removed, server response: 403 Forbidden (403)",
         "github.com/restic/restic/internal/backend/rest.(*Backend).Remove",
     )
-    assert isinstance(errors.classify(result), errors.DeletionRefused)
+    assert isinstance(errors.classify(_result(1, *lines, argv=FORGET)), errors.DeletionRefused)
+    # Only a command that deletes can be refused a delete.
+    backup = ("restic", "backup", "--json", "--", "/srv")
+    assert not isinstance(errors.classify(_result(1, *lines, argv=backup)), errors.DeletionRefused)

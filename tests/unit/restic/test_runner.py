@@ -276,7 +276,47 @@ def test_every_message_reaches_on_message_beyond_what_is_kept(tmp_path: Path) ->
         "for n in range(12_000):\n    print(json.dumps({'struct_type': 'node', 'n': n}))",
     )
     seen: list[object] = []
-    result = run(_invocation(program), on_message=seen.append)
+    samples: list[int] = []
+    started = time.monotonic()
+    result = run(
+        _invocation(program), on_message=seen.append, on_io=lambda c: samples.append(c.written)
+    )
+    # The kernel's counters are read a few times a second, not once per line.
+    assert 1 <= len(samples) <= (time.monotonic() - started) / 0.2 + 2
     assert len(seen) == 12_000
     assert seen[-1] == {"struct_type": "node", "n": 11_999}
     assert len(result.messages) == MAX_MESSAGES
+
+
+def test_a_failing_callback_stops_restic_before_it_propagates(tmp_path: Path) -> None:
+    pidfile = tmp_path / "restic.pid"
+    program = _script(
+        tmp_path,
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "print(json.dumps({'struct_type': 'node'}), flush=True)\n"
+        "time.sleep(300)",
+    )
+
+    def broken(message: object) -> None:
+        raise RuntimeError("a bug in firebreak")
+
+    with pytest.raises(RuntimeError):
+        run(_invocation(program), on_message=broken, kill_grace=2)
+    deadline = time.monotonic() + 5
+    while _alive(int(pidfile.read_text())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(int(pidfile.read_text())), "restic outlived the failure"
+
+
+def test_without_io_counters_only_a_command_that_reports_progress_can_stall() -> None:
+    from firebreak.restic import runner
+
+    silent = runner._Progress()
+    silent.saw_io(None, printed=0)  # /proc would not tell: silence is not evidence
+    silent.last_change -= 100
+    assert runner._limit_reached(time.monotonic(), silent, None, 10, None)[0] is StopReason.NONE
+    chatty = runner._Progress()
+    chatty.saw_io(None, printed=0)
+    chatty.saw({"message_type": "status", "bytes_done": 1})
+    chatty.last_change -= 100
+    assert runner._limit_reached(time.monotonic(), chatty, None, 10, None)[0] is StopReason.STALLED
