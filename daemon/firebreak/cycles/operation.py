@@ -25,6 +25,7 @@ from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import Interrupted, ResticError, classify, leaves_stale_lock
 from firebreak.restic.messages import Snapshot, snapshot_list
+from firebreak.restic.progress import IoCounters
 from firebreak.restic.result import ResticResult
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def run_restic(
     cancel: threading.Event | None,
     *,
     on_message: Callable[[Any], None] | None = None,
-    on_io: Callable[[runner.IoCounters], None] | None = None,
+    on_io: Callable[[IoCounters], None] | None = None,
     give_up: Callable[[str], bool] | None = None,
     kill_grace: float | None = None,
 ) -> ResticResult:

@@ -22,10 +22,11 @@ from firebreak.cycles.operation import at_site, failure, run_restic, source_snap
 from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Status
 from firebreak.history.records import RunOutcome, latest_runs
-from firebreak.restic import commands, runner
+from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
 from firebreak.restic.messages import Snapshot
+from firebreak.restic.progress import IoCounters
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _restore_from(
             with _SizeListing(rt, access, found, include) as size:
                 progress(RestoreProgress(site_name))
 
-                def on_io(counters: runner.IoCounters) -> None:
+                def on_io(counters: IoCounters) -> None:
                     progress(
                         RestoreProgress(site_name, counters.written, size.total, counters.read)
                     )

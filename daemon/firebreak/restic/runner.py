@@ -21,16 +21,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from firebreak.restic.errors import ResticUnavailable
+from firebreak.restic.progress import IoCounters, Progress, sample_io
 from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
 
 log = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 10.0
-IO_PROGRESS_BYTES = 64 * 1024
 IO_SAMPLE_SECONDS = 0.2
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
 
@@ -56,75 +55,6 @@ def mask(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
     return _URL_CREDENTIALS.sub(r"\1***@", text)
-
-
-@dataclass(frozen=True)
-class IoCounters:
-    """What the kernel counted for the restic process (/proc/PID/io): bytes it read and
-    wrote through system calls, files and sockets alike."""
-
-    read: int
-    written: int
-
-
-def read_io(pid: int) -> IoCounters | None:
-    """The process's I/O counters, or None when the kernel does not show them."""
-    try:
-        text = Path(f"/proc/{pid}/io").read_text(encoding="ascii")
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        return IoCounters(read=int(fields["rchar"]), written=int(fields["wchar"]))
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-class _Progress:
-    """Tracks whether a run is making progress, for the stall detector.
-
-    restic prints ``status`` lines on a timer even when nothing moves, so only a status line
-    whose counters changed, or any other output, counts as progress. So do IO_PROGRESS_BYTES
-    read or written since the last progress (check, forget and restore before 0.16 print
-    nothing while they work): a lock refresh sent into a dead connection is smaller than that.
-    """
-
-    def __init__(self) -> None:
-        self.last_change = time.monotonic()
-        self._last_counters: tuple[Any, ...] | None = None
-        self._io_mark: int | None = None
-        # restic printed a status line: it reports its own progress.
-        self.reports = False
-        # The kernel would not show restic's I/O counters (an unusual /proc setup).
-        self.io_blind = False
-
-    @property
-    def watchable(self) -> bool:
-        """Whether silence can be told from stalling: a command that prints nothing while it
-        works is watched only through its I/O counters."""
-        return self.reports or not self.io_blind
-
-    def saw_io(self, counters: IoCounters | None, printed: int) -> None:
-        """printed: bytes restic wrote to its stdout and stderr, which are not progress."""
-        if counters is None:
-            if not self.io_blind:
-                self.io_blind = True
-                _warn_io_blind()
-            return
-        moved = counters.read + counters.written - printed
-        if self._io_mark is None or moved - self._io_mark >= IO_PROGRESS_BYTES:
-            self._io_mark = moved
-            if moved:
-                self.last_change = time.monotonic()
-
-    def saw(self, message: Any) -> None:
-        if isinstance(message, dict) and message.get("message_type") == "status":
-            self.reports = True
-            counters = tuple(
-                message.get(key)
-                for key in ("files_done", "bytes_done", "total_files", "total_bytes", "error_count")
-            )
-            if counters == self._last_counters:
-                return
-            self._last_counters = counters
-        self.last_change = time.monotonic()
 
 
 def run(
@@ -199,7 +129,7 @@ def run(
     for reader in readers:
         reader.start()
 
-    progress = _Progress()
+    progress = Progress()
     open_streams = 2
     watched = on_io is not None or stall_timeout is not None
     next_io = 0.0
@@ -221,7 +151,7 @@ def run(
                         result.stop_reason = StopReason.GAVE_UP
             if watched and time.monotonic() >= next_io:  # a few samples a second
                 next_io = time.monotonic() + IO_SAMPLE_SECONDS
-                _sample_io(process.pid, progress, piped, on_io)
+                sample_io(process.pid, progress, piped, on_io)
             if _exited(process):
                 # restic has exited: no limit applies any more. A child that inherited its pipes
                 # (an ssh, a password helper) must not keep the run open: once the pipes go
@@ -245,7 +175,7 @@ def run(
                 break
         if watched and _exited(process, within=2.0):
             # The final count: complete once restic has exited, readable until it is reaped.
-            _sample_io(process.pid, progress, piped, on_io)
+            sample_io(process.pid, progress, piped, on_io)
     except BaseException:
         # A failure in firebreak (a callback, an interrupt) must not leave restic running
         # with nobody reading its pipes, holding its repository lock.
@@ -280,23 +210,6 @@ def _exited(process: subprocess.Popen[bytes], within: float = 0.0) -> bool:
         time.sleep(0.01)
 
 
-def _sample_io(
-    pid: int, progress: _Progress, piped: list[int], on_io: Callable[[IoCounters], None] | None
-) -> None:
-    counters = read_io(pid)
-    progress.saw_io(counters, printed=piped[0] + piped[1])
-    if counters is not None and on_io is not None:
-        on_io(counters)
-
-
-@functools.cache
-def _warn_io_blind() -> None:
-    log.warning(
-        "cannot read restic's I/O counters in /proc: commands that print nothing while they "
-        "work (check, prune, restore on restic 0.14) are not watched for stalls, only timed"
-    )
-
-
 @functools.cache
 def _die_with_parent() -> tuple[str, ...]:
     """setpriv's --pdeathsig: restic gets SIGKILL if firebreak dies, even by SIGKILL.
@@ -312,7 +225,7 @@ def _die_with_parent() -> tuple[str, ...]:
 
 def _limit_reached(
     started: float,
-    progress: _Progress,
+    progress: Progress,
     timeout: float | None,
     stall_timeout: float | None,
     cancel: threading.Event | None,
@@ -348,7 +261,7 @@ def _take_line(
     line: str,
     result: ResticResult,
     secrets: tuple[str, ...],
-    progress: _Progress,
+    progress: Progress,
     on_status: Callable[[dict[str, Any]], None] | None,
     on_message: Callable[[Any], None] | None = None,
 ) -> None:
@@ -398,7 +311,7 @@ def _drain(
     open_streams: int,
     result: ResticResult,
     secrets: tuple[str, ...],
-    progress: _Progress,
+    progress: Progress,
     on_message: Callable[[Any], None] | None = None,
 ) -> None:
     """Keep what the process printed on its way out."""

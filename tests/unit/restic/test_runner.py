@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from firebreak.restic.progress import Progress
 from firebreak.restic.result import MAX_MESSAGES, StopReason
 from firebreak.restic.runner import Invocation, mask, run
 
@@ -311,11 +312,11 @@ def test_a_failing_callback_stops_restic_before_it_propagates(tmp_path: Path) ->
 def test_without_io_counters_only_a_command_that_reports_progress_can_stall() -> None:
     from firebreak.restic import runner
 
-    silent = runner._Progress()
+    silent = Progress()
     silent.saw_io(None, printed=0)  # /proc would not tell: silence is not evidence
     silent.last_change -= 100
     assert runner._limit_reached(time.monotonic(), silent, None, 10, None)[0] is StopReason.NONE
-    chatty = runner._Progress()
+    chatty = Progress()
     chatty.saw_io(None, printed=0)
     chatty.saw({"message_type": "status", "bytes_done": 1})
     chatty.last_change -= 100
