@@ -34,8 +34,8 @@ class Proof:
     # site → the newest check of its repository that passed or found it bad, whichever
     # source it was recorded under (a check covers the whole repository).
     checks: dict[str, Run]
-    # (source, site) → when the newest passing drill started.
-    drill_passed: dict[tuple[str, str], datetime]
+    # (source, site) → the newest drill and the newest passing one, whatever they found.
+    drill_runs: dict[tuple[str, str], Latest]
 
     @classmethod
     def read(cls, engine: Engine) -> Proof:
@@ -43,12 +43,13 @@ class Proof:
         for (_, site), run in latest_verdicts(engine, "check", DATA_FAILURES).items():
             if site not in checks or run.id > checks[site].id:
                 checks[site] = run
-        passed = {
-            key: entry.last_success.started_at
-            for key, entry in latest_runs(engine, operation="drill").items()
-            if entry.last_success is not None
-        }
-        return cls(latest_verdicts(engine, "drill", DATA_FAILURES), checks, passed)
+        drills = latest_verdicts(engine, "drill", DATA_FAILURES)
+        return cls(drills, checks, latest_runs(engine, operation="drill"))
+
+    def drill_passed(self, source: str, site: str) -> datetime | None:
+        """When the newest passing drill of the source at the site started."""
+        entry = self.drill_runs.get((source, site))
+        return entry.last_success.started_at if entry and entry.last_success else None
 
     def damage(self, source: str, site: str, now: datetime) -> str | None:
         """Why the site's data for this source cannot be trusted, or None."""
@@ -137,7 +138,7 @@ def freshness(
                     bytes_added=success.bytes_added if success else None,
                     age_seconds=age,
                     damaged=proof.damage(source_name, site_name, now),
-                    last_drill_success_at=proof.drill_passed.get((source_name, site_name)),
+                    last_drill_success_at=proof.drill_passed(source_name, site_name),
                 )
             )
         fresh = sum(1 for site in sites if site.counts)

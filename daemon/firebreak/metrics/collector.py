@@ -75,7 +75,6 @@ class FirebreakCollector(Collector):
             counts = run_counts(engine)
             durations = finished_durations(engine)
             checks = latest_runs(engine, operation="check")
-            drills = latest_runs(engine, operation="drill")
             proof = Proof.read(engine)
         except Exception:  # a scrape must answer even when the database does not
             log.exception("reading the run history for /metrics failed")
@@ -88,7 +87,7 @@ class FirebreakCollector(Collector):
         yield from _site_metrics(report, latest, failures)
         yield from _source_metrics(config, report)
         yield from _proof_metrics("check", "restic check of the site", checks)
-        yield from _proof_metrics("drill", "restore drill at the site", drills)
+        yield from _proof_metrics("drill", "restore drill at the site", proof.drill_runs)
         yield from _counters(counts)
         yield _histogram(durations)
 
