@@ -25,7 +25,7 @@ from firebreak.history.records import RunOutcome, latest_runs
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
-from firebreak.restic.messages import Snapshot
+from firebreak.restic.messages import Snapshot, listed_file
 from firebreak.restic.progress import IoCounters
 
 log = logging.getLogger(__name__)
@@ -236,12 +236,11 @@ def _restore_size(
     """Bytes in the files the restore will write, or None when the listing failed."""
     total = 0
 
-    def count(node: object) -> None:
+    def count(message: object) -> None:
         nonlocal total
-        if not isinstance(node, dict) or node.get("type") != "file":
-            return
-        if not include or _included(str(node.get("path", "")), include):
-            total += int(node.get("size") or 0)
+        entry = listed_file(message)
+        if entry is not None and (not include or _included(entry[0], include)):
+            total += entry[1]
 
     listed = run_restic(
         rt,

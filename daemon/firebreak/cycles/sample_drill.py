@@ -22,6 +22,7 @@ from firebreak.history.records import RunOutcome
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import Interrupted, classify
+from firebreak.restic.messages import listed_file
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,11 @@ class _Sample:
         self.seen = 0
         self.files: list[tuple[str, int]] = []
 
-    def offer(self, node: object) -> None:
-        if not isinstance(node, dict) or node.get("type") != "file" or "path" not in node:
+    def offer(self, message: object) -> None:
+        entry = listed_file(message)
+        if entry is None:
             return
         self.seen += 1
-        entry = (str(node["path"]), int(node.get("size") or 0))
         if len(self.files) < self.size:
             self.files.append(entry)
             return

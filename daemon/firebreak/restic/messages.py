@@ -76,3 +76,11 @@ def unreadable_items(result: ResticResult, limit: int = 3) -> str:
     shown = ", ".join(items[:limit])
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return f"{shown}{more}"
+
+
+def listed_file(message: object) -> tuple[str, int] | None:
+    """(path, size) when a line of ``restic ls --json`` is a regular file, else None (the
+    snapshot line, directories, links)."""
+    if not isinstance(message, dict) or message.get("type") != "file" or "path" not in message:
+        return None
+    return str(message["path"]), int(message.get("size") or 0)
