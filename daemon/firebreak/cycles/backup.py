@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from firebreak.cycles.operation import at_site, failure, run_restic, side_run
+from firebreak.cycles.operation import at_site, run_restic, side_run
 from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import RunOutcome
@@ -121,11 +121,13 @@ def _back_up(
     if isinstance(error, RepositoryNotFound) and access.site.init == "auto":
         log.warning("no repository at the site; creating it (init: auto)")
         init = commands.init(rt.restic_binary, access, rt.cache_dir, os.environ)
-        init_error = side_run(rt, "init", source_name, access, init, cycle_id, cancel)
-        if init_error is not None:
-            return replace(
-                failure(init_error),
-                error_message=f"creating the repository failed: {init_error.message}",
+        created = side_run(rt, "init", source_name, access, init, cycle_id, cancel)
+        if created.status != Status.SUCCESS:
+            return RunOutcome(
+                Status(created.status),
+                exit_code=created.exit_code,
+                error_class=created.error_class,
+                error_message=f"creating the repository failed: {created.error_message}",
             )
         initialized = True
         result = run_restic(rt, invocation, access, cancel)

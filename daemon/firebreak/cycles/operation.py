@@ -108,7 +108,7 @@ def at_site(
                 unlock(rt, source, site_name, cycle_id, cancel)
             run_id = _start(rt, operation, source, site_name, cycle_id)
             log = RunLog(logger, {"source": source, "site": site_name, "run_id": run_id})
-            outcome = _guarded(rt, run_id, site_name, log, work)
+            outcome = _guarded(rt, run_id, lambda: _resolved(rt, site_name, log, work))
             if leaves_stale_lock(outcome.error_class):
                 rt.needs_unlock.add(site_name)
             return finish_run(rt.engine, run_id, outcome)
@@ -137,16 +137,22 @@ def _site_turn(
         yield
 
 
-def _guarded(rt: Runtime, run_id: int, site_name: str, log: RunLog, work: Work) -> RunOutcome:
+def _resolved(rt: Runtime, site_name: str, log: RunLog, work: Work) -> RunOutcome:
+    """The work, given the site's access; a reference that cannot be resolved is the run's
+    outcome (a config error), not an exception."""
+    try:
+        access = resolve_site(site_name, rt.config.sites[site_name])
+    except UnresolvedReference as exc:
+        return RunOutcome(
+            Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
+        )
+    return work(access, log)
+
+
+def _guarded(rt: Runtime, run_id: int, work: Callable[[], RunOutcome]) -> RunOutcome:
     """The work's outcome; whatever it raises, the run is recorded as ended first."""
     try:
-        try:
-            access = resolve_site(site_name, rt.config.sites[site_name])
-        except UnresolvedReference as exc:
-            return RunOutcome(
-                Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
-            )
-        return work(access, log)
+        return work()
     except ResticError as exc:  # restic could not be started: say why, not "crashed"
         return RunOutcome(Status.FAILED, error_class=exc.error_class, error_message=exc.message)
     except BaseException as exc:
@@ -190,7 +196,8 @@ def unlock(
         return  # the operation itself reports it
     logger.info("%s: removing stale locks left by an earlier run (restic unlock)", site_name)
     invocation = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
-    if side_run(rt, "unlock", source, access, invocation, cycle_id, cancel) is None:
+    unlocked = side_run(rt, "unlock", source, access, invocation, cycle_id, cancel)
+    if unlocked.status == Status.SUCCESS:
         rt.needs_unlock.discard(site_name)
 
 
@@ -202,27 +209,16 @@ def side_run(
     invocation: runner.Invocation,
     cycle_id: int | None,
     cancel: threading.Event | None,
-) -> ResticError | None:
-    """A housekeeping restic operation (init, unlock) at the site, recorded as its own run."""
+) -> Run:
+    """A housekeeping restic operation (init, unlock) at the site, recorded as its own run;
+    returns that run, finished."""
     run_id = _start(rt, operation, source, access.name, cycle_id)
-    try:
+
+    def once() -> RunOutcome:
         result = run_restic(rt, invocation, access, cancel)
         error = classify(result)
-        exit_code: int | None = result.exit_code
-    except ResticError as exc:  # restic could not even be started
-        error, exit_code = exc, None
-    except BaseException:
-        finish_run(
-            rt.engine,
-            run_id,
-            RunOutcome(Status.FAILED, error_class="InternalError", error_message="crashed"),
-        )
-        raise
-    finish_run(
-        rt.engine,
-        run_id,
-        RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=operation == "init")
-        if error is None
-        else failure(error, exit_code),
-    )
-    return error
+        if error is not None:
+            return failure(error, result.exit_code)
+        return RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=operation == "init")
+
+    return finish_run(rt.engine, run_id, _guarded(rt, run_id, once))
