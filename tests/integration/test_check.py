@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from firebreak.cycles.check import check_site, next_subset
-from firebreak.cycles.cycle import run_cycle
+from firebreak.actions.check import check_site, next_subset
+from firebreak.actions.cycle import run_cycle
 from firebreak.history.models import Status
 from tests.support.cli import firebreak
 from tests.support.setup import Setup

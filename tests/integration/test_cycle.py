@@ -6,7 +6,7 @@ import socket
 import time
 from pathlib import Path
 
-from firebreak.cycles.cycle import run_cycle
+from firebreak.actions.cycle import run_cycle
 from firebreak.history.freshness import freshness
 from firebreak.history.models import Status
 from firebreak.history.records import all_runs, latest_runs, utcnow

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from firebreak.cycles.cycle import run_cycle
+from firebreak.actions.cycle import run_cycle
 from firebreak.history.models import Status
 from tests.support.cli import firebreak
 from tests.support.mounts import tmpfs

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from firebreak.cycles.backup import RetryPlan, back_up_site
-from firebreak.cycles.cycle import run_cycle
+from firebreak.actions.backup import RetryPlan, back_up_site
+from firebreak.actions.cycle import run_cycle
 from firebreak.history.models import Status
 from firebreak.history.records import all_runs
 from tests.support.setup import Setup

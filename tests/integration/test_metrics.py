@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from firebreak.cycles.cycle import run_cycle
+from firebreak.actions.cycle import run_cycle
 from tests.support.scrape import get, samples, value
 from tests.support.servers import RestServer, free_port
 from tests.support.setup import Setup

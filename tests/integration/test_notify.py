@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from firebreak.cycles.cycle import run_cycle
+from firebreak.actions.cycle import run_cycle
 from firebreak.history.models import Status
 from firebreak.notify.sender import CycleNotifier
 from tests.support.setup import Setup

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from firebreak.cycles.cycle import run_cycle
-from firebreak.cycles.restore import RestoreProgress, restore_source
+from firebreak.actions.cycle import run_cycle
+from firebreak.actions.restore import RestoreProgress, restore_source
 from firebreak.history.models import Status
 from firebreak.history.records import all_runs
 from tests.support.cli import firebreak

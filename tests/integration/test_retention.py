@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from firebreak.cycles.cycle import run_cycle
-from firebreak.cycles.retention import apply_retention
-from firebreak.cycles.runtime import Runtime
+from firebreak.actions.cycle import run_cycle
+from firebreak.actions.retention import apply_retention
+from firebreak.actions.runtime import Runtime
 from firebreak.history.models import Status
 from firebreak.history.records import all_runs
 from tests.support.cli import firebreak

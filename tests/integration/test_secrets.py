@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from firebreak.cycles.cycle import run_cycle
+from firebreak.actions.cycle import run_cycle
 from firebreak.history.models import Status
 from tests.support.servers import S3Server
 from tests.support.setup import PASSWORD, Setup

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, load_config
-from firebreak.cycles.runtime import Runtime, open_runtime
 from tests.support.servers import RestServer, S3Server, SftpServer, free_port
 
 PASSWORD = "correct-horse-battery-staple-4471"

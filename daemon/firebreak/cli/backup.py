@@ -7,6 +7,7 @@ import threading
 import click
 from rich.table import Table
 
+from firebreak.actions.cycle import CycleReport, run_cycle
 from firebreak.cli.common import (
     Exit,
     Options,
@@ -19,7 +20,6 @@ from firebreak.cli.common import (
     runtime,
 )
 from firebreak.cli.placement import print_report
-from firebreak.cycles.cycle import CycleReport, run_cycle
 from firebreak.history.models import Status
 from firebreak.notify.sender import CycleNotifier
 from firebreak.placement.check import check_placement

@@ -6,8 +6,8 @@ import threading
 
 import click
 
+from firebreak.actions.check import check_site
 from firebreak.cli.common import Exit, Options, cancel_on_signals, check_names, fail, load, runtime
-from firebreak.cycles.check import check_site
 from firebreak.history.models import Status
 
 

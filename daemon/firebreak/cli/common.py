@@ -17,8 +17,8 @@ from typing import NoReturn
 import click
 from rich.console import Console
 
+from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, ConfigError, load_config
-from firebreak.cycles.runtime import Runtime, open_runtime
 from firebreak.history.database import DatabaseError
 from firebreak.restic.errors import ResticUnavailable
 

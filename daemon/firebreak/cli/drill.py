@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from firebreak.actions.fire_drill import fire_drill
+from firebreak.actions.restore_drill import drill_site
 from firebreak.cli.common import (
     Exit,
     Options,
@@ -18,8 +20,6 @@ from firebreak.cli.common import (
     runtime,
 )
 from firebreak.config.durations import humanize_age
-from firebreak.cycles.drill import fire_drill
-from firebreak.cycles.sample_drill import drill_site
 from firebreak.history.models import Status
 
 

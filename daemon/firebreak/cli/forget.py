@@ -6,8 +6,8 @@ import threading
 
 import click
 
+from firebreak.actions.retention import apply_retention
 from firebreak.cli.common import Exit, Options, cancel_on_signals, check_names, fail, load, runtime
-from firebreak.cycles.retention import apply_retention
 from firebreak.history.models import Status
 
 

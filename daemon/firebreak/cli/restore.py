@@ -19,6 +19,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from firebreak.actions.restore import RestoreProgress, restore_source, snapshot_age
 from firebreak.cli.common import (
     Exit,
     Options,
@@ -31,7 +32,6 @@ from firebreak.cli.common import (
     runtime,
 )
 from firebreak.config.durations import humanize_age
-from firebreak.cycles.restore import RestoreProgress, restore_source, snapshot_age
 from firebreak.history.records import utcnow
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, ConfigError, load_config
-from firebreak.cycles.runtime import Runtime, open_runtime
 from firebreak.history.database import DatabaseError
 from firebreak.placement.check import check_placement
 from firebreak.restic.errors import ResticUnavailable

@@ -24,15 +24,15 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from firebreak.actions.backup import RetryPlan
+from firebreak.actions.check import check_site
+from firebreak.actions.cycle import run_cycle
+from firebreak.actions.restore_drill import drill_site
+from firebreak.actions.retention import apply_retention
+from firebreak.actions.runtime import Runtime
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.config.durations import humanize_age
 from firebreak.config.schedules import parse_schedule
-from firebreak.cycles.backup import RetryPlan
-from firebreak.cycles.check import check_site
-from firebreak.cycles.cycle import run_cycle
-from firebreak.cycles.retention import apply_retention
-from firebreak.cycles.runtime import Runtime
-from firebreak.cycles.sample_drill import drill_site
 from firebreak.daemon.catchup import overdue_sources
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier

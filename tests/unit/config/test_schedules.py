@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from firebreak.actions.backup import RetryPlan
 from firebreak.config.schedules import parse_schedule
-from firebreak.cycles.backup import RetryPlan
 
 
 def test_cron_period_is_the_gap_between_two_fire_times() -> None:

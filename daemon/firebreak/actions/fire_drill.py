@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firebreak.cycles.restore import restore_source, snapshot_age
-from firebreak.cycles.runtime import Runtime
-from firebreak.cycles.sample_drill import untouched_since
+from firebreak.actions.restore import restore_source, snapshot_age
+from firebreak.actions.restore_drill import untouched_since
+from firebreak.actions.runtime import Runtime
 from firebreak.history.records import utcnow
 
 

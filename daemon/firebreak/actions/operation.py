@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from firebreak.actions.locks import LockWaitCancelled, site_lock
+from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.config.references import UnresolvedReference
-from firebreak.cycles.locks import LockWaitCancelled, site_lock
-from firebreak.cycles.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import RunOutcome, finish_run, start_run
 from firebreak.restic import commands, runner

@@ -6,8 +6,8 @@ import logging
 import os
 import threading
 
-from firebreak.cycles.operation import at_site, failure, run_restic
-from firebreak.cycles.runtime import RunLog, Runtime
+from firebreak.actions.operation import at_site, failure, run_restic
+from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import RunOutcome, finished_runs
 from firebreak.restic import commands

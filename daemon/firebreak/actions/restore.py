@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from firebreak.cycles.operation import at_site, failure, run_restic, source_snapshots
-from firebreak.cycles.runtime import RunLog, Runtime
+from firebreak.actions.operation import at_site, failure, run_restic, source_snapshots
+from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Status
 from firebreak.history.records import RunOutcome, latest_runs
 from firebreak.restic import commands

@@ -11,8 +11,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from firebreak.cycles.backup import RetryPlan, back_up_site
-from firebreak.cycles.runtime import Runtime
+from firebreak.actions.backup import RetryPlan, back_up_site
+from firebreak.actions.runtime import Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import (
     finish_cycle,

@@ -9,8 +9,8 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from firebreak.cycles.operation import at_site, run_restic, side_run
-from firebreak.cycles.runtime import RunLog, Runtime
+from firebreak.actions.operation import at_site, run_restic, side_run
+from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import RunOutcome
 from firebreak.restic import commands

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from firebreak.cycles.backup import backup_outcome
-from firebreak.cycles.cycle import cycle_status
+from firebreak.actions.backup import backup_outcome
+from firebreak.actions.cycle import cycle_status
 from firebreak.history.models import Run, Status
 from firebreak.restic.errors import classify
 from firebreak.restic.result import ResticResult

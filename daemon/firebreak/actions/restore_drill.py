@@ -14,9 +14,9 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from firebreak.cycles.operation import at_site, failure, run_restic, source_snapshots
-from firebreak.cycles.restore import READER_KILL_GRACE
-from firebreak.cycles.runtime import RunLog, Runtime
+from firebreak.actions.operation import at_site, failure, run_restic, source_snapshots
+from firebreak.actions.restore import READER_KILL_GRACE
+from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run, Status
 from firebreak.history.records import RunOutcome
 from firebreak.restic import commands
