@@ -54,7 +54,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, docs/configuration.md
-	$(BIN)/python -m firebreak.config.reference --write .
+	$(BIN)/python -m firebreak.config.generate --write .
 
 test: deps venv lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -46,7 +46,7 @@ def test_each_check_reads_the_next_part_of_the_data(setup: Setup) -> None:
 def test_check_outcomes_reach_the_metrics(setup: Setup) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from firebreak.metrics.collector import FirebreakCollector, Sources
+    from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs
     from tests.support.scrape import samples, value
 
     setup.local_site("a", check_read_data_subsets=1)
@@ -57,7 +57,7 @@ def test_check_outcomes_reach_the_metrics(setup: Setup) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         FirebreakCollector(
-            Sources(
+            ScrapeInputs(
                 config=lambda: rt.config, engine=lambda: rt.engine, restic_version=lambda: "0.14.0"
             )
         )
@@ -97,12 +97,14 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
 
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from firebreak.metrics.collector import FirebreakCollector, Sources
+    from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         FirebreakCollector(
-            Sources(config=lambda: rt.config, engine=lambda: rt.engine, restic_version=lambda: "0")
+            ScrapeInputs(
+                config=lambda: rt.config, engine=lambda: rt.engine, restic_version=lambda: "0"
+            )
         )
     )
     found = samples(generate_latest(registry).decode())

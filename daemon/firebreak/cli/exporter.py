@@ -12,7 +12,7 @@ import click
 
 from firebreak.cli.common import Exit, Options, fail, load
 from firebreak.history.database import DatabaseError, make_engine
-from firebreak.metrics.collector import Sources
+from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
 from firebreak.restic.errors import ResticUnavailable
 from firebreak.restic.program import detect_version
@@ -38,7 +38,7 @@ def exporter(options: Options, listen: str | None) -> None:
     try:
         server = serve(
             config.metrics,
-            Sources(
+            ScrapeInputs(
                 config=lambda: config, engine=lambda: engine, restic_version=lambda: restic_version
             ),
             healthy=lambda: (True, "ok"),

@@ -1,7 +1,7 @@
 """The configuration model: every key a sysadmin may write, with its default and meaning.
 
 The JSON schema (``config/schema.json``), the sample config (``config/firebreak.example.yaml``)
-and ``docs/configuration.md`` are generated from these classes (see ``reference.py``).
+and ``docs/configuration.md`` are generated from these classes (see ``generate.py``).
 """
 
 from __future__ import annotations

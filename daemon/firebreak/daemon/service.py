@@ -37,7 +37,7 @@ from firebreak.daemon.catchup import overdue_sources
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier
 from firebreak.history.records import interrupt_leftovers, utcnow
-from firebreak.metrics.collector import Sources
+from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
 from firebreak.metrics.http import MetricsServer
 
@@ -84,7 +84,7 @@ class Daemon:
         try:
             self.metrics = serve(
                 config.metrics,
-                Sources(
+                ScrapeInputs(
                     config=lambda: self.rt.config,
                     engine=lambda: self.rt.engine,
                     restic_version=lambda: str(self.rt.restic_version),

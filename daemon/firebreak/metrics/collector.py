@@ -38,8 +38,9 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 
 
 
 @dataclass
-class Sources:
-    """What the collector reads at each scrape; the daemon swaps config on reload."""
+class ScrapeInputs:
+    """Where the collector gets what it reads, asked afresh at every scrape (the daemon swaps
+    its config and runtime on reload)."""
 
     config: Callable[[], Config]
     engine: Callable[[], Engine]
@@ -48,19 +49,19 @@ class Sources:
 
 
 class FirebreakCollector(Collector):
-    def __init__(self, sources: Sources) -> None:
-        self.sources = sources
+    def __init__(self, inputs: ScrapeInputs) -> None:
+        self.inputs = inputs
 
     def collect(self) -> Iterator[Metric]:
-        config = self.sources.config()
+        config = self.inputs.config()
         info = GaugeMetricFamily(
             "firebreak_build_info",
             "firebreak and restic versions",
             labels=["version", "restic_version"],
         )
-        info.add_metric([__version__, self.sources.restic_version()], 1)
+        info.add_metric([__version__, self.inputs.restic_version()], 1)
         yield info
-        reload_ok = self.sources.reload_ok()
+        reload_ok = self.inputs.reload_ok()
         if reload_ok is not None:
             yield GaugeMetricFamily(
                 "firebreak_config_last_reload_successful",
@@ -69,7 +70,7 @@ class FirebreakCollector(Collector):
             )
         database_up = GaugeMetricFamily("firebreak_database_up", "1 if the run history answered")
         try:
-            engine = self.sources.engine()
+            engine = self.inputs.engine()
             latest = latest_runs(engine)
             failures = consecutive_failures(engine)
             counts = run_counts(engine)

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from sqlalchemy import Engine, text
 
 from firebreak.config.model import Metrics
-from firebreak.metrics.collector import FirebreakCollector, Sources
+from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs
 from firebreak.metrics.http import Check, MetricsServer
 
 
@@ -25,11 +25,11 @@ def database_ready(engine: Callable[[], Engine]) -> Check:
 
 
 def serve(
-    settings: Metrics, sources: Sources, healthy: Check, ready: Check, listen: str | None = None
+    settings: Metrics, inputs: ScrapeInputs, healthy: Check, ready: Check, listen: str | None = None
 ) -> MetricsServer:
     """Start serving; raises OSError when the address cannot be bound or TLS files read."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FirebreakCollector(sources))
+    registry.register(FirebreakCollector(inputs))
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open fds, start
     tls = (str(settings.tls.cert_file), str(settings.tls.key_file)) if settings.tls else None
     server = MetricsServer(

@@ -4,7 +4,7 @@
 - ``config/firebreak.example.yaml``: every key, commented, with a realistic example;
 - ``docs/configuration.md``: the reference tables.
 
-``make generate`` (``python -m firebreak.config.reference --write .``) rewrites them; a test
+``make generate`` (``python -m firebreak.config.generate --write .``) rewrites them; a test
 fails when a committed copy differs from what the model produces.
 """
 
@@ -324,7 +324,7 @@ def generated_files() -> dict[Path, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "--write":
-        print("usage: python -m firebreak.config.reference --write REPO_ROOT", file=sys.stderr)
+        print("usage: python -m firebreak.config.generate --write REPO_ROOT", file=sys.stderr)
         return 2
     root = Path(argv[1])
     for relative, content in generated_files().items():

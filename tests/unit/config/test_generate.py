@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from firebreak.config import load_config, parse_config
+from firebreak.config.generate import EXAMPLE_PATH, generated_files
 from firebreak.config.model import Config
-from firebreak.config.reference import EXAMPLE_PATH, generated_files
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -50,7 +50,7 @@ def test_every_section_of_the_config_has_a_reference_table() -> None:
 
     from pydantic import BaseModel
 
-    from firebreak.config import reference
+    from firebreak.config import generate
 
     def models(annotation: object, found: set[type[BaseModel]]) -> set[type[BaseModel]]:
         is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
@@ -62,4 +62,4 @@ def test_every_section_of_the_config_has_a_reference_table() -> None:
             models(argument, found)
         return found
 
-    assert models(Config, set()) == set(reference._MODELS)
+    assert models(Config, set()) == set(generate._MODELS)
