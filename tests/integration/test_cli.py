@@ -68,6 +68,7 @@ def test_backup_status_snapshots_and_their_exit_codes(
     data = json.loads(status.stdout)
     [www] = data["sources"]
     assert www["safe"] and www["fresh_sites"] == 3 and www["required_fresh_sites"] == 2
+    assert www["max_age"] == "1d2h" and www["max_age_seconds"] == 26 * 3600
     assert [site["site"] for site in www["sites"]] == ["a", "b", "r"]
     assert all(site["snapshot_id"] and site["fresh"] for site in www["sites"])
 

@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firebreak.actions.live_files import untouched_since
 from firebreak.actions.restore import restore_source, snapshot_age
-from firebreak.actions.restore_drill import untouched_since
 from firebreak.actions.runtime import Runtime
-from firebreak.history.records import utcnow
+from firebreak.clock import utcnow
 
 
 @dataclass

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from firebreak.actions.live_files import untouched_since
 from firebreak.actions.operation import at_site, failure, run_restic, source_snapshots
 from firebreak.actions.restore import READER_KILL_GRACE
 from firebreak.actions.runtime import RunLog, Runtime
@@ -138,14 +139,6 @@ def _drill(
     run_log.info("drill passed: %d files, %d bytes verified", len(sample), total)
     return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=snapshot.short,
                       files_new=len(sample), bytes_processed=total)  # fmt: skip
-
-
-def untouched_since(path: Path, taken: float) -> bool:
-    """Neither its content nor its metadata changed since then. The mtime alone can lie
-    (package managers, `cp -p`, `rsync -a` and `tar x` set it back); the ctime cannot be
-    set back."""
-    status = path.stat()
-    return status.st_mtime <= taken and status.st_ctime <= taken
 
 
 _LOCAL_TROUBLE = ("no space left on device", "read-only file system", "disk quota exceeded")

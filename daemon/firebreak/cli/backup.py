@@ -15,12 +15,12 @@ from firebreak.cli.common import (
     check_names,
     console,
     fail,
-    format_bytes,
     load,
     runtime,
 )
 from firebreak.cli.placement import print_report
 from firebreak.history.models import Status
+from firebreak.humanize import format_bytes
 from firebreak.notify.sender import CycleNotifier
 from firebreak.placement.check import check_placement
 

@@ -111,14 +111,3 @@ def setup_logging(verbose: int) -> None:
     # Alembic and APScheduler narrate every step at INFO; that is debug detail for us.
     for chatty in ("alembic", "apscheduler"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
-
-
-def format_bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"

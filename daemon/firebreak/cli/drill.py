@@ -19,8 +19,8 @@ from firebreak.cli.common import (
     load,
     runtime,
 )
-from firebreak.config.durations import humanize_age
 from firebreak.history.models import Status
+from firebreak.humanize import humanize_age
 
 
 @click.command()

@@ -27,12 +27,11 @@ from firebreak.cli.common import (
     check_names,
     console,
     fail,
-    format_bytes,
     load,
     runtime,
 )
-from firebreak.config.durations import humanize_age
-from firebreak.history.records import utcnow
+from firebreak.clock import utcnow
+from firebreak.humanize import format_bytes, humanize_age
 
 
 @click.command()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 import click
 from rich.table import Table
 
-from firebreak.cli.common import Exit, Options, console, fail, format_bytes, load
-from firebreak.config.durations import format_seconds, humanize_age
+from firebreak.cli.common import Exit, Options, console, fail, load
+from firebreak.clock import utcnow
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
 from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness, freshness
-from firebreak.history.records import latest_runs, utcnow
+from firebreak.history.records import latest_runs
+from firebreak.humanize import format_bytes, format_seconds, humanize_age
 
 
 @click.command()
@@ -43,7 +46,7 @@ def status(options: Options, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
-                {"generated_at": now.isoformat(), "sources": [s.as_json() for s in report]},
+                {"generated_at": now.isoformat(), "sources": [_as_json(s) for s in report]},
                 indent=2,
             )
         )
@@ -59,6 +62,17 @@ def status(options: Options, as_json: bool) -> None:
         else:
             out.print(f"[green]every source is safe ({len(report)})[/]")
     raise SystemExit(Exit.OK if all(source.safe for source in report) else Exit.FAILED)
+
+
+def _as_json(source: SourceFreshness) -> dict[str, Any]:
+    data = asdict(source)
+    data["max_age"] = format_seconds(source.max_age_seconds)
+    for site, counted in zip(data["sites"], source.sites, strict=True):
+        site["counts"] = counted.counts
+        for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):
+            if site[key] is not None:
+                site[key] = site[key].isoformat()
+    return data
 
 
 def _table(source: SourceFreshness) -> Table:

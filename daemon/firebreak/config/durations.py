@@ -37,21 +37,3 @@ def format_duration(value: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
-
-
-def humanize_age(seconds: float) -> str:
-    """A short age for tables: ``42s``, ``17m``, ``5h12m``, ``3d4h``."""
-    whole = max(int(seconds), 0)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m"
-    if whole < 86400:
-        hours, rest = divmod(whole, 3600)
-        return f"{hours}h{rest // 60:02d}m"
-    days, rest = divmod(whole, 86400)
-    return f"{days}d{rest // 3600}h"
-
-
-def format_seconds(seconds: float) -> str:
-    return format_duration(timedelta(seconds=seconds))

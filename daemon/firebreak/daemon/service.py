@@ -30,13 +30,14 @@ from firebreak.actions.cycle import run_cycle
 from firebreak.actions.restore_drill import drill_site
 from firebreak.actions.retention import apply_retention
 from firebreak.actions.runtime import Runtime
+from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
-from firebreak.config.durations import humanize_age
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.catchup import overdue_sources
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier
-from firebreak.history.records import interrupt_leftovers, utcnow
+from firebreak.history.records import interrupt_leftovers
+from firebreak.humanize import humanize_age
 from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
 from firebreak.metrics.http import MetricsServer

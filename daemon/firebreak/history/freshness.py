@@ -10,16 +10,15 @@ proves nothing either way and changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Engine
 
-from firebreak.config.durations import format_seconds, humanize_age
 from firebreak.config.model import Config
 from firebreak.history.models import Run, Status
 from firebreak.history.records import Latest, latest_runs, latest_verdicts
+from firebreak.humanize import humanize_age
 
 # Error classes that say the data at the site is bad, not that it could not be reached.
 DATA_FAILURES = ("CheckFailed", "DrillFailed")
@@ -92,16 +91,6 @@ class SourceFreshness:
     fresh_sites: int
     safe: bool
     sites: list[SiteFreshness]
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["max_age"] = format_seconds(self.max_age_seconds)
-        for site, counted in zip(data["sites"], self.sites, strict=True):
-            site["counts"] = counted.counts
-            for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):
-                if site[key] is not None:
-                    site[key] = site[key].isoformat()
-        return data
 
 
 def freshness(

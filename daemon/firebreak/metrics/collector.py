@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from firebreak import __version__
+from firebreak.clock import utcnow
 from firebreak.config.model import Config
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.models import FINAL_STATUSES, Status
@@ -27,7 +28,6 @@ from firebreak.history.records import (
     finished_durations,
     latest_runs,
     run_counts,
-    utcnow,
 )
 from firebreak.placement.whatif import worst_case_survivors
 
