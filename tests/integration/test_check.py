@@ -7,7 +7,7 @@ import shutil
 
 from firebreak.actions.check import check_site, next_subset
 from firebreak.actions.cycle import run_cycle
-from firebreak.history.models import Status
+from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.setup import Setup
 

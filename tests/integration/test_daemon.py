@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firebreak.history.database import make_engine
-from firebreak.history.models import Cycle, Run, Status
+from firebreak.history.models import Cycle, Run
 from firebreak.history.records import all_runs
+from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.daemon import DaemonProcess, restic_processes
 from tests.support.scrape import get, samples, value

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from firebreak.actions.cycle import run_cycle
-from firebreak.history.models import Status
+from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.mounts import tmpfs
 from tests.support.setup import Setup

@@ -12,8 +12,8 @@ import pytest
 
 from firebreak.actions.backup import RetryPlan, back_up_site
 from firebreak.actions.cycle import run_cycle
-from firebreak.history.models import Status
 from firebreak.history.records import all_runs
+from firebreak.outcomes import Status
 from tests.support.setup import Setup
 
 

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from firebreak.actions.cycle import run_cycle
-from firebreak.history.models import Status
 from firebreak.notify.sender import CycleNotifier
+from firebreak.outcomes import Status
 from tests.support.setup import Setup
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from firebreak.actions.cycle import run_cycle
-from firebreak.history.models import Status
+from firebreak.outcomes import Status
 from firebreak.placement.check import check_placement
 from firebreak.placement.physical import HostLookups, is_this_machine
 from tests.support.cli import firebreak

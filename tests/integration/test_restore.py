@@ -14,8 +14,8 @@ from pathlib import Path
 
 from firebreak.actions.cycle import run_cycle
 from firebreak.actions.restore import RestoreProgress, restore_source
-from firebreak.history.models import Status
 from firebreak.history.records import all_runs
+from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.restore import assert_same_tree
 from tests.support.servers import RestServer

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from firebreak.actions.cycle import run_cycle
 from firebreak.actions.retention import apply_retention
 from firebreak.actions.runtime import Runtime
-from firebreak.history.models import Status
 from firebreak.history.records import all_runs
+from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.servers import RestServer
 from tests.support.setup import Setup

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from firebreak.actions.cycle import run_cycle
-from firebreak.history.models import Status
+from firebreak.outcomes import Status
 from tests.support.servers import S3Server
 from tests.support.setup import PASSWORD, Setup
 

@@ -11,18 +11,20 @@ from dataclasses import dataclass, replace
 
 from firebreak.actions.operation import at_site, run_restic, side_run
 from firebreak.actions.runtime import RunLog, Runtime
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
-from firebreak.restic import commands
-from firebreak.restic.commands import SiteAccess
-from firebreak.restic.errors import (
-    Interrupted,
+from firebreak.outcomes import (
+    Failure,
+    Operation,
     PartialBackup,
     RepositoryNotFound,
-    ResticError,
-    classify,
+    ResticFailed,
+    Status,
     is_transient,
 )
+from firebreak.restic import commands
+from firebreak.restic.commands import SiteAccess
+from firebreak.restic.errors import classify
 from firebreak.restic.messages import backup_summary, unreadable_items
 from firebreak.restic.result import ResticResult
 
@@ -93,7 +95,9 @@ def _one_try(
         log.info("backup started")
         return _back_up(rt, source_name, access, log, cycle_id, cancel)
 
-    run = at_site(rt, source_name, site_name, "backup", back_up, cycle_id=cycle_id, cancel=cancel)
+    run = at_site(
+        rt, source_name, site_name, Operation.BACKUP, back_up, cycle_id=cycle_id, cancel=cancel
+    )
     _log_outcome(RunLog(logger, {"source": source_name, "site": site_name, "run_id": run.id}), run)
     return run
 
@@ -121,7 +125,7 @@ def _back_up(
     if isinstance(error, RepositoryNotFound) and access.site.init == "auto":
         log.warning("no repository at the site; creating it (init: auto)")
         init = commands.init(rt.restic_binary, access, rt.cache_dir, os.environ)
-        created = side_run(rt, "init", source_name, access, init, cycle_id, cancel)
+        created = side_run(rt, Operation.INIT, source_name, access, init, cycle_id, cancel)
         if created.status != Status.SUCCESS:
             return RunOutcome(
                 Status(created.status),
@@ -139,9 +143,7 @@ def _back_up(
     return outcome
 
 
-def backup_outcome(
-    result: ResticResult, error: ResticError | None, *, initialized: bool
-) -> RunOutcome:
+def backup_outcome(result: ResticResult, error: Failure | None, *, initialized: bool) -> RunOutcome:
     """Nothing is a success until restic printed a summary naming a snapshot."""
     summary = backup_summary(result)
     recorded = RunOutcome(
@@ -161,11 +163,8 @@ def backup_outcome(
     if error is None:
         if has_snapshot:
             return replace(recorded, status=Status.SUCCESS)
-        return replace(
-            recorded,
-            error_class="ResticFailed",
-            error_message="restic exited 0 without a summary naming a snapshot",
-        )
+        missing = ResticFailed("restic exited 0 without a summary naming a snapshot")
+        return replace(recorded, error_class=missing.error_class, error_message=missing.message)
     if isinstance(error, PartialBackup) and has_snapshot:
         unreadable = unreadable_items(result)
         message = "snapshot written, but some files could not be read"
@@ -177,7 +176,7 @@ def backup_outcome(
         )
     return replace(
         recorded,
-        status=Status.INTERRUPTED if isinstance(error, Interrupted) else Status.FAILED,
+        status=error.status,
         error_class=error.error_class,
         error_message=error.message,
         snapshot_id=None,

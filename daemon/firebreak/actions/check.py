@@ -6,10 +6,11 @@ import logging
 import os
 import threading
 
-from firebreak.actions.operation import at_site, failure, run_restic
+from firebreak.actions.operation import at_site, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome, finished_runs
+from firebreak.outcomes import CheckFailed, Operation, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 def next_subset(rt: Runtime, site: str) -> tuple[int, int]:
     """(n, N): the part after the one the last finished check at this site read."""
     total = rt.config.sites[site].check_read_data_subsets
-    return finished_runs(rt.engine, site, "check") % total + 1, total
+    return finished_runs(rt.engine, site, Operation.CHECK) % total + 1, total
 
 
 def check_site(
@@ -41,12 +42,11 @@ def check_site(
         if not any(VERDICT in line for line in result.stderr_tail):
             # restic could not finish the check (the site, a lock, a timeout): no verdict on
             # the data, so nothing that makes the site damaged.
-            return failure(error, result.exit_code)
+            return RunOutcome.failed(error, result.exit_code)
         message = _check_problem([*result.stderr_tail, *result.stdout_lines]) or error.message
-        return RunOutcome(Status.FAILED, exit_code=result.exit_code,
-                          error_class="CheckFailed", error_message=message)  # fmt: skip
+        return RunOutcome.failed(CheckFailed(message), result.exit_code)
 
-    return at_site(rt, source, site_name, "check", check, cancel=cancel)
+    return at_site(rt, source, site_name, Operation.CHECK, check, cancel=cancel)
 
 
 # What restic check ends with when it found the data damaged (0.14 through current).

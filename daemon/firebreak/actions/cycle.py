@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from firebreak.actions.backup import RetryPlan, back_up_site
 from firebreak.actions.runtime import Runtime
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
 from firebreak.history.records import (
     finish_cycle,
     previous_cycle_status,
@@ -21,6 +21,7 @@ from firebreak.history.records import (
     start_cycle,
 )
 from firebreak.notify.sender import CycleNotifier
+from firebreak.outcomes import Operation, Status
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def run_cycle(
     # The last backup try at each site decides (earlier tries were retried).
     last: dict[str, Run] = {}
     for run in runs_of_cycle(rt.engine, cycle_id):
-        if run.operation == "backup":
+        if run.operation == Operation.BACKUP:
             last[run.site] = run
     runs = [last[name] for name in names if name in last]
     status = cycle_status(runs, expected=len(names))

@@ -13,17 +13,27 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.config.references import UnresolvedReference
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome, finish_run, start_run
+from firebreak.outcomes import (
+    Failure,
+    InternalError,
+    Interrupted,
+    Operation,
+    SiteConfigError,
+    Status,
+    leaves_stale_lock,
+)
 from firebreak.restic import commands, runner
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteAccess
-from firebreak.restic.errors import Interrupted, ResticError, classify, leaves_stale_lock
+from firebreak.restic.errors import classify
 from firebreak.restic.messages import Snapshot, snapshot_list
 from firebreak.restic.progress import IoCounters
 from firebreak.restic.result import ResticResult
@@ -33,16 +43,6 @@ logger = logging.getLogger(__name__)
 # The operation's own work: given the site's access and a logger that names the run,
 # run restic and say how it went.
 Work = Callable[[SiteAccess, RunLog], RunOutcome]
-
-
-def failure(error: ResticError, exit_code: int | None = None) -> RunOutcome:
-    """How a classified restic error is recorded: stopped on request is ``interrupted``."""
-    return RunOutcome(
-        Status.INTERRUPTED if isinstance(error, Interrupted) else Status.FAILED,
-        exit_code=exit_code if exit_code is not None else error.exit_code,
-        error_class=error.error_class,
-        error_message=error.message,
-    )
 
 
 def run_restic(
@@ -82,14 +82,14 @@ def source_snapshots(
         cancel,
     )
     error = classify(listed)
-    return snapshot_list(listed) if error is None else failure(error, listed.exit_code)
+    return snapshot_list(listed) if error is None else RunOutcome.failed(error, listed.exit_code)
 
 
 def at_site(
     rt: Runtime,
     source: str,
     site_name: str,
-    operation: str,
+    operation: Operation,
     work: Work,
     *,
     cycle_id: int | None = None,
@@ -114,11 +114,7 @@ def at_site(
             return finish_run(rt.engine, run_id, outcome)
     except LockWaitCancelled as exc:
         run_id = _start(rt, operation, source, site_name, cycle_id)
-        return finish_run(
-            rt.engine,
-            run_id,
-            RunOutcome(Status.INTERRUPTED, error_class="Interrupted", error_message=str(exc)),
-        )
+        return finish_run(rt.engine, run_id, RunOutcome.failed(Interrupted(str(exc))))
 
 
 @contextmanager
@@ -126,7 +122,7 @@ def _site_turn(
     rt: Runtime,
     source: str,
     site: str,
-    operation: str,
+    operation: Operation,
     cancel: threading.Event | None,
     exclusive: bool,
 ) -> Iterator[None]:
@@ -143,9 +139,7 @@ def _resolved(rt: Runtime, site_name: str, log: RunLog, work: Work) -> RunOutcom
     try:
         access = resolve_site(site_name, rt.config.sites[site_name])
     except UnresolvedReference as exc:
-        return RunOutcome(
-            Status.FAILED, error_class="ConfigError", error_message=f"sites.{site_name}: {exc}"
-        )
+        return RunOutcome.failed(SiteConfigError(f"sites.{site_name}: {exc}"))
     return work(access, log)
 
 
@@ -153,22 +147,17 @@ def _guarded(rt: Runtime, run_id: int, work: Callable[[], RunOutcome]) -> RunOut
     """The work's outcome; whatever it raises, the run is recorded as ended first."""
     try:
         return work()
-    except ResticError as exc:  # restic could not be started: say why, not "crashed"
-        return RunOutcome(Status.FAILED, error_class=exc.error_class, error_message=exc.message)
+    except Failure as exc:  # restic could not be started: say why, not "crashed"
+        return RunOutcome.failed(exc)
     except BaseException as exc:
-        finish_run(
-            rt.engine,
-            run_id,
-            RunOutcome(
-                Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED,
-                error_class="InternalError",
-                error_message=f"{type(exc).__name__} in firebreak",
-            ),
-        )
+        crashed = RunOutcome.failed(InternalError(f"{type(exc).__name__} in firebreak"))
+        if isinstance(exc, KeyboardInterrupt):
+            crashed = replace(crashed, status=Status.INTERRUPTED)
+        finish_run(rt.engine, run_id, crashed)
         raise
 
 
-def _start(rt: Runtime, operation: str, source: str, site: str, cycle_id: int | None) -> int:
+def _start(rt: Runtime, operation: Operation, source: str, site: str, cycle_id: int | None) -> int:
     """Record a run of this process as ``running``."""
     return start_run(
         rt.engine,
@@ -196,14 +185,14 @@ def unlock(
         return  # the operation itself reports it
     logger.info("%s: removing stale locks left by an earlier run (restic unlock)", site_name)
     invocation = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
-    unlocked = side_run(rt, "unlock", source, access, invocation, cycle_id, cancel)
+    unlocked = side_run(rt, Operation.UNLOCK, source, access, invocation, cycle_id, cancel)
     if unlocked.status == Status.SUCCESS:
         rt.needs_unlock.discard(site_name)
 
 
 def side_run(
     rt: Runtime,
-    operation: str,
+    operation: Operation,
     source: str,
     access: SiteAccess,
     invocation: runner.Invocation,
@@ -218,7 +207,8 @@ def side_run(
         result = run_restic(rt, invocation, access, cancel)
         error = classify(result)
         if error is not None:
-            return failure(error, result.exit_code)
-        return RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=operation == "init")
+            return RunOutcome.failed(error, result.exit_code)
+        initialized = operation == Operation.INIT
+        return RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=initialized)
 
     return finish_run(rt.engine, run_id, _guarded(rt, run_id, once))

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from firebreak.actions.operation import at_site, failure, run_restic, source_snapshots
+from firebreak.actions.operation import at_site, run_restic, source_snapshots
 from firebreak.actions.runtime import RunLog, Runtime
-from firebreak.history.models import Status
 from firebreak.history.records import RunOutcome, latest_runs
+from firebreak.outcomes import Operation, SnapshotNotFound, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
@@ -140,8 +140,7 @@ def _restore_from(
             what = (
                 "no snapshot of this source" if snapshot == "latest" else f"no snapshot {snapshot}"
             )
-            return RunOutcome(Status.FAILED, error_class="SnapshotNotFound",
-                              error_message=f"{what} at {site_name}")  # fmt: skip
+            return RunOutcome.failed(SnapshotNotFound(f"{what} at {site_name}"))
         chosen.append(found)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -167,11 +166,11 @@ def _restore_from(
         error = classify(result)
         if error is not None:
             shutil.rmtree(staging, ignore_errors=True)
-            return failure(error, result.exit_code)
+            return RunOutcome.failed(error, result.exit_code)
         _move_into(staging, target)
         return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=found.short)
 
-    run = at_site(rt, source, site_name, "restore", restore, cancel=cancel, exclusive=False)
+    run = at_site(rt, source, site_name, Operation.RESTORE, restore, cancel=cancel, exclusive=False)
     if run.status != Status.SUCCESS:
         return Attempt(site_name, f"{run.error_class}: {run.error_message}")
     return Attempt(site_name, None, chosen[0])

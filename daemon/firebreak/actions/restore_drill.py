@@ -15,15 +15,23 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from firebreak.actions.live_files import untouched_since
-from firebreak.actions.operation import at_site, failure, run_restic, source_snapshots
+from firebreak.actions.operation import at_site, run_restic, source_snapshots
 from firebreak.actions.restore import READER_KILL_GRACE
 from firebreak.actions.runtime import RunLog, Runtime
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
+from firebreak.outcomes import (
+    DrillFailed,
+    DrillScratchFailed,
+    Interrupted,
+    Operation,
+    SnapshotNotFound,
+    Status,
+)
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
-from firebreak.restic.errors import Interrupted, classify
-from firebreak.restic.messages import listed_file
+from firebreak.restic.errors import classify
+from firebreak.restic.messages import Snapshot, listed_file
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +42,7 @@ def drill_site(
     def drill(access: SiteAccess, run_log: RunLog) -> RunOutcome:
         return _drill(rt, source, access, run_log, cancel)
 
-    return at_site(rt, source, site_name, "drill", drill, cancel=cancel)
+    return at_site(rt, source, site_name, Operation.DRILL, drill, cancel=cancel)
 
 
 class _Sample:
@@ -62,83 +70,109 @@ class _Sample:
 def _drill(
     rt: Runtime, source: str, access: SiteAccess, run_log: RunLog, cancel: threading.Event | None
 ) -> RunOutcome:
-    site = access.site
-    env = os.environ
     snapshots = source_snapshots(rt, access, source, cancel)
     if isinstance(snapshots, RunOutcome):
         return snapshots
     if not snapshots:
-        return RunOutcome(Status.FAILED, error_class="SnapshotNotFound",
-                          error_message="no snapshot of this source to drill")  # fmt: skip
+        return RunOutcome.failed(SnapshotNotFound("no snapshot of this source to drill"))
     snapshot = snapshots[-1]
-    # Sample more than needed: files too big for drill_max_bytes are passed over.
-    reservoir = _Sample(site.drill_files * 4)
-    files = run_restic(
-        rt,
-        commands.ls(rt.restic_binary, access, rt.cache_dir, env, snapshot=snapshot.id),
-        access,
-        cancel,
-        on_message=reservoir.offer,
-    )
-    error = classify(files)
-    if error is not None:
-        return failure(error, files.exit_code)
-    candidates = reservoir.files
-    random.shuffle(candidates)
-    sample: list[str] = []
-    total = 0
-    for path, size in candidates:
-        if len(sample) >= site.drill_files:
-            break
-        if sample and total + size > site.drill_max_bytes:
-            continue
-        sample.append(path)
-        total += size
-    if not sample:
-        return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=snapshot.short,
-                          error_message="the snapshot holds no files")  # fmt: skip
+    picked = _pick(rt, access, snapshot, cancel)
+    if isinstance(picked, RunOutcome):
+        return picked
+    paths, size = picked
+    if not paths:
+        return RunOutcome(
+            Status.SUCCESS,
+            exit_code=0,
+            snapshot_id=snapshot.short,
+            error_message="the snapshot holds no files",
+        )
     scratch = Path(tempfile.mkdtemp(prefix="drill-", dir=rt.config.state_dir))
     try:
-        restored = run_restic(
-            rt,
-            commands.restore(
-                rt.restic_binary, access, rt.cache_dir, env, snapshot=snapshot.id,
-                target=scratch, include=tuple(_literal(path) for path in sample), verify=True,
-            ),
-            access,
-            cancel,
-            kill_grace=READER_KILL_GRACE,
-        )  # fmt: skip
-        error = classify(restored)
-        if error is not None and (error.transient or isinstance(error, Interrupted)):
-            # The drill could not run (site gone, stopped): that proves nothing about the data.
-            return failure(error, restored.exit_code)
-        trouble = _local_trouble(restored.stderr_tail, scratch) if error is not None else None
-        if trouble is not None:
-            # Our own disk failed us (full, read-only): that says nothing about the site either.
-            return RunOutcome(Status.FAILED, exit_code=restored.exit_code,
-                              error_class="DrillScratchFailed",
-                              error_message=f"writing the scratch copy in {scratch.parent} "
-                                            f"failed: {trouble}")  # fmt: skip
-        if error is not None:
-            return RunOutcome(Status.FAILED, exit_code=restored.exit_code,
-                              error_class="DrillFailed", error_message=error.message)  # fmt: skip
-        taken = snapshot.time.timestamp()
-        for path in sample:
-            copy = scratch / path.lstrip("/")
-            live = Path(path)
-            if not copy.is_file():
-                return RunOutcome(Status.FAILED, error_class="DrillFailed",
-                                  error_message=f"{path} was not restored")  # fmt: skip
-            unchanged = live.is_file() and untouched_since(live, taken)
-            if unchanged and not filecmp.cmp(live, copy, shallow=False):
-                return RunOutcome(Status.FAILED, error_class="DrillFailed",
-                                  error_message=f"{path} differs from the live file")  # fmt: skip
+        trouble = _verify(rt, access, snapshot, paths, scratch, cancel)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    run_log.info("drill passed: %d files, %d bytes verified", len(sample), total)
-    return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=snapshot.short,
-                      files_new=len(sample), bytes_processed=total)  # fmt: skip
+    if trouble is not None:
+        return trouble
+    run_log.info("drill passed: %d files, %d bytes verified", len(paths), size)
+    return RunOutcome(
+        Status.SUCCESS,
+        exit_code=0,
+        snapshot_id=snapshot.short,
+        files_new=len(paths),
+        bytes_processed=size,
+    )
+
+
+def _pick(
+    rt: Runtime, access: SiteAccess, snapshot: Snapshot, cancel: threading.Event | None
+) -> tuple[list[str], int] | RunOutcome:
+    """A random sample of the snapshot's files (drill_files of them, drill_max_bytes at most
+    unless the first file alone is bigger) and its size, or how listing them failed."""
+    site = access.site
+    # Sample more than needed: files too big for drill_max_bytes are passed over.
+    reservoir = _Sample(site.drill_files * 4)
+    listing = commands.ls(rt.restic_binary, access, rt.cache_dir, os.environ, snapshot=snapshot.id)
+    listed = run_restic(rt, listing, access, cancel, on_message=reservoir.offer)
+    error = classify(listed)
+    if error is not None:
+        return RunOutcome.failed(error, listed.exit_code)
+    candidates = reservoir.files
+    random.shuffle(candidates)
+    paths: list[str] = []
+    total = 0
+    for path, size in candidates:
+        if len(paths) >= site.drill_files:
+            break
+        if paths and total + size > site.drill_max_bytes:
+            continue
+        paths.append(path)
+        total += size
+    return paths, total
+
+
+def _verify(
+    rt: Runtime,
+    access: SiteAccess,
+    snapshot: Snapshot,
+    paths: list[str],
+    scratch: Path,
+    cancel: threading.Event | None,
+) -> RunOutcome | None:
+    """Restore the sample into scratch with restic --verify and compare it with the live files
+    that have not changed since; None when every file came back intact."""
+    invocation = commands.restore(
+        rt.restic_binary,
+        access,
+        rt.cache_dir,
+        os.environ,
+        snapshot=snapshot.id,
+        target=scratch,
+        include=tuple(_literal(path) for path in paths),
+        verify=True,
+    )
+    restored = run_restic(rt, invocation, access, cancel, kill_grace=READER_KILL_GRACE)
+    error = classify(restored)
+    if error is not None and (error.transient or isinstance(error, Interrupted)):
+        # The drill could not run (site gone, stopped): that proves nothing about the data.
+        return RunOutcome.failed(error, restored.exit_code)
+    trouble = _local_trouble(restored.stderr_tail, scratch) if error is not None else None
+    if trouble is not None:
+        # Our own disk failed us (full, read-only): that says nothing about the site either.
+        where = f"writing the scratch copy in {scratch.parent} failed: {trouble}"
+        return RunOutcome.failed(DrillScratchFailed(where), restored.exit_code)
+    if error is not None:
+        return RunOutcome.failed(DrillFailed(error.message), restored.exit_code)
+    taken = snapshot.time.timestamp()
+    for path in paths:
+        copy = scratch / path.lstrip("/")
+        live = Path(path)
+        if not copy.is_file():
+            return RunOutcome.failed(DrillFailed(f"{path} was not restored"))
+        unchanged = live.is_file() and untouched_since(live, taken)
+        if unchanged and not filecmp.cmp(live, copy, shallow=False):
+            return RunOutcome.failed(DrillFailed(f"{path} differs from the live file"))
+    return None
 
 
 _LOCAL_TROUBLE = ("no space left on device", "read-only file system", "disk quota exceeded")

@@ -6,13 +6,14 @@ import logging
 import os
 import threading
 
-from firebreak.actions.operation import at_site, failure, run_restic
+from firebreak.actions.operation import at_site, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
+from firebreak.outcomes import DeletionRefused, Operation, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
-from firebreak.restic.errors import DeletionRefused, classify, refuses_deletion
+from firebreak.restic.errors import classify, refuses_deletion
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,9 @@ def forget_at_site(
             run_log.warning("skipped: %s", reason)
             return RunOutcome(Status.SKIPPED, exit_code=result.exit_code,
                               error_class=error.error_class, error_message=reason)  # fmt: skip
-        return failure(error, result.exit_code)
+        return RunOutcome.failed(error, result.exit_code)
 
-    return at_site(rt, source, site_name, "forget", forget, cancel=cancel)
+    return at_site(rt, source, site_name, Operation.FORGET, forget, cancel=cancel)
 
 
 def apply_retention(

@@ -19,9 +19,9 @@ from firebreak.cli.common import (
     runtime,
 )
 from firebreak.cli.placement import print_report
-from firebreak.history.models import Status
 from firebreak.humanize import format_bytes
 from firebreak.notify.sender import CycleNotifier
+from firebreak.outcomes import Status
 from firebreak.placement.check import check_placement
 
 

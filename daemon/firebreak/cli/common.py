@@ -20,7 +20,7 @@ from rich.console import Console
 from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.history.database import DatabaseError
-from firebreak.restic.errors import ResticUnavailable
+from firebreak.outcomes import ResticUnavailable
 
 DEFAULT_CONFIG = Path("/etc/firebreak/firebreak.yaml")
 

@@ -19,8 +19,8 @@ from firebreak.cli.common import (
     load,
     runtime,
 )
-from firebreak.history.models import Status
 from firebreak.humanize import humanize_age
+from firebreak.outcomes import Status
 
 
 @click.command()

@@ -14,7 +14,7 @@ from firebreak.cli.common import Exit, Options, fail, load
 from firebreak.history.database import DatabaseError, make_engine
 from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
-from firebreak.restic.errors import ResticUnavailable
+from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.program import detect_version
 
 

@@ -8,7 +8,7 @@ import click
 
 from firebreak.actions.retention import apply_retention
 from firebreak.cli.common import Exit, Options, cancel_on_signals, check_names, fail, load, runtime
-from firebreak.history.models import Status
+from firebreak.outcomes import Status
 
 
 @click.command()

@@ -11,8 +11,8 @@ from rich.table import Table
 from firebreak.actions.inspect import SiteSnapshots, list_snapshots
 from firebreak.actions.runtime import prepare_restic
 from firebreak.cli.common import Exit, Options, check_names, console, fail, load
+from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.commands import SOURCE_TAG_PREFIX
-from firebreak.restic.errors import ResticUnavailable
 
 
 @click.command()

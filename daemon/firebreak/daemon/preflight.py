@@ -11,8 +11,8 @@ from pathlib import Path
 from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.history.database import DatabaseError
+from firebreak.outcomes import ResticUnavailable
 from firebreak.placement.check import check_placement
-from firebreak.restic.errors import ResticUnavailable
 
 log = logging.getLogger(__name__)
 

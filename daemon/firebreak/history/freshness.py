@@ -16,12 +16,10 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from firebreak.config.model import Config
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
 from firebreak.history.records import Latest, latest_runs, latest_verdicts
 from firebreak.humanize import humanize_age
-
-# Error classes that say the data at the site is bad, not that it could not be reached.
-DATA_FAILURES = ("CheckFailed", "DrillFailed")
+from firebreak.outcomes import Operation, Status
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,11 @@ class Proof:
     @classmethod
     def read(cls, engine: Engine) -> Proof:
         checks: dict[str, Run] = {}
-        for (_, site), run in latest_verdicts(engine, "check", DATA_FAILURES).items():
+        for (_, site), run in latest_verdicts(engine, Operation.CHECK).items():
             if site not in checks or run.id > checks[site].id:
                 checks[site] = run
-        drills = latest_verdicts(engine, "drill", DATA_FAILURES)
-        return cls(drills, checks, latest_runs(engine, operation="drill"))
+        drills = latest_verdicts(engine, Operation.DRILL)
+        return cls(drills, checks, latest_runs(engine, operation=Operation.DRILL))
 
     def drill_passed(self, source: str, site: str) -> datetime | None:
         """When the newest passing drill of the source at the site started."""

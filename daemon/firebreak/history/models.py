@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -18,23 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-class Status(enum.StrEnum):
-    RUNNING = "running"
-    SUCCESS = "success"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    SKIPPED = "skipped"  # nothing to do there, on purpose (retention at an append-only site)
-
-
-FINAL_STATUSES = (
-    Status.SUCCESS,
-    Status.PARTIAL,
-    Status.FAILED,
-    Status.INTERRUPTED,
-    Status.SKIPPED,
-)
+from firebreak.outcomes import Status
 
 
 class UTCDateTime(TypeDecorator[datetime]):

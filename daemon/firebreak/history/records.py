@@ -10,7 +10,8 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from firebreak.clock import utcnow
-from firebreak.history.models import Cycle, Run, Status
+from firebreak.history.models import Cycle, Run
+from firebreak.outcomes import Failure, Interrupted, Operation, Status, data_verdicts
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,17 @@ class RunOutcome:
     bytes_added: int | None = None
     bytes_processed: int | None = None
     repository_initialized: bool = False
+
+    @classmethod
+    def failed(cls, failure: Failure, exit_code: int | None = None) -> RunOutcome:
+        """How a run that ended in this failure is recorded (stopped on request:
+        ``interrupted``)."""
+        return cls(
+            failure.status,
+            exit_code=failure.exit_code if exit_code is None else exit_code,
+            error_class=failure.error_class,
+            error_message=failure.message,
+        )
 
 
 def start_cycle(engine: Engine, *, source: str, trigger: str, host: str, sites: int) -> int:
@@ -60,7 +72,7 @@ def start_run(
     *,
     source: str,
     site: str,
-    operation: str,
+    operation: Operation,
     host: str,
     restic_version: str | None,
     cycle_id: int | None = None,
@@ -124,7 +136,9 @@ class Latest:
 
 
 def latest_runs(
-    engine: Engine, operation: str = "backup", sources: Iterable[str] | None = None
+    engine: Engine,
+    operation: Operation = Operation.BACKUP,
+    sources: Iterable[str] | None = None,
 ) -> dict[tuple[str, str], Latest]:
     """Latest attempt and latest success per (source, site): two indexed group-by queries."""
     newest = select(func.max(Run.id)).where(Run.operation == operation)
@@ -193,7 +207,7 @@ def interrupt_leftovers(
             run.status = Status.INTERRUPTED
             run.finished_at = now
             run.duration_seconds = (now - run.started_at).total_seconds()
-            run.error_class = "Interrupted"
+            run.error_class = Interrupted.error_class
             run.error_message = message
         session.flush()
         busy_cycles = select(Run.cycle_id).where(
@@ -232,7 +246,9 @@ def run_counts(engine: Engine) -> list[RunCount]:
         return [RunCount(*row) for row in session.execute(query)]
 
 
-def consecutive_failures(engine: Engine, operation: str = "backup") -> dict[tuple[str, str], int]:
+def consecutive_failures(
+    engine: Engine, operation: Operation = Operation.BACKUP
+) -> dict[tuple[str, str], int]:
     """Failed runs since the last success, per (source, site)."""
     success = aliased(Run)
     last_success = (
@@ -277,7 +293,7 @@ def previous_cycle_status(engine: Engine, source: str, before: int) -> Status | 
     return Status(status) if status else None
 
 
-def finished_runs(engine: Engine, site: str, operation: str) -> int:
+def finished_runs(engine: Engine, site: str, operation: Operation) -> int:
     """How many runs of this operation at this site have ended, whatever their outcome."""
     query = select(func.count()).where(
         Run.site == site, Run.operation == operation, Run.status != Status.RUNNING
@@ -286,13 +302,12 @@ def finished_runs(engine: Engine, site: str, operation: str) -> int:
         return int(session.scalar(query) or 0)
 
 
-def latest_verdicts(
-    engine: Engine, operation: str, failures: Iterable[str]
-) -> dict[tuple[str, str], Run]:
-    """Per (source, site), the newest run of this operation that passed or failed with one of
-    these error classes: runs that could not even reach the site say nothing either way."""
+def latest_verdicts(engine: Engine, operation: Operation) -> dict[tuple[str, str], Run]:
+    """Per (source, site), the newest run of this operation that passed or found the data bad
+    (a failure that ``judges_data``): runs that could not even reach the site say nothing
+    either way."""
     verdict = (Run.status == Status.SUCCESS) | (
-        (Run.status == Status.FAILED) & Run.error_class.in_(list(failures))
+        (Run.status == Status.FAILED) & Run.error_class.in_(data_verdicts())
     )
     newest = (
         select(func.max(Run.id))

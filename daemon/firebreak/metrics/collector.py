@@ -20,7 +20,6 @@ from firebreak import __version__
 from firebreak.clock import utcnow
 from firebreak.config.model import Config
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
-from firebreak.history.models import FINAL_STATUSES, Status
 from firebreak.history.records import (
     Latest,
     RunCount,
@@ -29,6 +28,7 @@ from firebreak.history.records import (
     latest_runs,
     run_counts,
 )
+from firebreak.outcomes import FINAL_STATUSES, Operation, Status
 from firebreak.placement.whatif import worst_case_survivors
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class FirebreakCollector(Collector):
             failures = consecutive_failures(engine)
             counts = run_counts(engine)
             durations = finished_durations(engine)
-            checks = latest_runs(engine, operation="check")
+            checks = latest_runs(engine, operation=Operation.CHECK)
             proof = Proof.read(engine)
         except Exception:  # a scrape must answer even when the database does not
             log.exception("reading the run history for /metrics failed")
@@ -87,8 +87,8 @@ class FirebreakCollector(Collector):
         report = freshness(config, latest, utcnow(), proof)
         yield from _site_metrics(report, latest, failures)
         yield from _source_metrics(config, report)
-        yield from _proof_metrics("check", "restic check of the site", checks)
-        yield from _proof_metrics("drill", "restore drill at the site", proof.drill_runs)
+        yield from _proof_metrics(Operation.CHECK, "restic check of the site", checks)
+        yield from _proof_metrics(Operation.DRILL, "restore drill at the site", proof.drill_runs)
         yield from _counters(counts)
         yield _histogram(durations)
 
@@ -187,7 +187,7 @@ def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[M
 
 
 def _proof_metrics(
-    operation: str, what: str, latest: dict[tuple[str, str], Latest]
+    operation: Operation, what: str, latest: dict[tuple[str, str], Latest]
 ) -> Iterator[Metric]:
     """When the newest passing run of a check or drill started, and how the newest one ended."""
     success = GaugeMetricFamily(

@@ -16,7 +16,7 @@ from string import Template
 from firebreak.config.model import Config
 from firebreak.config.notify import Webhook
 from firebreak.config.references import UnresolvedReference, interpolate
-from firebreak.history.models import Status
+from firebreak.outcomes import Status
 
 log = logging.getLogger(__name__)
 DEAD_MAN_TIMEOUT = 10.0

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firebreak.config.model import Config
+from firebreak.outcomes import RepositoryNotFound
 from firebreak.placement.policy import Severity, Violation, effective_policy
 from firebreak.placement.targets import Target, site_target
 from firebreak.restic import commands
 from firebreak.restic.ask import ask_site
-from firebreak.restic.errors import RepositoryNotFound
 from firebreak.restic.result import ResticResult
 
 DNS_TIMEOUT_SECONDS = 2.0

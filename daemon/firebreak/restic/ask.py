@@ -11,24 +11,18 @@ from dataclasses import dataclass
 
 from firebreak.config.model import Site
 from firebreak.config.references import UnresolvedReference
+from firebreak.outcomes import Failure, ResticUnavailable, SiteConfigError
 from firebreak.restic import runner
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteAccess
-from firebreak.restic.errors import ResticError, ResticUnavailable, classify
+from firebreak.restic.errors import classify
 from firebreak.restic.result import ResticResult
-
-
-class SiteConfigError(ResticError):
-    """A reference in the site's config cannot be resolved now (a file, a variable)."""
-
-    error_class = "ConfigError"
-    summary = "the site's config refers to something missing"
 
 
 @dataclass(frozen=True)
 class Answer:
     result: ResticResult | None
-    error: ResticError | None
+    error: Failure | None
 
     @property
     def problem(self) -> str | None:

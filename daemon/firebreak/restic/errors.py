@@ -1,4 +1,5 @@
-"""restic failures as types: by exit code first, then restic's ``exit_error`` JSON, then stderr.
+"""Which failure a restic run stands for: by exit code first, then restic's ``exit_error`` JSON,
+then stderr. (The failure classes themselves are in ``firebreak.outcomes``.)
 
 restic 0.14 exits 1 for every fatal error; 0.17 and later use 10 (no repository), 11 (lock
 failed) and 12 (wrong password). The stderr patterns below are what 0.14 through current print.
@@ -7,99 +8,23 @@ failed) and 12 (wrong password). The stderr patterns below are what 0.14 through
 from __future__ import annotations
 
 import re
-from typing import ClassVar
 
+from firebreak.outcomes import (
+    AccessDenied,
+    DeletionRefused,
+    Interrupted,
+    PartialBackup,
+    RepositoryLocked,
+    RepositoryNotFound,
+    ResticError,
+    ResticFailed,
+    SiteUnreachable,
+    SourceMissing,
+    Stalled,
+    Timeout,
+    WrongPassword,
+)
 from firebreak.restic.result import ResticResult, StopReason
-
-
-class ResticError(Exception):
-    """A restic run that did not do its job. ``transient`` says whether a retry may help."""
-
-    error_class: ClassVar[str] = "ResticFailed"
-    transient: ClassVar[bool] = False
-    summary: ClassVar[str] = "restic failed"
-
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-
-
-class ResticFailed(ResticError):
-    pass
-
-
-class RepositoryNotFound(ResticError):
-    error_class = "RepositoryNotFound"
-    summary = "no restic repository at the site"
-
-
-class WrongPassword(ResticError):
-    error_class = "WrongPassword"
-    summary = "wrong password for the repository"
-
-
-class RepositoryLocked(ResticError):
-    error_class = "RepositoryLocked"
-    transient = True
-    summary = "the repository is locked by another restic"
-
-
-class SiteUnreachable(ResticError):
-    error_class = "SiteUnreachable"
-    transient = True
-    summary = "the site cannot be reached"
-
-
-class AccessDenied(ResticError):
-    """The site answered, but refused us: credentials, permissions, a certificate."""
-
-    error_class = "AccessDenied"
-    summary = "the site refused access"
-
-
-class SourceMissing(ResticError):
-    error_class = "SourceMissing"
-    summary = "none of the source's paths exist"
-
-
-class PartialBackup(ResticError):
-    """Exit 3: a snapshot was written, but some source files could not be read."""
-
-    error_class = "PartialBackup"
-    summary = "some files could not be read"
-
-
-class Timeout(ResticError):
-    error_class = "Timeout"
-    transient = True
-    summary = "the run took longer than the site's timeout"
-
-
-class Stalled(Timeout):
-    error_class = "Stalled"
-    summary = "the run showed no progress for longer than the site's stall_timeout"
-
-
-class Interrupted(ResticError):
-    error_class = "Interrupted"
-    summary = "the run was interrupted"
-
-
-class DeletionRefused(ResticError):
-    """The site keeps what it has and refuses every delete: an append-only (or object-locked)
-    repository that the config does not declare ``append_only: true``."""
-
-    error_class = "DeletionRefused"
-    summary = "the site refuses to delete anything: it is append-only"
-
-
-class ResticUnavailable(ResticError):
-    """The restic program itself cannot be used (missing, too old)."""
-
-    error_class = "ResticUnavailable"
-    summary = "restic cannot be run"
-
 
 _BY_EXIT_CODE: dict[int, type[ResticError]] = {
     3: PartialBackup,
@@ -178,16 +103,6 @@ def _deletion_refused(result: ResticResult) -> DeletionRefused | None:
     return None
 
 
-def is_transient(error_class: str | None) -> bool:
-    """Whether a recorded failure of this class may go away by itself (worth a retry)."""
-    return error_class in _TRANSIENT
-
-
-def leaves_stale_lock(error_class: str | None) -> bool:
-    """A run that was stopped or hit a lock: unlock before the next run on that site."""
-    return error_class in _UNLOCK_AFTER
-
-
 def classify(result: ResticResult) -> ResticError | None:
     """The error a finished run stands for, or None when restic reported success."""
     if result.stop_reason is StopReason.TIMEOUT:
@@ -223,11 +138,3 @@ def _classify_text(text: str) -> type[ResticError] | None:
         if pattern.search(text):
             return kind
     return None
-
-
-_TRANSIENT = frozenset(
-    kind.error_class for kind in (RepositoryLocked, SiteUnreachable, Timeout, Stalled)
-)
-_UNLOCK_AFTER = frozenset(
-    kind.error_class for kind in (RepositoryLocked, Timeout, Stalled, Interrupted)
-)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from firebreak.outcomes import ResticUnavailable
 from firebreak.restic import commands
-from firebreak.restic.errors import ResticUnavailable
 from firebreak.restic.runner import run
 from firebreak.restic.version import MINIMUM, ResticVersion, parse_version
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from firebreak.restic.errors import ResticUnavailable
+from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.progress import IoCounters, Progress, sample_io
 from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
 

@@ -21,7 +21,7 @@ from firebreak.history.database import (
     upgrade,
 )
 from firebreak.history.freshness import Proof, freshness
-from firebreak.history.models import Base, Status
+from firebreak.history.models import Base
 from firebreak.history.records import (
     RunOutcome,
     finish_cycle,
@@ -30,6 +30,7 @@ from firebreak.history.records import (
     start_cycle,
     start_run,
 )
+from firebreak.outcomes import Status
 
 LOCATION = {"provider": "p", "region": "r", "datacenter": "d", "country": "FR"}
 

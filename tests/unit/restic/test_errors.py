@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from firebreak import outcomes
 from firebreak.restic import errors
 from firebreak.restic.result import ResticResult, StopReason
 
@@ -22,8 +23,8 @@ def _result(
 
 
 CASES = [
-    (_result(1, "Fatal: wrong password or no key found"), errors.WrongPassword),
-    (_result(12, "Fatal: wrong password or no key found"), errors.WrongPassword),
+    (_result(1, "Fatal: wrong password or no key found"), outcomes.WrongPassword),
+    (_result(12, "Fatal: wrong password or no key found"), outcomes.WrongPassword),
     (
         _result(
             1,
@@ -31,11 +32,11 @@ CASES = [
             "Is there a repository at the following location?",
             "/r",
         ),
-        errors.RepositoryNotFound,
+        outcomes.RepositoryNotFound,
     ),
     (
         _result(10, "Fatal: repository does not exist: unable to open config file"),
-        errors.RepositoryNotFound,
+        outcomes.RepositoryNotFound,
     ),
     (
         _result(
@@ -44,7 +45,7 @@ CASES = [
             "dial tcp 127.0.0.1:1: connect: connection refused",
             "Is there a repository at the following location?",
         ),
-        errors.SiteUnreachable,
+        outcomes.SiteUnreachable,
     ),
     (
         _result(
@@ -52,18 +53,18 @@ CASES = [
             "unable to create lock in backend: repository is already locked exclusively by PID 5925",
             "the `unlock` command can be used to remove stale locks",
         ),
-        errors.RepositoryLocked,
+        outcomes.RepositoryLocked,
     ),
-    (_result(11, "Fatal: unable to create lock in backend"), errors.RepositoryLocked),
-    (_result(3, "Warning: at least one source file could not be read"), errors.PartialBackup),
-    (_result(1, "Fatal: all target directories/files do not exist"), errors.SourceMissing),
-    (_result(130, "signal interrupt received, cleaning up"), errors.Interrupted),
-    (_result(1, '{"message_type":"exit_error","code":12}', exit_error=12), errors.WrongPassword),
-    (_result(1, "Fatal: unable to save snapshot: no space left on device"), errors.ResticFailed),
-    (_result(77, "something new"), errors.ResticFailed),
+    (_result(11, "Fatal: unable to create lock in backend"), outcomes.RepositoryLocked),
+    (_result(3, "Warning: at least one source file could not be read"), outcomes.PartialBackup),
+    (_result(1, "Fatal: all target directories/files do not exist"), outcomes.SourceMissing),
+    (_result(130, "signal interrupt received, cleaning up"), outcomes.Interrupted),
+    (_result(1, '{"message_type":"exit_error","code":12}', exit_error=12), outcomes.WrongPassword),
+    (_result(1, "Fatal: unable to save snapshot: no space left on device"), outcomes.ResticFailed),
+    (_result(77, "something new"), outcomes.ResticFailed),
     (
         _result(1, "subprocess ssh: ssh: connect to host 127.0.0.1 port 1: Connection refused"),
-        errors.SiteUnreachable,
+        outcomes.SiteUnreachable,
     ),
     # restic 0.14 asks "Is there a repository...?" after any config read failure: a 401 is
     # not a missing repository (init: auto must not try to create one).
@@ -73,7 +74,7 @@ CASES = [
             "Fatal: unable to open config file: Stat: client.Head: unexpected HTTP response (401): 401 Unauthorized",
             "Is there a repository at the following location?",
         ),
-        errors.AccessDenied,
+        outcomes.AccessDenied,
     ),
     (
         _result(
@@ -81,7 +82,7 @@ CASES = [
             "Fatal: unable to open config file: Get x509: certificate signed by unknown authority",
             "Is there a repository at the following location?",
         ),
-        errors.AccessDenied,
+        outcomes.AccessDenied,
     ),
     (
         _result(
@@ -89,7 +90,7 @@ CASES = [
             "Fatal: unable to open config file: <config/> does not exist",
             "Is there a repository at the following location?",
         ),
-        errors.RepositoryNotFound,
+        outcomes.RepositoryNotFound,
     ),
     (
         _result(
@@ -97,18 +98,18 @@ CASES = [
             "Fatal: unable to open config file: Stat: The specified key does not exist.",
             "Is there a repository at the following location?",
         ),
-        errors.RepositoryNotFound,
+        outcomes.RepositoryNotFound,
     ),
     # A read-only repository also fails to create a lock: that is not "locked by another".
     (
         _result(1, "unable to create lock in backend: open /r/locks/x: read-only file system"),
-        errors.ResticFailed,
+        outcomes.ResticFailed,
     ),
     (
         _result(
             1, "/gone does not exist, skipping", "Fatal: all target directories/files do not exist"
         ),
-        errors.SourceMissing,
+        outcomes.SourceMissing,
     ),
 ]
 
@@ -116,7 +117,7 @@ CASES = [
 @pytest.mark.parametrize(
     ("result", "kind"), CASES, ids=[c[1].__name__ + str(i) for i, c in enumerate(CASES)]
 )
-def test_classification(result: ResticResult, kind: type[errors.ResticError]) -> None:
+def test_classification(result: ResticResult, kind: type[outcomes.ResticError]) -> None:
     error = errors.classify(result)
     assert type(error) is kind
     assert error.exit_code == result.exit_code
@@ -130,23 +131,15 @@ def test_success_is_no_error() -> None:
 @pytest.mark.parametrize(
     ("reason", "kind"),
     [
-        (StopReason.TIMEOUT, errors.Timeout),
-        (StopReason.STALLED, errors.Stalled),
-        (StopReason.CANCELLED, errors.Interrupted),
+        (StopReason.TIMEOUT, outcomes.Timeout),
+        (StopReason.STALLED, outcomes.Stalled),
+        (StopReason.CANCELLED, outcomes.Interrupted),
     ],
 )
-def test_stopped_runs(reason: StopReason, kind: type[errors.ResticError]) -> None:
+def test_stopped_runs(reason: StopReason, kind: type[outcomes.ResticError]) -> None:
     result = _result(-9)
     result.stop_reason, result.limit_seconds = reason, 30
     assert type(errors.classify(result)) is kind
-
-
-def test_only_transient_failures_are_marked_for_retry() -> None:
-    transient = {
-        kind.__name__ for kind in vars(errors).values()
-        if isinstance(kind, type) and issubclass(kind, errors.ResticError) and kind.transient
-    }  # fmt: skip
-    assert transient == {"RepositoryLocked", "SiteUnreachable", "Timeout", "Stalled"}
 
 
 def test_message_prefers_restics_fatal_line() -> None:
@@ -179,7 +172,7 @@ def test_a_run_stopped_at_a_refused_delete_is_deletion_refused() -> None:
     result = _result(130, "1 snapshots", REFUSED_RETRY, argv=FORGET)
     result.stop_reason = StopReason.GAVE_UP
     error = errors.classify(result)
-    assert isinstance(error, errors.DeletionRefused)
+    assert isinstance(error, outcomes.DeletionRefused)
     assert error.message == (
         "the site refused to delete <snapshot/2792d8282c>: "
         "blob not removed, server response: 403 Forbidden (403)"
@@ -192,7 +185,9 @@ def test_a_refused_delete_that_restic_gave_up_on_is_deletion_refused() -> None:
         "blob not removed, server response: 403 Forbidden (403)",
         "github.com/restic/restic/internal/backend/rest.(*Backend).Remove",
     )
-    assert isinstance(errors.classify(_result(1, *lines, argv=FORGET)), errors.DeletionRefused)
+    assert isinstance(errors.classify(_result(1, *lines, argv=FORGET)), outcomes.DeletionRefused)
     # Only a command that deletes can be refused a delete.
     backup = ("restic", "backup", "--json", "--", "/srv")
-    assert not isinstance(errors.classify(_result(1, *lines, argv=backup)), errors.DeletionRefused)
+    assert not isinstance(
+        errors.classify(_result(1, *lines, argv=backup)), outcomes.DeletionRefused
+    )

@@ -186,7 +186,7 @@ def test_a_child_holding_restics_pipes_does_not_hold_the_run(tmp_path: Path) -> 
 
 
 def test_a_missing_program_is_reported_as_unavailable(tmp_path: Path) -> None:
-    from firebreak.restic.errors import ResticUnavailable
+    from firebreak.outcomes import ResticUnavailable
 
     with pytest.raises(ResticUnavailable, match="cannot start"):
         run(_invocation(str(tmp_path / "nope")))

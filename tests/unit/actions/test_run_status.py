@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from firebreak.actions.backup import backup_outcome
 from firebreak.actions.cycle import cycle_status
-from firebreak.history.models import Run, Status
+from firebreak.history.models import Run
+from firebreak.outcomes import Status
 from firebreak.restic.errors import classify
 from firebreak.restic.result import ResticResult
 
