@@ -132,15 +132,19 @@ def _bench(work: Path, megabytes: int, files: int, runs: int) -> None:
             shutil.rmtree(repository, ignore_errors=True)
             subprocess.run(
                 [restic, "-r", repository, "init", "-q", "--cache-dir", cache],
-                env=env, check=True, capture_output=True,
-            )  # fmt: skip
+                env=env,
+                check=True,
+                capture_output=True,
+            )
 
     def plain_backup() -> Timing:
         return _parallel(
-            [[restic, "-r", repository, "--cache-dir", cache, "backup", "-q", str(source)]
-             for repository in repositories],
+            [
+                [restic, "-r", repository, "--cache-dir", cache, "backup", "-q", str(source)]
+                for repository in repositories
+            ],
             env,
-        )  # fmt: skip
+        )
 
     def nothing() -> None:
         pass
@@ -162,8 +166,18 @@ def _bench(work: Path, megabytes: int, files: int, runs: int) -> None:
             shutil.rmtree(staging, ignore_errors=True)
         os.sync()  # the last run's writeback must not slow the next one
 
-    plain = [restic, "-r", repositories[0], "--cache-dir", cache, "restore", "latest",
-             "--target", str(target), "--verify"]  # fmt: skip
+    plain = [
+        restic,
+        "-r",
+        repositories[0],
+        "--cache-dir",
+        cache,
+        "restore",
+        "latest",
+        "--target",
+        str(target),
+        "--verify",
+    ]
     ours = [*firebreak, "restore", "data", "--site", "a", "--target", str(target)]
     # On a terminal firebreak lists the snapshot beside the restore for its progress bar.
     on_terminal = ["script", "-qefc", shlex.join(ours), "/dev/null"]

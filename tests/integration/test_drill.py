@@ -61,15 +61,27 @@ def test_a_copy_that_differs_from_an_untouched_file_is_caught(setup: Setup) -> N
     readme.write_text("original\n")
     ahead = (datetime.now() + timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
     for name in ("a", "b"):
-        environment = {**os.environ, "RESTIC_PASSWORD_FILE": str(setup.password_file),
-                       "RESTIC_REPOSITORY": str(config.sites[name].repository)}  # fmt: skip
+        environment = {
+            **os.environ,
+            "RESTIC_PASSWORD_FILE": str(setup.password_file),
+            "RESTIC_REPOSITORY": str(config.sites[name].repository),
+        }
         for command in (
             ["init"],
-            ["backup", "--host", socket.gethostname(), "--tag", "firebreak.source=www",
-             "--time", ahead, str(setup.source_dir)],
-        ):  # fmt: skip
-            done = subprocess.run(["restic", *command], env=environment,
-                                  capture_output=True, text=True, check=False)  # fmt: skip
+            [
+                "backup",
+                "--host",
+                socket.gethostname(),
+                "--tag",
+                "firebreak.source=www",
+                "--time",
+                ahead,
+                str(setup.source_dir),
+            ],
+        ):
+            done = subprocess.run(
+                ["restic", *command], env=environment, capture_output=True, text=True, check=False
+            )
             assert done.returncode == 0, done.stderr
     readme.write_text("tampered\n")
 

@@ -117,16 +117,28 @@ def test_restore_on_a_terminal_draws_a_progress_bar(
     assert run_cycle(setup.runtime(), "www").status == Status.SUCCESS
     target = tmp_path / "restored"
     command = shlex.join(
-        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "restore", "www",
-         "--target", str(target)]
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "firebreak",
+            "-c",
+            str(setup.path),
+            "restore",
+            "www",
+            "--target",
+            str(target),
+        ]
+    )
 
     # script(1) gives the command a pseudo-terminal, as a sysadmin's shell would.
     done = subprocess.run(
         ["script", "-qefc", command, "/dev/null"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={**os.environ, "COLUMNS": "160", "TERM": "xterm"},
-    )  # fmt: skip
+    )
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "restoring www from rest (" in done.stdout

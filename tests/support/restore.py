@@ -13,9 +13,8 @@ from firebreak.restic.access import resolve_site
 
 def restore_snapshot(config: Config, site_name: str, snapshot: str, target: Path) -> None:
     access = resolve_site(site_name, config.sites[site_name])
-    invocation = commands.restore(
-        config.restic.binary, access, config.cache_dir, os.environ, snapshot=snapshot, target=target
-    )
+    at = commands.SiteRestic.of(config, access, os.environ)
+    invocation = commands.restore(at, snapshot=snapshot, target=target)
     result = runner.run(invocation, timeout=120)
     assert result.exit_code == 0, f"restore from {site_name} failed: {result.error_message()}"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -111,10 +110,7 @@ def _back_up(
     cancel: threading.Event | None,
 ) -> RunOutcome:
     invocation = commands.backup(
-        rt.restic_binary,
-        access,
-        rt.cache_dir,
-        os.environ,
+        rt.restic_at(access),
         source_name=source_name,
         source=rt.config.sources[source_name],
         host=rt.host,
@@ -124,7 +120,7 @@ def _back_up(
     initialized = False
     if isinstance(error, RepositoryNotFound) and access.site.init == "auto":
         log.warning("no repository at the site; creating it (init: auto)")
-        init = commands.init(rt.restic_binary, access, rt.cache_dir, os.environ)
+        init = commands.init(rt.restic_at(access))
         created = side_run(rt, Operation.INIT, source_name, access, init, cycle_id, cancel)
         if created.status != Status.SUCCESS:
             return RunOutcome(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from firebreak.actions.operation import at_site, run_restic
@@ -32,9 +31,7 @@ def check_site(
     def check(access: SiteAccess, run_log: RunLog) -> RunOutcome:
         subset = next_subset(rt, site_name)
         run_log.info("checking, reading data subset %d/%d", *subset)
-        invocation = commands.check(
-            rt.restic_binary, access, rt.cache_dir, os.environ, subset=subset
-        )
+        invocation = commands.check(rt.restic_at(access), subset=subset)
         result = run_restic(rt, invocation, access, cancel)
         error = classify(result)
         if error is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,14 +26,11 @@ def list_snapshots(config: Config, source_name: str, sites: list[str]) -> list[S
 
 
 def _site_snapshots(config: Config, source_name: str, site_name: str) -> SiteSnapshots:
-    site = config.sites[site_name]
     answer = ask_site(
+        config,
         site_name,
-        site,
-        lambda access: commands.snapshots(
-            config.restic.binary, access, config.cache_dir, os.environ, source_name=source_name
-        ),
-        timeout=site.timeout.total_seconds(),
+        lambda at: commands.snapshots(at, source_name=source_name),
+        timeout=config.sites[site_name].timeout.total_seconds(),
     )
     if answer.result is None or answer.error is not None:
         return SiteSnapshots(site_name, [], answer.problem)

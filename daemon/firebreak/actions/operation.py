@@ -77,7 +77,7 @@ def source_snapshots(
     """The source's snapshots at the site, oldest first, or how asking for them failed."""
     listed = run_restic(
         rt,
-        commands.snapshots(rt.restic_binary, access, rt.cache_dir, os.environ, source_name=source),
+        commands.snapshots(rt.restic_at(access), source_name=source),
         access,
         cancel,
     )
@@ -184,7 +184,7 @@ def unlock(
     except UnresolvedReference:
         return  # the operation itself reports it
     logger.info("%s: removing stale locks left by an earlier run (restic unlock)", site_name)
-    invocation = commands.unlock(rt.restic_binary, access, rt.cache_dir, os.environ)
+    invocation = commands.unlock(rt.restic_at(access))
     unlocked = side_run(rt, Operation.UNLOCK, source, access, invocation, cycle_id, cancel)
     if unlocked.status == Status.SUCCESS:
         rt.needs_unlock.discard(site_name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import os
 import posixpath
 import shutil
 import threading
@@ -132,23 +131,25 @@ def _restore_from(
         snapshots = source_snapshots(rt, access, source, cancel)
         if isinstance(snapshots, RunOutcome):
             return snapshots
-        found = (
-            snapshots[-1] if snapshot == "latest" and snapshots
-            else next((s for s in snapshots if s.id.startswith(snapshot)), None)
-        )  # fmt: skip
+        if snapshot == "latest":
+            found = snapshots[-1] if snapshots else None
+            what = "no snapshot of this source"
+        else:
+            found = next((s for s in snapshots if s.id.startswith(snapshot)), None)
+            what = f"no snapshot {snapshot}"
         if found is None:
-            what = (
-                "no snapshot of this source" if snapshot == "latest" else f"no snapshot {snapshot}"
-            )
             return RunOutcome.failed(SnapshotNotFound(f"{what} at {site_name}"))
         chosen.append(found)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         run_log.info("restoring snapshot %s into %s", found.short, staging)
         invocation = commands.restore(
-            rt.restic_binary, access, rt.cache_dir, os.environ,
-            snapshot=found.id, target=staging, include=include, verify=True,
-        )  # fmt: skip
+            rt.restic_at(access),
+            snapshot=found.id,
+            target=staging,
+            include=include,
+            verify=True,
+        )
         if progress is None:
             result = run_restic(rt, invocation, access, cancel, kill_grace=READER_KILL_GRACE)
         else:
@@ -243,7 +244,7 @@ def _restore_size(
 
     listed = run_restic(
         rt,
-        commands.ls(rt.restic_binary, access, rt.cache_dir, os.environ, snapshot=snapshot.id),
+        commands.ls(rt.restic_at(access), snapshot=snapshot.id),
         access,
         cancel,
         on_message=count,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import filecmp
 import logging
-import os
 import random
 import shutil
 import tempfile
@@ -112,7 +111,7 @@ def _pick(
     site = access.site
     # Sample more than needed: files too big for drill_max_bytes are passed over.
     reservoir = _Sample(site.drill_files * 4)
-    listing = commands.ls(rt.restic_binary, access, rt.cache_dir, os.environ, snapshot=snapshot.id)
+    listing = commands.ls(rt.restic_at(access), snapshot=snapshot.id)
     listed = run_restic(rt, listing, access, cancel, on_message=reservoir.offer)
     error = classify(listed)
     if error is not None:
@@ -142,10 +141,7 @@ def _verify(
     """Restore the sample into scratch with restic --verify and compare it with the live files
     that have not changed since; None when every file came back intact."""
     invocation = commands.restore(
-        rt.restic_binary,
-        access,
-        rt.cache_dir,
-        os.environ,
+        rt.restic_at(access),
         snapshot=snapshot.id,
         target=scratch,
         include=tuple(_literal(path) for path in paths),

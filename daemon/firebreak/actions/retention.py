@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from firebreak.actions.operation import at_site, run_restic
@@ -40,9 +39,12 @@ def forget_at_site(
             run_log.info("skipped: %s", DECLARED)
             return RunOutcome(Status.SKIPPED, error_message=DECLARED)
         invocation = commands.forget(
-            rt.restic_binary, access, rt.cache_dir, os.environ,
-            source_name=source, host=rt.host, retention=retention, dry_run=dry_run,
-        )  # fmt: skip
+            rt.restic_at(access),
+            source_name=source,
+            host=rt.host,
+            retention=retention,
+            dry_run=dry_run,
+        )
         # A site that refuses deletes is append-only: stop at its first refusal instead of
         # letting restic retry it for a minute or more.
         result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
@@ -52,8 +54,12 @@ def forget_at_site(
         if isinstance(error, DeletionRefused):
             reason = REFUSED.format(why=error.message.removeprefix("the site refused to delete "))
             run_log.warning("skipped: %s", reason)
-            return RunOutcome(Status.SKIPPED, exit_code=result.exit_code,
-                              error_class=error.error_class, error_message=reason)  # fmt: skip
+            return RunOutcome(
+                Status.SKIPPED,
+                exit_code=result.exit_code,
+                error_class=error.error_class,
+                error_message=reason,
+            )
         return RunOutcome.failed(error, result.exit_code)
 
     return at_site(rt, source, site_name, Operation.FORGET, forget, cancel=cancel)

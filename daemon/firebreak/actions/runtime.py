@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections.abc import MutableMapping
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.history.database import make_engine, require_current
+from firebreak.restic.commands import SiteAccess, SiteRestic
 from firebreak.restic.program import detect_version
 from firebreak.restic.version import ResticVersion
 
@@ -49,13 +51,9 @@ class Runtime:
         fresh.needs_unlock = self.needs_unlock
         return fresh
 
-    @property
-    def restic_binary(self) -> str:
-        return self.config.restic.binary
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.config.cache_dir
+    def restic_at(self, access: SiteAccess) -> SiteRestic:
+        """How restic runs at the site, in this process's environment."""
+        return SiteRestic.of(self.config, access, os.environ)
 
 
 def prepare_restic(config: Config) -> ResticVersion:

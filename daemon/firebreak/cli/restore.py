@@ -83,9 +83,15 @@ def restore(
     bar = _Bar(source) if sys.stdout.isatty() else None
     with cancel_on_signals(cancel), bar or contextlib.nullcontext():
         report = restore_source(
-            rt, source, target, site=site, snapshot=snapshot, include=include, cancel=cancel,
+            rt,
+            source,
+            target,
+            site=site,
+            snapshot=snapshot,
+            include=include,
+            cancel=cancel,
             progress=bar,
-        )  # fmt: skip
+        )
     for attempt in report.attempts:
         if attempt.error:
             click.echo(f"  {attempt.site}: {attempt.error}", err=True)

@@ -61,8 +61,15 @@ class Retention(Strict):
 
     @model_validator(mode="after")
     def _some_rule(self) -> Retention:
-        rules = [self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly,
-                 self.keep_monthly, self.keep_yearly, self.keep_within]  # fmt: skip
+        rules = [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+            self.keep_within,
+        ]
         if all(rule is None for rule in rules) and not self.keep_tags:
             raise ValueError("give at least one keep_* rule, or leave retention out")
         return self

@@ -79,8 +79,10 @@ class Daemon:
         for run in recovered:
             log.warning(
                 "run %d (%s → %s) was left running by an earlier firebreak: marked interrupted",
-                run.id, run.source, run.site,
-            )  # fmt: skip
+                run.id,
+                run.source,
+                run.site,
+            )
             self.rt.needs_unlock.add(run.site)
         try:
             self.metrics = serve(
@@ -178,25 +180,45 @@ class Daemon:
         plan: list[tuple[str, str, Callable[..., None], tuple[str, ...], str]] = []
         for name, source in config.sources.items():
             plan.append(
-                (f"cycle:{name}", f"cycle of {name}", self._cycle_job, (name, "schedule"),
-                 source.schedule)
-            )  # fmt: skip
+                (
+                    f"cycle:{name}",
+                    f"cycle of {name}",
+                    self._cycle_job,
+                    (name, "schedule"),
+                    source.schedule,
+                )
+            )
             if source.retention is not None:
                 plan.append(
-                    (f"retention:{name}", f"retention of {name}", self._retention_job, (name,),
-                     source.retention.schedule)
-                )  # fmt: skip
+                    (
+                        f"retention:{name}",
+                        f"retention of {name}",
+                        self._retention_job,
+                        (name,),
+                        source.retention.schedule,
+                    )
+                )
         for name, site in config.sites.items():
             if site.check_schedule is not None:
                 plan.append(
-                    (f"check:{name}", f"check of {name}", self._check_job, (name,),
-                     site.check_schedule)
-                )  # fmt: skip
+                    (
+                        f"check:{name}",
+                        f"check of {name}",
+                        self._check_job,
+                        (name,),
+                        site.check_schedule,
+                    )
+                )
             if site.drill_schedule is not None:
                 plan.append(
-                    (f"drill:{name}", f"restore drill at {name}", self._drill_job, (name,),
-                     site.drill_schedule)
-                )  # fmt: skip
+                    (
+                        f"drill:{name}",
+                        f"restore drill at {name}",
+                        self._drill_job,
+                        (name,),
+                        site.drill_schedule,
+                    )
+                )
         for job_id, label, function, args, schedule in plan:
             self.scheduler.add_job(
                 function,

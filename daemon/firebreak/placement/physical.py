@@ -301,11 +301,9 @@ def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str
     def probe(name: str) -> tuple[str, str | None, str | None]:
         site = config.sites[name]
         answer = ask_site(
+            config,
             name,
-            site,
-            lambda access: commands.cat_config(
-                config.restic.binary, access, config.cache_dir, os.environ
-            ),
+            commands.cat_config,
             timeout=min(PROBE_TIMEOUT_SECONDS, site.timeout.total_seconds()),
         )
         if isinstance(answer.error, RepositoryNotFound):

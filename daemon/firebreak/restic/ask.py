@@ -1,20 +1,21 @@
 """Asking one site one question (snapshots, its repository id): resolve, build, run, classify.
 
-Failures of any kind come back as a ResticError on the answer, never as an exception, so a
+Failures of any kind come back as a Failure on the answer, never as an exception, so a
 caller asking many sites at once gets one answer per site.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from firebreak.config.model import Site
+from firebreak.config.model import Config
 from firebreak.config.references import UnresolvedReference
 from firebreak.outcomes import Failure, ResticUnavailable, SiteConfigError
 from firebreak.restic import runner
 from firebreak.restic.access import resolve_site
-from firebreak.restic.commands import SiteAccess
+from firebreak.restic.commands import SiteRestic
 from firebreak.restic.errors import classify
 from firebreak.restic.result import ResticResult
 
@@ -31,14 +32,14 @@ class Answer:
 
 
 def ask_site(
-    name: str, site: Site, build: Callable[[SiteAccess], runner.Invocation], *, timeout: float
+    config: Config, name: str, build: Callable[[SiteRestic], runner.Invocation], *, timeout: float
 ) -> Answer:
     try:
-        access = resolve_site(name, site)
+        access = resolve_site(name, config.sites[name])
     except UnresolvedReference as exc:
         return Answer(None, SiteConfigError(f"sites.{name}: {exc}"))
     try:
-        result = runner.run(build(access), timeout=timeout)
+        result = runner.run(build(SiteRestic.of(config, access, os.environ)), timeout=timeout)
     except ResticUnavailable as exc:
         return Answer(None, exc)
     return Answer(result, classify(result))

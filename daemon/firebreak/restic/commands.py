@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from firebreak.config.model import Retention, Site, Source
+from firebreak.config.model import Config, Retention, Site, Source
 from firebreak.restic.runner import Invocation
 
 SOURCE_TAG_PREFIX = "firebreak.source="
@@ -51,6 +51,37 @@ class SiteAccess:
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
+@dataclass(frozen=True)
+class SiteRestic:
+    """How to run restic at one site: the program, the site's resolved access, restic's cache,
+    and the environment firebreak runs in (restic inherits only the INHERITED part of it)."""
+
+    binary: str
+    access: SiteAccess
+    cache_dir: Path
+    parent_env: Mapping[str, str] = field(repr=False)
+
+    @classmethod
+    def of(cls, config: Config, access: SiteAccess, parent_env: Mapping[str, str]) -> SiteRestic:
+        return cls(config.restic.binary, access, config.cache_dir, parent_env)
+
+    def invocation(self, command: str, *args: str) -> Invocation:
+        """``restic COMMAND --json GLOBAL-OPTIONS ARGS``."""
+        return Invocation(
+            argv=(
+                self.binary,
+                command,
+                "--json",
+                *global_args(self.access.site, self.cache_dir),
+                *args,
+            ),
+            env=build_env(self.access, self.parent_env),
+            password=self.access.password,
+            secrets=self.access.secrets,
+            command=command,
+        )
+
+
 def source_tag(source_name: str) -> str:
     return f"{SOURCE_TAG_PREFIX}{source_name}"
 
@@ -84,95 +115,50 @@ def global_args(site: Site, cache_dir: Path) -> tuple[str, ...]:
     return tuple(options)
 
 
-def _invocation(
-    binary: str,
-    command: tuple[str, ...],
-    access: SiteAccess,
-    cache_dir: Path,
-    parent_env: Mapping[str, str],
-) -> Invocation:
-    return Invocation(
-        argv=(binary, *command[:1], "--json", *global_args(access.site, cache_dir), *command[1:]),
-        env=build_env(access, parent_env),
-        password=access.password,
-        secrets=access.secrets,
-    )
+def init(at: SiteRestic) -> Invocation:
+    return at.invocation("init")
 
 
-def init(
-    binary: str, access: SiteAccess, cache_dir: Path, parent_env: Mapping[str, str]
-) -> Invocation:
-    return _invocation(binary, ("init",), access, cache_dir, parent_env)
-
-
-def backup(
-    binary: str,
-    access: SiteAccess,
-    cache_dir: Path,
-    parent_env: Mapping[str, str],
-    *,
-    source_name: str,
-    source: Source,
-    host: str,
-) -> Invocation:
-    command: list[str] = ["backup", "--host", host, "--tag", source_tag(source_name)]
+def backup(at: SiteRestic, *, source_name: str, source: Source, host: str) -> Invocation:
+    args: list[str] = ["--host", host, "--tag", source_tag(source_name)]
     for tag in source.tags:
-        command += ["--tag", tag]
+        args += ["--tag", tag]
     for pattern in source.exclude:
-        command += ["--exclude", pattern]
+        args += ["--exclude", pattern]
     for name in source.exclude_if_present:
-        command += ["--exclude-if-present", name]
+        args += ["--exclude-if-present", name]
     if source.one_file_system:
-        command.append("--one-file-system")
-    command += ["--", *(str(path) for path in source.paths)]
-    return _invocation(binary, tuple(command), access, cache_dir, parent_env)
+        args.append("--one-file-system")
+    args += ["--", *(str(path) for path in source.paths)]
+    return at.invocation("backup", *args)
 
 
-def snapshots(
-    binary: str,
-    access: SiteAccess,
-    cache_dir: Path,
-    parent_env: Mapping[str, str],
-    *,
-    source_name: str | None = None,
-) -> Invocation:
-    command: tuple[str, ...] = ("snapshots",)
-    if source_name is not None:
-        command += ("--tag", source_tag(source_name))
-    return _invocation(binary, command, access, cache_dir, parent_env)
+def snapshots(at: SiteRestic, *, source_name: str | None = None) -> Invocation:
+    tagged = ("--tag", source_tag(source_name)) if source_name is not None else ()
+    return at.invocation("snapshots", *tagged)
 
 
-def unlock(
-    binary: str, access: SiteAccess, cache_dir: Path, parent_env: Mapping[str, str]
-) -> Invocation:
+def unlock(at: SiteRestic) -> Invocation:
     """``restic unlock``: removes only stale locks (dead owner on this host, or 30 min old)."""
-    return _invocation(binary, ("unlock",), access, cache_dir, parent_env)
+    return at.invocation("unlock")
 
 
 def forget(
-    binary: str,
-    access: SiteAccess,
-    cache_dir: Path,
-    parent_env: Mapping[str, str],
-    *,
-    source_name: str,
-    host: str,
-    retention: Retention,
-    dry_run: bool = False,
+    at: SiteRestic, *, source_name: str, host: str, retention: Retention, dry_run: bool = False
 ) -> Invocation:
     """``restic forget --prune`` of this source's snapshots from this host only: sources
     (and hosts) sharing a repository never forget each other's snapshots."""
-    command: list[str] = ["forget", "--host", host, "--tag", source_tag(source_name)]
+    args: list[str] = ["--host", host, "--tag", source_tag(source_name)]
     for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         count = getattr(retention, f"keep_{rule}")
         if count is not None:
-            command += [f"--keep-{rule}", str(count)]
+            args += [f"--keep-{rule}", str(count)]
     if retention.keep_within is not None:
-        command += ["--keep-within", restic_duration(retention.keep_within)]
+        args += ["--keep-within", restic_duration(retention.keep_within)]
     for tag in retention.keep_tags:
-        command += ["--keep-tag", tag]
-    command.append("--dry-run" if dry_run else "--prune")
-    return _invocation(binary, tuple(command), access, cache_dir, parent_env)
+        args += ["--keep-tag", tag]
+    args.append("--dry-run" if dry_run else "--prune")
+    return at.invocation("forget", *args)
 
 
 def restic_duration(value: timedelta) -> str:
@@ -182,58 +168,37 @@ def restic_duration(value: timedelta) -> str:
     return f"{days}d{hours}h" if days else f"{hours}h"
 
 
-def ls(
-    binary: str,
-    access: SiteAccess,
-    cache_dir: Path,
-    parent_env: Mapping[str, str],
-    *,
-    snapshot: str,
-) -> Invocation:
+def ls(at: SiteRestic, *, snapshot: str) -> Invocation:
     """``restic ls --json SNAPSHOT``: the snapshot, then one line per file or directory."""
-    return _invocation(binary, ("ls", snapshot), access, cache_dir, parent_env)
+    return at.invocation("ls", snapshot)
 
 
-def check(
-    binary: str,
-    access: SiteAccess,
-    cache_dir: Path,
-    parent_env: Mapping[str, str],
-    *,
-    subset: tuple[int, int] | None,
-) -> Invocation:
+def check(at: SiteRestic, *, subset: tuple[int, int] | None) -> Invocation:
     """``restic check``; subset (n, N) reads that part of the pack data too."""
-    command: tuple[str, ...] = ("check",)
-    if subset is not None:
-        command += (f"--read-data-subset={subset[0]}/{subset[1]}",)
-    return _invocation(binary, command, access, cache_dir, parent_env)
+    reading = (f"--read-data-subset={subset[0]}/{subset[1]}",) if subset is not None else ()
+    return at.invocation("check", *reading)
 
 
-def cat_config(
-    binary: str, access: SiteAccess, cache_dir: Path, parent_env: Mapping[str, str]
-) -> Invocation:
+def cat_config(at: SiteRestic) -> Invocation:
     """``restic cat config``: the repository's id, to tell two URLs for one repository apart."""
-    return _invocation(binary, ("cat", "config"), access, cache_dir, parent_env)
+    return at.invocation("cat", "config")
 
 
 def restore(
-    binary: str,
-    access: SiteAccess,
-    cache_dir: Path,
-    parent_env: Mapping[str, str],
+    at: SiteRestic,
     *,
     snapshot: str,
     target: Path,
     include: tuple[str, ...] = (),
     verify: bool = False,
 ) -> Invocation:
-    command: list[str] = ["restore", snapshot, "--target", str(target)]
+    args: list[str] = [snapshot, "--target", str(target)]
     for pattern in include:
-        command += ["--include", pattern]
+        args += ["--include", pattern]
     if verify:
-        command.append("--verify")
-    return _invocation(binary, tuple(command), access, cache_dir, parent_env)
+        args.append("--verify")
+    return at.invocation("restore", *args)
 
 
 def version(binary: str, parent_env: Mapping[str, str]) -> Invocation:
-    return Invocation(argv=(binary, "version"), env=inherited(parent_env))
+    return Invocation(argv=(binary, "version"), env=inherited(parent_env), command="version")

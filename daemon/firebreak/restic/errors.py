@@ -112,7 +112,8 @@ def classify(result: ResticResult) -> ResticError | None:
     if result.stop_reason is StopReason.CANCELLED:
         return Interrupted("stopped on request", exit_code=result.exit_code)
     code = result.exit_code
-    deletes = any(word in result.argv for word in ("forget", "prune"))
+    # Only a command that deletes can have a delete refused (a backup tagged "prune" cannot).
+    deletes = result.command in ("forget", "prune")
     if deletes and (result.stop_reason is StopReason.GAVE_UP or code != 0):
         refused = _deletion_refused(result)
         if refused is not None:

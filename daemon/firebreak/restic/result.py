@@ -26,6 +26,8 @@ class StopReason(enum.Enum):
 @dataclass
 class ResticResult:
     argv: tuple[str, ...]
+    # The restic command that ran (backup, forget, ...).
+    command: str = ""
     exit_code: int = -1
     duration_seconds: float = 0.0
     stop_reason: StopReason = StopReason.NONE

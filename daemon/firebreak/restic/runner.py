@@ -44,6 +44,8 @@ class Invocation:
     password: str | None = None
     # Values to mask wherever output is kept or logged.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The restic command (backup, forget, ...): what the run does, without reading argv.
+    command: str = ""
 
     def __repr__(self) -> str:  # never show env values or the password
         return f"Invocation(argv={self.argv!r})"
@@ -79,7 +81,7 @@ def run(
     Never raises for restic's own failures: ``errors.classify`` reads the result. Raises
     ResticUnavailable only when the program cannot be started at all.
     """
-    result = ResticResult(argv=invocation.argv)
+    result = ResticResult(argv=invocation.argv, command=invocation.command)
     env = dict(invocation.env)
     pass_fds: tuple[int, ...] = ()
     read_fd = None

@@ -65,9 +65,15 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 def test_a_run_is_running_until_finished(engine: Engine) -> None:
     cycle = start_cycle(engine, source="www", trigger="cli", host="h", sites=1)
     run_id = start_run(
-        engine, source="www", site="a", operation="backup", host="h", restic_version="0.14.0",
-        cycle_id=cycle, pid=123,
-    )  # fmt: skip
+        engine,
+        source="www",
+        site="a",
+        operation="backup",
+        host="h",
+        restic_version="0.14.0",
+        cycle_id=cycle,
+        pid=123,
+    )
     latest = latest_runs(engine)[("www", "a")]
     assert latest.last_attempt is not None and latest.last_attempt.status == Status.RUNNING
     assert latest.last_success is None
@@ -96,12 +102,20 @@ def test_latest_attempt_and_latest_success_per_source_and_site(engine: Engine) -
 def test_freshness_and_safety_from_the_history(engine: Engine) -> None:
     config = Config.model_validate(
         {
-            "sites": {name: {"repository": f"/r/{name}", "password_command": "x", "location": LOCATION}
-                      for name in ("a", "b", "c")},
-            "sources": {"www": {"paths": ["/w"], "sites": ["a", "b", "c"], "max_age": "1h",
-                                "min_fresh_sites": 2}},
+            "sites": {
+                name: {"repository": f"/r/{name}", "password_command": "x", "location": LOCATION}
+                for name in ("a", "b", "c")
+            },
+            "sources": {
+                "www": {
+                    "paths": ["/w"],
+                    "sites": ["a", "b", "c"],
+                    "max_age": "1h",
+                    "min_fresh_sites": 2,
+                }
+            },
         }
-    )  # fmt: skip
+    )
     _run(engine, "a", Status.SUCCESS)
     _run(engine, "b", Status.SUCCESS)
     _run(engine, "c", Status.FAILED)
@@ -172,12 +186,21 @@ def _proof_run(
 def test_a_site_whose_data_failed_a_drill_or_check_does_not_count(engine: Engine) -> None:
     config = Config.model_validate(
         {
-            "sites": {name: {"repository": f"/r/{name}", "password_command": "x", "location": LOCATION}
-                      for name in ("a", "b", "c")},
-            "sources": {name: {"paths": ["/w"], "sites": ["a", "b", "c"], "max_age": "1h",
-                               "min_fresh_sites": 2} for name in ("www", "db")},
+            "sites": {
+                name: {"repository": f"/r/{name}", "password_command": "x", "location": LOCATION}
+                for name in ("a", "b", "c")
+            },
+            "sources": {
+                name: {
+                    "paths": ["/w"],
+                    "sites": ["a", "b", "c"],
+                    "max_age": "1h",
+                    "min_fresh_sites": 2,
+                }
+                for name in ("www", "db")
+            },
         }
-    )  # fmt: skip
+    )
     for site in ("a", "b", "c"):
         _run(engine, site, Status.SUCCESS)
         _run(engine, site, Status.SUCCESS, source="db")

@@ -31,13 +31,18 @@ def _config(sites: list[str], policy: dict[str, Any] | None = None, **source: An
                 "repository": f"/srv/{name}",
                 "password_command": "x",
                 "location": {
-                    "provider": p, "region": r, "datacenter": d, "country": c, "lat": lat, "lon": lon,
+                    "provider": p,
+                    "region": r,
+                    "datacenter": d,
+                    "country": c,
+                    "lat": lat,
+                    "lon": lon,
                 },
             }
             for name, (p, r, d, c, lat, lon) in PLACES.items()
         },
         "sources": {"www": {"paths": ["/var/www"], "sites": sites, **source}},
-    }  # fmt: skip
+    }
     if policy is not None:
         data["placement"] = policy
     return Config.model_validate(data)
@@ -202,20 +207,36 @@ def test_bad_loss_specs(text: str) -> None:
     [
         ("/srv/repo/", "local", None, "local:/srv/repo"),
         ("local:/srv/./repo", "local", None, "local:/srv/repo"),
-        ("rest:http://u:pw@Backup.Example.net:8000/www/", "remote", "backup.example.net",
-         "rest:http://backup.example.net:8000/www"),
-        ("rest:https://backup.example.net/www", "remote", "backup.example.net",
-         "rest:https://backup.example.net:443/www"),
+        (
+            "rest:http://u:pw@Backup.Example.net:8000/www/",
+            "remote",
+            "backup.example.net",
+            "rest:http://backup.example.net:8000/www",
+        ),
+        (
+            "rest:https://backup.example.net/www",
+            "remote",
+            "backup.example.net",
+            "rest:https://backup.example.net:443/www",
+        ),
         ("sftp:user@host.example:/srv/r", "remote", "host.example", "sftp://host.example:22/srv/r"),
-        ("sftp://user@host.example:2222//srv/r", "remote", "host.example",
-         "sftp://host.example:2222/srv/r"),
-        ("s3:s3.amazonaws.com/bucket/prefix", "remote", "s3.amazonaws.com",
-         "s3:https://s3.amazonaws.com:443/bucket/prefix"),
+        (
+            "sftp://user@host.example:2222//srv/r",
+            "remote",
+            "host.example",
+            "sftp://host.example:2222/srv/r",
+        ),
+        (
+            "s3:s3.amazonaws.com/bucket/prefix",
+            "remote",
+            "s3.amazonaws.com",
+            "s3:https://s3.amazonaws.com:443/bucket/prefix",
+        ),
         ("s3:http://127.0.0.1:9000/b", "remote", "127.0.0.1", "s3:http://127.0.0.1:9000/b"),
         ("b2:bucket:path/", "service", None, "b2:bucket:path"),
         ("rclone:remote:backups", "service", None, "rclone:remote:backups"),
     ],
-)  # fmt: skip
+)
 def test_repository_targets(repository: str, kind: str, host: str | None, identity: str) -> None:
     target = parse_repository(repository)
     assert (target.kind, target.host, target.identity) == (kind, host, identity)

@@ -9,7 +9,7 @@ import pytest
 from firebreak.config.model import Site, Source
 from firebreak.restic import commands
 from firebreak.restic.access import resolve_site
-from firebreak.restic.commands import SiteAccess
+from firebreak.restic.commands import SiteAccess, SiteRestic
 
 LOCATION = {"provider": "p", "region": "r", "datacenter": "d", "country": "FR"}
 
@@ -28,6 +28,10 @@ def _access(site: Site, environ: dict[str, str] | None = None) -> SiteAccess:
     return resolve_site("fra", site, environ=environ or {"REST_PW": "rest-secret"})
 
 
+def _at(access: SiteAccess, binary: str = "restic", cache: str = "/c") -> SiteRestic:
+    return SiteRestic(binary, access, Path(cache), {})
+
+
 def test_backup_argv_has_everything_but_secrets() -> None:
     site = _site(options={"rest.connections": "4"}, limit_upload=512)
     source = Source.model_validate(
@@ -41,21 +45,33 @@ def test_backup_argv_has_everything_but_secrets() -> None:
         }
     )
     invocation = commands.backup(
-        "restic", _access(site), Path("/cache"), {}, source_name="www", source=source, host="web1"
+        _at(_access(site), cache="/cache"), source_name="www", source=source, host="web1"
     )
     assert invocation.argv == (
-        "restic", "backup", "--json",
-        "--cache-dir", "/cache",
-        "-o", "rest.connections=4",
-        "--limit-upload", "512",
-        "--host", "web1",
-        "--tag", "firebreak.source=www",
-        "--tag", "web",
-        "--exclude", "*.tmp",
-        "--exclude-if-present", ".nobackup",
+        "restic",
+        "backup",
+        "--json",
+        "--cache-dir",
+        "/cache",
+        "-o",
+        "rest.connections=4",
+        "--limit-upload",
+        "512",
+        "--host",
+        "web1",
+        "--tag",
+        "firebreak.source=www",
+        "--tag",
+        "web",
+        "--exclude",
+        "*.tmp",
+        "--exclude-if-present",
+        ".nobackup",
         "--one-file-system",
-        "--", "/var/www", "/etc/nginx",
-    )  # fmt: skip
+        "--",
+        "/var/www",
+        "/etc/nginx",
+    )
     joined = " ".join(invocation.argv)
     assert "rest-secret" not in joined and "rest:" not in joined
     assert invocation.env["RESTIC_REPOSITORY"] == "rest:https://u:rest-secret@h:8000/www"
@@ -79,7 +95,7 @@ def test_environment_is_fresh_and_allowlisted() -> None:
 def test_env_password_goes_through_a_pipe_not_the_environment() -> None:
     site = _site(password_file=None, password="${FRA_PASSWORD}")
     access = resolve_site("fra", site, environ={"REST_PW": "x", "FRA_PASSWORD": "pw-123"})
-    invocation = commands.snapshots("restic", access, Path("/c"), {}, source_name="www")
+    invocation = commands.snapshots(_at(access), source_name="www")
     assert invocation.password == "pw-123"
     assert "pw-123" not in invocation.env.values()
     assert "RESTIC_PASSWORD_FILE" not in invocation.env  # the runner sets it to the pipe
@@ -108,13 +124,17 @@ def test_unset_variable_is_named_without_values() -> None:
 
 def test_init_and_restore_argv() -> None:
     access = _access(_site(limit_download=100))
-    init = commands.init("/usr/bin/restic", access, Path("/c"), {})
+    init = commands.init(_at(access, binary="/usr/bin/restic"))
     assert init.argv == (
-        "/usr/bin/restic", "init", "--json", "--cache-dir", "/c", "--limit-download", "100"
-    )  # fmt: skip
-    restore = commands.restore(
-        "restic", access, Path("/c"), {}, snapshot="latest", target=Path("/restore")
+        "/usr/bin/restic",
+        "init",
+        "--json",
+        "--cache-dir",
+        "/c",
+        "--limit-download",
+        "100",
     )
+    restore = commands.restore(_at(access), snapshot="latest", target=Path("/restore"))
     assert restore.argv[-3:] == ("latest", "--target", "/restore")
 
 
@@ -127,16 +147,21 @@ def test_forget_is_scoped_to_the_source_and_host() -> None:
         keep_last=3, keep_daily=7, keep_within=timedelta(weeks=2), keep_tags=["keep"]
     )
     invocation = commands.forget(
-        "restic",
-        _access(_site()),
-        Path("/c"),
-        {},
-        source_name="www",
-        host="web1",
-        retention=retention,
+        _at(_access(_site())), source_name="www", host="web1", retention=retention
     )
+    assert invocation.command == "forget"
     assert invocation.argv[5:] == (
-        "--host", "web1", "--tag", "firebreak.source=www",
-        "--keep-last", "3", "--keep-daily", "7", "--keep-within", "14d0h",
-        "--keep-tag", "keep", "--prune",
-    )  # fmt: skip
+        "--host",
+        "web1",
+        "--tag",
+        "firebreak.source=www",
+        "--keep-last",
+        "3",
+        "--keep-daily",
+        "7",
+        "--keep-within",
+        "14d0h",
+        "--keep-tag",
+        "keep",
+        "--prune",
+    )

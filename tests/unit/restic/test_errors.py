@@ -16,7 +16,7 @@ from firebreak.restic.result import ResticResult, StopReason
 def _result(
     code: int, *stderr: str, exit_error: int | None = None, argv: tuple[str, ...] = ("restic",)
 ) -> ResticResult:
-    result = ResticResult(argv=argv, exit_code=code)
+    result = ResticResult(argv=argv, command=argv[1] if len(argv) > 1 else "", exit_code=code)
     result.stderr_tail.extend(stderr)
     result.exit_error_code = exit_error
     return result
@@ -186,8 +186,10 @@ def test_a_refused_delete_that_restic_gave_up_on_is_deletion_refused() -> None:
         "github.com/restic/restic/internal/backend/rest.(*Backend).Remove",
     )
     assert isinstance(errors.classify(_result(1, *lines, argv=FORGET)), outcomes.DeletionRefused)
-    # Only a command that deletes can be refused a delete.
-    backup = ("restic", "backup", "--json", "--", "/srv")
-    assert not isinstance(
-        errors.classify(_result(1, *lines, argv=backup)), outcomes.DeletionRefused
-    )
+    # Only a command that deletes can be refused a delete, whatever words its argv holds.
+    for backup in (
+        ("restic", "backup", "--json", "--", "/srv"),
+        ("restic", "backup", "--json", "--tag", "prune", "--", "/srv/forget"),
+    ):
+        error = errors.classify(_result(1, *lines, argv=backup))
+        assert not isinstance(error, outcomes.DeletionRefused)
