@@ -59,6 +59,32 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """When firebreak stops restic: after ``timeout`` seconds in all, after ``stall_timeout``
+    seconds without progress, or once ``cancel`` is set."""
+
+    timeout: float | None = None
+    stall_timeout: float | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """Who hears about a run while it goes on.
+
+    on_status: each ``status`` line. on_message: each other JSON value on stdout, as it
+    arrives (the result keeps only the first MAX_MESSAGES). on_io: restic's I/O counters, a
+    few times a second. give_up: a stderr line for which restic should be stopped at once (it
+    would only retry in vain).
+    """
+
+    on_status: Callable[[dict[str, Any]], None] | None = None
+    on_message: Callable[[Any], None] | None = None
+    on_io: Callable[[IoCounters], None] | None = None
+    give_up: Callable[[str], bool] | None = None
+
+
 def run(
     invocation: Invocation,
     *,
@@ -71,18 +97,28 @@ def run(
     give_up: Callable[[str], bool] | None = None,
     kill_grace: float = KILL_GRACE_SECONDS,
 ) -> ResticResult:
-    """Run restic to the end (or until a limit) and return what it said.
-
-    on_message: each JSON value on stdout that is not a status line, as it arrives (the
-    result keeps only the first MAX_MESSAGES). on_io: restic's I/O counters, sampled about
-    five times a second; they also count as progress for the stall detector. give_up: a
-    stderr line for which restic should be stopped at once (it would only retry in vain).
+    """Run restic to the end (or until a limit) and return what it said. The keywords are
+    those of Limits and Listeners; kill_grace: how long after SIGINT restic gets SIGKILL.
 
     Never raises for restic's own failures: ``errors.classify`` reads the result. Raises
     ResticUnavailable only when the program cannot be started at all.
     """
-    result = ResticResult(argv=invocation.argv, command=invocation.command)
+    watch = _Watch(
+        invocation,
+        _start(invocation),
+        Limits(timeout, stall_timeout, cancel),
+        Listeners(on_status, on_message, on_io, give_up),
+        kill_grace,
+    )
+    return watch.to_the_end()
+
+
+def _start(invocation: Invocation) -> subprocess.Popen[bytes]:
+    """restic in a process group of its own, its password (if any) on an inherited pipe."""
     env = dict(invocation.env)
+    program = invocation.argv[0]
+    if shutil.which(program, path=env.get("PATH")) is None:
+        raise ResticUnavailable(f"cannot start {program}: no such program, or not executable")
     pass_fds: tuple[int, ...] = ()
     read_fd = None
     if invocation.password is not None:
@@ -93,13 +129,6 @@ def run(
             os.close(write_fd)
         env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{read_fd}"
         pass_fds = (read_fd,)
-
-    program = invocation.argv[0]
-    if shutil.which(program, path=env.get("PATH")) is None:
-        if read_fd is not None:
-            os.close(read_fd)
-        raise ResticUnavailable(f"cannot start {program}: no such program, or not executable")
-    started = time.monotonic()
     try:
         process = subprocess.Popen(
             (*_die_with_parent(), *invocation.argv),
@@ -112,92 +141,183 @@ def run(
             cwd="/",  # nothing may depend on where firebreak was started
         )
     except OSError as exc:
-        raise ResticUnavailable(
-            f"cannot start {invocation.argv[0]}: {exc.strerror or exc}"
-        ) from None
+        raise ResticUnavailable(f"cannot start {program}: {exc.strerror or exc}") from None
     finally:
         if read_fd is not None:
             os.close(read_fd)
-
     log.debug("started %s (pid %d)", " ".join(invocation.argv), process.pid)
-    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-    # Bytes read from restic's stdout and stderr (one slot per reader thread): its own
-    # output is in its I/O counters too, and is not progress.
-    piped = [0, 0]
-    readers = [
-        threading.Thread(target=_pump, args=(process.stdout, "out", lines, piped, 0), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, "err", lines, piped, 1), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
+    return process
 
-    progress = Progress()
-    open_streams = 2
-    watched = on_io is not None or stall_timeout is not None
-    next_io = 0.0
-    try:
-        while open_streams:
-            quiet = False
-            try:
-                stream, line = lines.get(timeout=0.2)
-            except queue.Empty:
-                quiet = True
-            else:
-                if line is None:
-                    open_streams -= 1
-                else:
-                    _take_line(
-                        stream, line, result, invocation.secrets, progress, on_status, on_message
-                    )
-                    if stream == "err" and give_up is not None and give_up(line):
-                        result.stop_reason = StopReason.GAVE_UP
-            if watched and time.monotonic() >= next_io:  # a few samples a second
-                next_io = time.monotonic() + IO_SAMPLE_SECONDS
-                sample_io(process.pid, progress, piped, on_io)
-            if _exited(process):
-                # restic has exited: no limit applies any more. A child that inherited its pipes
-                # (an ssh, a password helper) must not keep the run open: once the pipes go
-                # quiet, keep what is already on its way and stop reading.
+
+class _Watch:
+    """One restic process from its start to its reaping: its output read line by line, its
+    I/O counters sampled, its limits applied, and stopped when one is reached."""
+
+    def __init__(
+        self,
+        invocation: Invocation,
+        process: subprocess.Popen[bytes],
+        limits: Limits,
+        listeners: Listeners,
+        kill_grace: float,
+    ) -> None:
+        self.process = process
+        self.secrets = invocation.secrets
+        self.limits = limits
+        self.listeners = listeners
+        self.kill_grace = kill_grace
+        self.result = ResticResult(argv=invocation.argv, command=invocation.command)
+        self.progress = Progress()
+        self.started = time.monotonic()
+        self.watched = listeners.on_io is not None or limits.stall_timeout is not None
+        self.next_sample = 0.0
+        self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        self.open_streams = 2
+        # Bytes read from restic's stdout and stderr (one slot per reader thread): its own
+        # output is in its I/O counters too, and is not progress.
+        self.piped = [0, 0]
+        streams = ((process.stdout, "out"), (process.stderr, "err"))
+        self.readers = [
+            threading.Thread(target=_pump, args=(stream, name, self.lines, self.piped, slot))
+            for slot, (stream, name) in enumerate(streams)
+        ]
+        for reader in self.readers:
+            reader.daemon = True
+            reader.start()
+
+    def to_the_end(self) -> ResticResult:
+        try:
+            stopped = self._follow()
+            exited = not stopped and _exited_unreaped(self.process, within=2.0)
+            if self.watched and exited and self.process.returncode is None:
+                # The final count: complete once restic has exited, readable until it is
+                # reaped. A process firebreak stopped was reaped while it was stopped, and
+                # its pid may belong to another process by now: it is not read.
+                self._sample_io()
+        except BaseException:
+            # A failure in firebreak (a callback, an interrupt) must not leave restic running
+            # with nobody reading its pipes, holding its repository lock.
+            _stop(self.process, self.kill_grace)
+            raise
+        try:
+            self.result.exit_code = self.process.wait(timeout=self.kill_grace)
+        except subprocess.TimeoutExpired:
+            _stop(self.process, 0)
+            self.result.exit_code = self.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=1.0)
+        self.result.duration_seconds = time.monotonic() - self.started
+        return self.result
+
+    def _follow(self) -> bool:
+        """Read until restic is done, or stop it at a limit; True when it was stopped."""
+        while self.open_streams:
+            quiet = not self._read_line()
+            if self.watched and time.monotonic() >= self.next_sample:  # a few times a second
+                self.next_sample = time.monotonic() + IO_SAMPLE_SECONDS
+                self._sample_io()
+            if _exited_unreaped(self.process):
+                # restic has exited: no limit applies any more. A child that inherited its
+                # pipes (an ssh, a password helper) must not keep the run open: once the pipes
+                # go quiet, keep what is already on its way and stop reading.
                 if quiet:
-                    _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
-                    break
+                    self._drain()
+                    return False
                 continue
             # Checked after every line, not only on quiet ticks: a chatty process must not
             # outrun its limits.
-            reason, limit = _limit_reached(started, progress, timeout, stall_timeout, cancel)
-            if result.stop_reason is StopReason.GAVE_UP:
-                reason = StopReason.GAVE_UP
+            reason, limit = self._limit_reached()
             if reason is not StopReason.NONE:
-                result.stop_reason, result.limit_seconds = reason, limit
+                self.result.stop_reason, self.result.limit_seconds = reason, limit
                 # Stopping on request is routine; a limit reached is worth a warning.
                 level = logging.INFO if reason is StopReason.CANCELLED else logging.WARNING
-                log.log(level, "stopping restic (pid %d): %s", process.pid, reason.value)
-                _stop(process, kill_grace)
-                _drain(lines, open_streams, result, invocation.secrets, progress, on_message)
-                break
-        if watched and _exited(process, within=2.0):
-            # The final count: complete once restic has exited, readable until it is reaped.
-            sample_io(process.pid, progress, piped, on_io)
-    except BaseException:
-        # A failure in firebreak (a callback, an interrupt) must not leave restic running
-        # with nobody reading its pipes, holding its repository lock.
-        _stop(process, kill_grace)
-        raise
+                log.log(level, "stopping restic (pid %d): %s", self.process.pid, reason.value)
+                _stop(self.process, self.kill_grace)
+                self._drain()
+                return True
+        return False
 
-    try:
-        result.exit_code = process.wait(timeout=kill_grace)
-    except subprocess.TimeoutExpired:
-        _stop(process, 0)
-        result.exit_code = process.wait()
-    for reader in readers:
-        reader.join(timeout=1.0)
-    result.duration_seconds = time.monotonic() - started
-    return result
+    def _read_line(self) -> bool:
+        """Take the next line, waiting a moment for one; False when none came."""
+        try:
+            stream, line = self.lines.get(timeout=0.2)
+        except queue.Empty:
+            return False
+        if line is None:
+            self.open_streams -= 1
+            return True
+        self._take(stream, line)
+        give_up = self.listeners.give_up
+        if stream == "err" and give_up is not None and give_up(line):
+            self.result.stop_reason = StopReason.GAVE_UP
+        return True
+
+    def _drain(self) -> None:
+        """Keep what the process printed on its way out."""
+        deadline = time.monotonic() + 2.0
+        while self.open_streams and time.monotonic() < deadline:
+            try:
+                stream, line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                self.open_streams -= 1
+            else:
+                self._take(stream, line, draining=True)
+
+    def _sample_io(self) -> None:
+        sample_io(self.process.pid, self.progress, self.piped, self.listeners.on_io)
+
+    def _limit_reached(self) -> tuple[StopReason, float]:
+        if self.result.stop_reason is StopReason.GAVE_UP:
+            return StopReason.GAVE_UP, 0.0
+        limits = self.limits
+        now = time.monotonic()
+        if limits.cancel is not None and limits.cancel.is_set():
+            return StopReason.CANCELLED, 0.0
+        if limits.timeout is not None and now - self.started > limits.timeout:
+            return StopReason.TIMEOUT, limits.timeout
+        stall = limits.stall_timeout
+        silent = now - self.progress.last_change
+        if stall is not None and self.progress.watchable and silent > stall:
+            return StopReason.STALLED, stall
+        return StopReason.NONE, 0.0
+
+    def _take(self, stream: str, line: str, *, draining: bool = False) -> None:
+        """Keep one line: stderr's tail and its error messages, stdout's JSON values."""
+        result = self.result
+        message: Any = None
+        if line.startswith(("{", "[")):
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+        self.progress.saw(message if message is not None else line)
+        kind = message.get("message_type") if isinstance(message, dict) else None
+        if stream == "err":
+            result.stderr_tail.append(mask(line, self.secrets))
+            if kind in ("error", "exit_error") and len(result.error_messages) < MAX_MESSAGES:
+                result.error_messages.append(_masked(message, self.secrets))
+            if kind == "exit_error" and isinstance(message.get("code"), int):
+                result.exit_error_code = message["code"]
+        elif message is None:
+            if len(result.stdout_lines) < MAX_MESSAGES:
+                result.stdout_lines.append(mask(line, self.secrets))
+        elif kind == "status":
+            result.last_status = message
+            if self.listeners.on_status is not None and not draining:
+                self.listeners.on_status(message)
+        else:
+            if self.listeners.on_message is not None:
+                self.listeners.on_message(message)
+            if len(result.messages) < MAX_MESSAGES:
+                result.messages.append(message)
 
 
-def _exited(process: subprocess.Popen[bytes], within: float = 0.0) -> bool:
-    """Whether restic has exited (waiting up to ``within`` seconds), without reaping it, so
-    that its /proc entry and its final I/O counters stay until ``process.wait()``."""
+def _exited_unreaped(process: subprocess.Popen[bytes], within: float = 0.0) -> bool:
+    """Whether restic has exited (waiting up to ``within`` seconds). True, and still readable
+    in /proc until ``process.wait()``, when it waits unreaped; True, and gone, when it was
+    reaped already (``returncode`` is set)."""
     deadline = time.monotonic() + within
     while True:
         if process.returncode is not None:
@@ -225,24 +345,6 @@ def _die_with_parent() -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--")
 
 
-def _limit_reached(
-    started: float,
-    progress: Progress,
-    timeout: float | None,
-    stall_timeout: float | None,
-    cancel: threading.Event | None,
-) -> tuple[StopReason, float]:
-    now = time.monotonic()
-    if cancel is not None and cancel.is_set():
-        return StopReason.CANCELLED, 0.0
-    if timeout is not None and now - started > timeout:
-        return StopReason.TIMEOUT, timeout
-    silent = now - progress.last_change
-    if stall_timeout is not None and progress.watchable and silent > stall_timeout:
-        return StopReason.STALLED, stall_timeout
-    return StopReason.NONE, 0.0
-
-
 def _pump(
     stream: IO[bytes] | None,
     name: str,
@@ -258,45 +360,6 @@ def _pump(
     lines.put((name, None))
 
 
-def _take_line(
-    stream: str,
-    line: str,
-    result: ResticResult,
-    secrets: tuple[str, ...],
-    progress: Progress,
-    on_status: Callable[[dict[str, Any]], None] | None,
-    on_message: Callable[[Any], None] | None = None,
-) -> None:
-    message: Any = None
-    if line.startswith(("{", "[")):
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-    progress.saw(message if message is not None else line)
-    if stream == "err":
-        result.stderr_tail.append(mask(line, secrets))
-        if isinstance(message, dict) and message.get("message_type") in ("error", "exit_error"):
-            if len(result.error_messages) < MAX_MESSAGES:
-                result.error_messages.append(_masked(message, secrets))
-            if message.get("message_type") == "exit_error" and isinstance(message.get("code"), int):
-                result.exit_error_code = message["code"]
-        return
-    if message is None:
-        if len(result.stdout_lines) < MAX_MESSAGES:
-            result.stdout_lines.append(mask(line, secrets))
-        return
-    if isinstance(message, dict) and message.get("message_type") == "status":
-        result.last_status = message
-        if on_status is not None:
-            on_status(message)
-        return
-    if on_message is not None:
-        on_message(message)
-    if len(result.messages) < MAX_MESSAGES:
-        result.messages.append(message)
-
-
 def _masked(message: Any, secrets: tuple[str, ...]) -> Any:
     """Mask every string inside a decoded JSON value (escaping would hide a secret's text)."""
     if isinstance(message, str):
@@ -306,27 +369,6 @@ def _masked(message: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(message, list):
         return [_masked(value, secrets) for value in message]
     return message
-
-
-def _drain(
-    lines: queue.Queue[tuple[str, str | None]],
-    open_streams: int,
-    result: ResticResult,
-    secrets: tuple[str, ...],
-    progress: Progress,
-    on_message: Callable[[Any], None] | None = None,
-) -> None:
-    """Keep what the process printed on its way out."""
-    deadline = time.monotonic() + 2.0
-    while open_streams and time.monotonic() < deadline:
-        try:
-            stream, line = lines.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if line is None:
-            open_streams -= 1
-        else:
-            _take_line(stream, line, result, secrets, progress, None, on_message)
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float) -> None:

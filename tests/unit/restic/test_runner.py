@@ -310,14 +310,36 @@ def test_a_failing_callback_stops_restic_before_it_propagates(tmp_path: Path) ->
 
 
 def test_without_io_counters_only_a_command_that_reports_progress_can_stall() -> None:
-    from firebreak.restic import runner
-
     silent = Progress()
     silent.saw_io(None, printed=0)  # /proc would not tell: silence is not evidence
-    silent.last_change -= 100
-    assert runner._limit_reached(time.monotonic(), silent, None, 10, None)[0] is StopReason.NONE
+    assert not silent.watchable
     chatty = Progress()
     chatty.saw_io(None, printed=0)
     chatty.saw({"message_type": "status", "bytes_done": 1})
-    chatty.last_change -= 100
-    assert runner._limit_reached(time.monotonic(), chatty, None, 10, None)[0] is StopReason.STALLED
+    assert chatty.watchable
+
+
+def test_a_stopped_process_is_never_sampled_after_it_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once reaped, restic's pid may belong to another process: reading its /proc/PID/io would
+    # report someone else's bytes (or nothing, and a false "cannot read" warning).
+    from firebreak.restic import progress
+
+    late: list[int] = []
+    real_read_io = progress.read_io
+
+    def read_io(pid: int) -> progress.IoCounters | None:
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            late.append(pid)  # no longer our child: reaped
+        return real_read_io(pid)
+
+    monkeypatch.setattr(progress, "read_io", read_io)
+    program = _script(tmp_path, "while True:\n    time.sleep(0.05)")
+    counters: list[object] = []
+    result = run(_invocation(program), stall_timeout=0.5, on_io=counters.append, kill_grace=2)
+    assert result.stop_reason is StopReason.STALLED
+    assert counters, "the live process was sampled"
+    assert late == []
