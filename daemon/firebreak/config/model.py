@@ -28,7 +28,7 @@ from firebreak.config.base import (
 )
 from firebreak.config.notify import Healthchecks, Notify
 from firebreak.config.placement import PlacementPolicy, SourcePlacement
-from firebreak.config.schedules import Schedule, parse_schedule
+from firebreak.config.schedules import ScheduleText
 from firebreak.config.site import Location as Location
 from firebreak.config.site import Site as Site
 
@@ -48,16 +48,10 @@ class Retention(Strict):
     keep_tags: list[str] = Field(
         default_factory=list, description="Every snapshot with one of these tags."
     )
-    schedule: str = Field(
+    schedule: ScheduleText = Field(
         default="30 4 * * *",
-        description="When the daemon applies it: cron, or 'every DURATION'.",
+        description="When the daemon applies it: cron (crontab(5)), or 'every DURATION'.",
     )
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, value: str) -> str:
-        parse_schedule(value)
-        return value
 
     @model_validator(mode="after")
     def _some_rule(self) -> Retention:
@@ -126,11 +120,11 @@ class Source(Strict):
         default_factory=Healthchecks,
         description="Dead-man's-switch pings for this source's cycles.",
     )
-    schedule: str = Field(
+    schedule: ScheduleText = Field(
         default="0 3 * * *",
         description=(
-            "When the daemon runs a cycle: a five-field cron expression in the config's "
-            "timezone, or 'every DURATION' (every 6h, every 30s)."
+            "When the daemon runs a cycle: a crontab(5) line in the config's timezone (0 and 7 "
+            "are Sunday; names such as mon-fri), or 'every DURATION' (every 6h, every 30s)."
         ),
         examples=["15 2 * * *", "every 6h"],
     )
@@ -147,16 +141,6 @@ class Source(Strict):
         if repeated:
             raise ValueError(f"site listed twice: {', '.join(repeated)}")
         return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, value: str) -> str:
-        parse_schedule(value)
-        return value
-
-    @property
-    def parsed_schedule(self) -> Schedule:
-        return parse_schedule(self.schedule)
 
     @model_validator(mode="after")
     def _enough_sites(self) -> Source:

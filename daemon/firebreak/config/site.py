@@ -26,7 +26,7 @@ from firebreak.config.references import (
     is_file_reference,
     missing_variables,
 )
-from firebreak.config.schedules import parse_schedule
+from firebreak.config.schedules import ScheduleText
 
 
 class Location(Strict):
@@ -137,13 +137,18 @@ class Site(Strict):
             "refuses a delete is found out and skipped too, at the cost of asking."
         ),
     )
-    check_schedule: str | None = Field(
+    check_schedule: ScheduleText | None = Field(
         default="0 5 * * 0",
-        description="When the daemon runs restic check here (cron, 'every DURATION', or null).",
+        description=(
+            "When the daemon runs restic check here (crontab(5), 'every DURATION', or null; "
+            "the default is Sundays at 05:00)."
+        ),
     )
-    drill_schedule: str | None = Field(
+    drill_schedule: ScheduleText | None = Field(
         default="0 6 * * *",
-        description="When the daemon runs a restore drill here (cron, 'every DURATION', or null).",
+        description=(
+            "When the daemon runs a restore drill here (crontab(5), 'every DURATION', or null)."
+        ),
     )
     drill_files: int = Field(
         default=20, ge=1, le=10_000, description="Files a drill restores, picked at random."
@@ -231,13 +236,6 @@ class Site(Strict):
             else text
             for key, text in value.items()
         }
-
-    @field_validator("check_schedule", "drill_schedule")
-    @classmethod
-    def _check_schedule(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_schedule(value)
-        return value
 
     @field_validator("options")
     @classmethod

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from firebreak.config.model import Config
+from firebreak.config.schedules import parse_schedule
+from firebreak.daemon.schedules import period
 from firebreak.history.records import last_cycle_starts, latest_runs
 
 
@@ -20,7 +22,7 @@ def overdue_sources(config: Config, engine: Engine, now: datetime) -> list[str]:
     cycles = last_cycle_starts(engine)
     due = []
     for name, source in config.sources.items():
-        period = source.parsed_schedule.period(zone, now)
+        between = period(parse_schedule(source.schedule), zone, now)
         successes = [
             entry.last_success.started_at
             for (source_name, _site), entry in latest.items()
@@ -28,8 +30,8 @@ def overdue_sources(config: Config, engine: Engine, now: datetime) -> list[str]:
         ]
         freshest = max(successes, default=None)
         last_cycle = cycles.get(name)
-        stale = freshest is None or now - freshest > period
-        idle = last_cycle is None or now - last_cycle > period
+        stale = freshest is None or now - freshest > between
+        idle = last_cycle is None or now - last_cycle > between
         if stale and idle:
             due.append(name)
     return due

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.catchup import overdue_sources
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier
+from firebreak.daemon.triggers import trigger
 from firebreak.history.records import interrupt_leftovers
 from firebreak.humanize import humanize_age
 from firebreak.metrics.collector import ScrapeInputs
@@ -49,6 +51,16 @@ HEARTBEAT_SECONDS = 30.0
 SHUTDOWN_MARGIN_SECONDS = 15.0
 # Jobs built from the config (replaced on reload), by the prefix of their id.
 SCHEDULED_KINDS = ("cycle:", "retention:", "check:", "drill:")
+
+
+class _Job(NamedTuple):
+    """One scheduled job built from the config (replaced on reload)."""
+
+    id: str
+    label: str
+    function: Callable[..., None]
+    args: tuple[str, ...]
+    schedule: str
 
 
 class Daemon:
@@ -176,56 +188,13 @@ class Daemon:
         for job in self.scheduler.get_jobs():
             if job.id.startswith(SCHEDULED_KINDS):
                 job.remove()
-        # (job id, name, function, arguments, schedule): one table, one way to add them.
-        plan: list[tuple[str, str, Callable[..., None], tuple[str, ...], str]] = []
-        for name, source in config.sources.items():
-            plan.append(
-                (
-                    f"cycle:{name}",
-                    f"cycle of {name}",
-                    self._cycle_job,
-                    (name, "schedule"),
-                    source.schedule,
-                )
-            )
-            if source.retention is not None:
-                plan.append(
-                    (
-                        f"retention:{name}",
-                        f"retention of {name}",
-                        self._retention_job,
-                        (name,),
-                        source.retention.schedule,
-                    )
-                )
-        for name, site in config.sites.items():
-            if site.check_schedule is not None:
-                plan.append(
-                    (
-                        f"check:{name}",
-                        f"check of {name}",
-                        self._check_job,
-                        (name,),
-                        site.check_schedule,
-                    )
-                )
-            if site.drill_schedule is not None:
-                plan.append(
-                    (
-                        f"drill:{name}",
-                        f"restore drill at {name}",
-                        self._drill_job,
-                        (name,),
-                        site.drill_schedule,
-                    )
-                )
-        for job_id, label, function, args, schedule in plan:
+        for job in self._planned_jobs(config):
             self.scheduler.add_job(
-                function,
-                parse_schedule(schedule).trigger(zone, config.daemon.jitter),
-                args=args,
-                id=job_id,
-                name=label,
+                job.function,
+                trigger(parse_schedule(job.schedule), zone, config.daemon.jitter),
+                args=job.args,
+                id=job.id,
+                name=job.label,
                 replace_existing=True,
             )
         every = HEARTBEAT_SECONDS
@@ -239,6 +208,52 @@ class Daemon:
             executor="heartbeat",
             replace_existing=True,
         )
+
+    def _planned_jobs(self, config: Config) -> list[_Job]:
+        """Every job the config asks for: one table, one way to add them."""
+        jobs = []
+        for name, source in config.sources.items():
+            jobs.append(
+                _Job(
+                    f"cycle:{name}",
+                    f"cycle of {name}",
+                    self._cycle_job,
+                    (name, "schedule"),
+                    source.schedule,
+                )
+            )
+            if source.retention is not None:
+                jobs.append(
+                    _Job(
+                        f"retention:{name}",
+                        f"retention of {name}",
+                        self._retention_job,
+                        (name,),
+                        source.retention.schedule,
+                    )
+                )
+        for name, site in config.sites.items():
+            if site.check_schedule is not None:
+                jobs.append(
+                    _Job(
+                        f"check:{name}",
+                        f"check of {name}",
+                        self._check_job,
+                        (name,),
+                        site.check_schedule,
+                    )
+                )
+            if site.drill_schedule is not None:
+                jobs.append(
+                    _Job(
+                        f"drill:{name}",
+                        f"restore drill at {name}",
+                        self._drill_job,
+                        (name,),
+                        site.drill_schedule,
+                    )
+                )
+        return jobs
 
     def _catch_up(self, *, initial: bool) -> None:
         config = self.rt.config

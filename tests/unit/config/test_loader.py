@@ -129,7 +129,7 @@ BAD_VALUES = [
     (_config(timezone="Mars/Olympus"), "timezone", "not a known time zone"),
     (_config(retry={"attempts": -1}), "retry.attempts", "greater than or equal to 0"),
     (_config(daemon={"shutdown_grace": "soon"}), "daemon.shutdown_grace", "not a duration"),
-    (_with_source(schedule="61 3 * * *"), "sources.www.schedule", "not a valid cron"),
+    (_with_source(schedule="61 3 * * *"), "sources.www.schedule", "minute: 61 is out of range"),
     (_with_source(one_file_system="maybe"), "sources.www.one_file_system", "valid boolean"),
     (
         _with_source(retention={"schedule": "every 1d"}),

@@ -1,53 +1,83 @@
-"""Schedules: cron in the config's time zone, or 'every DURATION'; and the retry backoff."""
+"""Reading schedules as crontab(5) writes them, or 'every DURATION'."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pytest
 
-from firebreak.actions.backup import RetryPlan
-from firebreak.config.schedules import parse_schedule
+from firebreak.config.schedules import Cron, Every, parse_schedule
 
 
-def test_cron_period_is_the_gap_between_two_fire_times() -> None:
-    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    assert parse_schedule("15 2 * * *").period(UTC, now) == timedelta(days=1)
-    assert parse_schedule("*/10 * * * *").period(UTC, now) == timedelta(minutes=10)
-    assert parse_schedule("0 3 * * 1").period(UTC, now) == timedelta(weeks=1)
+def _cron(text: str) -> Cron:
+    schedule = parse_schedule(text)
+    assert isinstance(schedule, Cron)
+    return schedule
 
 
-def test_every_schedule() -> None:
-    schedule = parse_schedule("every 6h")
-    assert schedule.interval == timedelta(hours=6)
-    assert schedule.period(UTC, datetime.now(UTC)) == timedelta(hours=6)
+def test_every_duration() -> None:
+    assert parse_schedule("every 6h") == Every("every 6h", timedelta(hours=6))
+    assert parse_schedule("  every   90s ") == Every("every 90s", timedelta(seconds=90))
 
 
-def test_cron_fires_in_the_configured_zone() -> None:
-    paris = ZoneInfo("Europe/Paris")
-    trigger = parse_schedule("30 2 * * *").trigger(paris)
-    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    fire = trigger.get_next_fire_time(None, now)
-    assert fire is not None and fire.astimezone(UTC).hour == 1  # 02:30 CET is 01:30 UTC
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("0", {0}),
+        ("7", {0}),  # 7 is Sunday too
+        ("0,7", {0}),
+        ("sun", {0}),
+        ("SUN", {0}),
+        ("mon-fri", {1, 2, 3, 4, 5}),
+        ("1-5", {1, 2, 3, 4, 5}),
+        ("5-7", {5, 6, 0}),
+        ("*/2", {0, 2, 4, 6}),
+        ("1-7/3", {1, 4, 0}),
+        ("sat,sun", {6, 0}),
+        ("*", {0, 1, 2, 3, 4, 5, 6}),
+    ],
+)
+def test_day_of_week_counts_from_sunday(field: str, expected: set[int]) -> None:
+    assert _cron(f"0 5 * * {field}").weekdays == expected
 
 
-@pytest.mark.parametrize("text", ["daily", "every", "every day", "* * * *", "99 * * * *"])
-def test_bad_schedules(text: str) -> None:
-    with pytest.raises(ValueError):
+def test_fields_names_ranges_and_steps() -> None:
+    cron = _cron("*/15 9-17/4 1,15 jan-mar,Dec *")
+    assert cron.minutes == {0, 15, 30, 45}
+    assert cron.hours == {9, 13, 17}
+    assert cron.days == {1, 15}
+    assert cron.months == {1, 2, 3, 12}
+    assert cron.any_weekday and not cron.any_day and cron.on_the_clock
+    assert not _cron("30 2 * * *").on_the_clock
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("daily", "neither a five-field cron line"),
+        ("* * * *", "neither a five-field cron line"),
+        ("every", "neither a five-field cron line"),
+        ("every day", "not a duration"),
+        ("60 * * * *", "minute: 60 is out of range 0-59"),
+        ("0 24 * * *", "hour: 24 is out of range 0-23"),
+        ("0 0 0 * *", "day of month: 0 is out of range 1-31"),
+        ("0 0 * 13 *", "month: 13 is out of range 1-12"),
+        ("0 0 * * 8", "day of week: 8 is out of range 0-7"),
+        ("0 0 * * fri-mon", "runs backwards"),
+        ("0 0 * * funday", "day of week: 'funday' is not a number or a name (sun, mon"),
+        ("5/15 * * * *", "a step goes with a range or *, as in 5-59/15 or */15"),
+        ("*/0 * * * *", "needs a step of 1 or more"),
+        ("0 0 31 2 *", "never fires"),
+        ("0 0 30,31 feb *", "never fires"),
+    ],
+)
+def test_mistakes_are_explained(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=None) as caught:
         parse_schedule(text)
+    assert says in str(caught.value), str(caught.value)
 
 
-def test_retry_backoff_doubles_with_jitter_and_stops() -> None:
-    plan = RetryPlan(attempts=3, initial_delay=10, max_delay=25)
-    waits = [plan.delay(n, now=0) for n in range(4)]
-    assert waits[3] is None
-    assert 5 <= waits[0] <= 10  # type: ignore[operator]
-    assert 10 <= waits[1] <= 20  # type: ignore[operator]
-    assert 12.5 <= waits[2] <= 25  # type: ignore[operator]  (capped at max_delay)
-
-
-def test_retries_never_run_into_the_next_cycle() -> None:
-    plan = RetryPlan(attempts=5, initial_delay=60, max_delay=600, deadline=100.0)
-    assert plan.delay(0, now=0) is not None
-    assert plan.delay(0, now=75) is None  # 30–60 s more would pass the deadline
+def test_a_day_that_only_some_years_have_still_fires() -> None:
+    assert _cron("0 0 29 2 *").days == {29}
+    # Both restricted: the 31st of February never comes, but Mondays in February do.
+    assert _cron("0 0 31 2 mon").weekdays == {1}
