@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import click
+from sqlalchemy import Engine
 
 from firebreak.cli.common import Exit, Options, fail, load
 from firebreak.history.database import DatabaseError, describe, make_engine, schema_state, upgrade
+
+T = TypeVar("T")
+
+
+def _with_database(options: Options, use: Callable[[Engine], T]) -> tuple[Engine, T]:
+    """The config's database and what ``use`` made of it; exit 5 saying why it cannot."""
+    config = load(options)
+    try:
+        engine = make_engine(config.database_url)
+        return engine, use(engine)
+    except DatabaseError as exc:
+        fail(str(exc), Exit.NOT_READY)
 
 
 @click.group()
@@ -17,12 +33,7 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(options: Options) -> None:
     """Bring the database schema up to date (safe to run again)."""
-    config = load(options)
-    try:
-        engine = make_engine(config.database_url)
-        before = upgrade(engine)
-    except DatabaseError as exc:
-        fail(str(exc), Exit.NOT_READY)
+    engine, before = _with_database(options, upgrade)
     if before.up_to_date:
         click.echo(f"{describe(engine)}: already at revision {before.head}")
     else:
@@ -35,12 +46,7 @@ def db_upgrade(options: Options) -> None:
 @click.pass_obj
 def db_status(options: Options) -> None:
     """Show the schema revision; exit 5 when the database needs `firebreak db upgrade`."""
-    config = load(options)
-    try:
-        engine = make_engine(config.database_url)
-        state = schema_state(engine)
-    except DatabaseError as exc:
-        fail(str(exc), Exit.NOT_READY)
+    engine, state = _with_database(options, schema_state)
     word = "up to date" if state.up_to_date else "needs `firebreak db upgrade`"
     click.echo(
         f"{describe(engine)}: revision {state.current or 'none'}, newest {state.head}: {word}"

@@ -44,18 +44,18 @@ class RunOutcome:
 
 def start_cycle(engine: Engine, *, source: str, trigger: str, host: str, sites: int) -> int:
     with Session(engine) as session, session.begin():
-        cycle = Cycle(
-            source=source,
-            trigger=trigger,
-            host=host,
-            status=Status.RUNNING,
-            started_at=utcnow(),
-            sites_total=sites,
-            sites_succeeded=0,
+        return _inserted(
+            session,
+            Cycle(
+                source=source,
+                trigger=trigger,
+                host=host,
+                status=Status.RUNNING,
+                started_at=utcnow(),
+                sites_total=sites,
+                sites_succeeded=0,
+            ),
         )
-        session.add(cycle)
-        session.flush()
-        return cycle.id
 
 
 def finish_cycle(engine: Engine, cycle_id: int, *, status: Status, succeeded: int) -> None:
@@ -80,21 +80,28 @@ def start_run(
 ) -> int:
     """Record a run as ``running`` before restic starts."""
     with Session(engine) as session, session.begin():
-        run = Run(
-            cycle_id=cycle_id,
-            source=source,
-            site=site,
-            operation=operation,
-            status=Status.RUNNING,
-            started_at=utcnow(),
-            host=host,
-            restic_version=restic_version,
-            pid=pid,
-            repository_initialized=False,
+        return _inserted(
+            session,
+            Run(
+                cycle_id=cycle_id,
+                source=source,
+                site=site,
+                operation=operation,
+                status=Status.RUNNING,
+                started_at=utcnow(),
+                host=host,
+                restic_version=restic_version,
+                pid=pid,
+                repository_initialized=False,
+            ),
         )
-        session.add(run)
-        session.flush()
-        return run.id
+
+
+def _inserted(session: Session, row: Cycle | Run) -> int:
+    """Add the row and return the id the database gave it."""
+    session.add(row)
+    session.flush()
+    return row.id
 
 
 def finish_run(engine: Engine, run_id: int, outcome: RunOutcome) -> Run:
