@@ -13,11 +13,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -25,16 +23,12 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from firebreak.actions.backup import RetryPlan
-from firebreak.actions.check import check_site
-from firebreak.actions.cycle import run_cycle
-from firebreak.actions.restore_drill import drill_site
-from firebreak.actions.retention import apply_retention
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.catchup import overdue_sources
+from firebreak.daemon.jobs import SCHEDULED_KINDS, Jobs
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier
 from firebreak.daemon.triggers import trigger
@@ -49,18 +43,6 @@ log = logging.getLogger(__name__)
 CATCH_UP_CHECK_SECONDS = 60.0
 HEARTBEAT_SECONDS = 30.0
 SHUTDOWN_MARGIN_SECONDS = 15.0
-# Jobs built from the config (replaced on reload), by the prefix of their id.
-SCHEDULED_KINDS = ("cycle:", "retention:", "check:", "drill:")
-
-
-class _Job(NamedTuple):
-    """One scheduled job built from the config (replaced on reload)."""
-
-    id: str
-    label: str
-    function: Callable[..., None]
-    args: tuple[str, ...]
-    schedule: str
 
 
 class Daemon:
@@ -71,9 +53,7 @@ class Daemon:
         self.cancel = threading.Event()  # reaches every running restic
         self.reload_requested = threading.Event()
         self.reload_status: ReloadStatus | None = None
-        self._running: dict[str, int] = {}
-        self._running_lock = threading.Lock()
-        self._idle = threading.Condition(self._running_lock)
+        self.jobs = Jobs(lambda: self.rt, self.cancel, self._next_cycle, self._cycle_ended)
         self.rt: Runtime
         self.scheduler: BackgroundScheduler
         self.metrics: MetricsServer
@@ -155,11 +135,7 @@ class Daemon:
         # a finishing job may need it. Running cycles are counted by the daemon itself.
         self.scheduler.shutdown(wait=False)
         log.info("waiting for running cycles to stop (restic gets %.0fs)", self.rt.kill_grace)
-        deadline = time.monotonic() + self.rt.kill_grace + SHUTDOWN_MARGIN_SECONDS
-        with self._idle:
-            while self._running and time.monotonic() < deadline:
-                self._idle.wait(0.5)
-            left = sorted(self._running)
+        left = self.jobs.wait_until_idle(self.rt.kill_grace + SHUTDOWN_MARGIN_SECONDS)
         if left:
             log.error("cycles still running at exit: %s", ", ".join(left))
         self.metrics.stop()
@@ -188,7 +164,7 @@ class Daemon:
         for job in self.scheduler.get_jobs():
             if job.id.startswith(SCHEDULED_KINDS):
                 job.remove()
-        for job in self._planned_jobs(config):
+        for job in self.jobs.planned(config):
             self.scheduler.add_job(
                 job.function,
                 trigger(parse_schedule(job.schedule), zone, config.daemon.jitter),
@@ -209,52 +185,6 @@ class Daemon:
             replace_existing=True,
         )
 
-    def _planned_jobs(self, config: Config) -> list[_Job]:
-        """Every job the config asks for: one table, one way to add them."""
-        jobs = []
-        for name, source in config.sources.items():
-            jobs.append(
-                _Job(
-                    f"cycle:{name}",
-                    f"cycle of {name}",
-                    self._cycle_job,
-                    (name, "schedule"),
-                    source.schedule,
-                )
-            )
-            if source.retention is not None:
-                jobs.append(
-                    _Job(
-                        f"retention:{name}",
-                        f"retention of {name}",
-                        self._retention_job,
-                        (name,),
-                        source.retention.schedule,
-                    )
-                )
-        for name, site in config.sites.items():
-            if site.check_schedule is not None:
-                jobs.append(
-                    _Job(
-                        f"check:{name}",
-                        f"check of {name}",
-                        self._check_job,
-                        (name,),
-                        site.check_schedule,
-                    )
-                )
-            if site.drill_schedule is not None:
-                jobs.append(
-                    _Job(
-                        f"drill:{name}",
-                        f"restore drill at {name}",
-                        self._drill_job,
-                        (name,),
-                        site.drill_schedule,
-                    )
-                )
-        return jobs
-
     def _catch_up(self, *, initial: bool) -> None:
         config = self.rt.config
         try:
@@ -264,10 +194,10 @@ class Daemon:
             return
         stagger = config.daemon.catch_up_stagger.total_seconds()
         delay = 0.0
+        running = self.jobs.running()
         for name in due:
-            with self._running_lock:
-                if self._running.get(name):
-                    continue
+            if name in running:
+                continue
             if self.scheduler.get_job(f"catch-up:{name}") is not None:
                 continue
             log.info(
@@ -278,7 +208,7 @@ class Daemon:
             )
             when = datetime.now(ZoneInfo(config.timezone)) + timedelta(seconds=delay)
             self.scheduler.add_job(
-                self._cycle_job,
+                self.jobs.cycle,
                 DateTrigger(when),
                 args=(name, "catch-up"),
                 id=f"catch-up:{name}",
@@ -287,75 +217,13 @@ class Daemon:
             )
             delay += stagger
 
-    def _cycle_job(self, source_name: str, trigger: str) -> None:
-        rt = self.rt
-        if source_name not in rt.config.sources:
-            return  # removed by a reload
-        with self._running_lock:
-            if self._running.get(source_name):
-                log.info("%s: a cycle is still running; this one is skipped", source_name)
-                return
-            self._running[source_name] = 1
-        try:
-            run_cycle(
-                rt,
-                source_name,
-                trigger=trigger,
-                cancel=self.cancel,
-                retry=self._retry_plan(rt, source_name),
-            )
-        except Exception:
-            log.exception("cycle of %s failed inside firebreak", source_name)
-        finally:
-            with self._running_lock:
-                self._running.pop(source_name, None)
-                self._idle.notify_all()
-            if not self.stop_requested.is_set():
-                self.notifier.notify(f"STATUS={self.status_line()}")
-
-    def _check_job(self, site_name: str) -> None:
-        rt = self.rt
-        owners = [name for name, source in rt.config.sources.items() if site_name in source.sites]
-        if not owners:
-            return  # no source uses the site (or a reload removed it)
-        try:
-            check_site(rt, owners[0], site_name, self.cancel)
-        except Exception:
-            log.exception("check of %s failed inside firebreak", site_name)
-
-    def _drill_job(self, site_name: str) -> None:
-        rt = self.rt
-        for name, source in rt.config.sources.items():
-            if site_name not in source.sites or self.cancel.is_set():
-                continue
-            try:
-                drill_site(rt, name, site_name, self.cancel)
-            except Exception:
-                log.exception("restore drill of %s at %s failed inside firebreak", name, site_name)
-
-    def _retention_job(self, source_name: str) -> None:
-        rt = self.rt
-        if source_name not in rt.config.sources or rt.config.sources[source_name].retention is None:
-            return
-        try:
-            apply_retention(rt, source_name, cancel=self.cancel)
-        except Exception:
-            log.exception("retention of %s failed inside firebreak", source_name)
-
-    def _retry_plan(self, rt: Runtime, source_name: str) -> RetryPlan:
-        """Retries stop before the source's next scheduled cycle would start."""
-        retry = rt.config.retry
-        deadline = None
+    def _next_cycle(self, source_name: str) -> datetime | None:
         job = self.scheduler.get_job(f"cycle:{source_name}")
-        if job is not None and job.next_run_time is not None:
-            left = (job.next_run_time - datetime.now(job.next_run_time.tzinfo)).total_seconds()
-            deadline = time.monotonic() + max(left - 1.0, 0.0)
-        return RetryPlan(
-            attempts=retry.attempts,
-            initial_delay=retry.initial_delay.total_seconds(),
-            max_delay=retry.max_delay.total_seconds(),
-            deadline=deadline,
-        )
+        return None if job is None else job.next_run_time
+
+    def _cycle_ended(self) -> None:
+        if not self.stop_requested.is_set():
+            self.notifier.notify(f"STATUS={self.status_line()}")
 
     def _heartbeat(self) -> None:
         fields = [f"STATUS={self.status_line()}"]
@@ -365,8 +233,7 @@ class Daemon:
 
     def status_line(self) -> str:
         config = self.rt.config
-        with self._running_lock:
-            running = len(self._running)
+        running = len(self.jobs.running())
         text = f"{len(config.sources)} sources, {len(config.sites)} sites, {running} running"
         upcoming = [
             (job.next_run_time, job.args[0])

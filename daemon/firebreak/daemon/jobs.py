@@ -1,0 +1,161 @@
+"""The work the daemon's scheduler runs: one method per kind of job (a source's cycle, its
+retention, a site's check and restore drill), and the table of jobs a config asks for.
+
+Each job reads the runtime afresh (a reload swaps it), runs at most once per source at a time,
+and never lets an exception reach the scheduler: a failure inside firebreak is logged with
+its traceback, and the run it interrupted is recorded as such by the actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple
+
+from firebreak.actions.backup import RetryPlan
+from firebreak.actions.check import check_site
+from firebreak.actions.cycle import run_cycle
+from firebreak.actions.restore_drill import drill_site
+from firebreak.actions.retention import apply_retention
+from firebreak.actions.runtime import Runtime
+from firebreak.config import Config
+
+log = logging.getLogger(__name__)
+
+# Jobs built from the config (replaced on reload), by the prefix of their id.
+SCHEDULED_KINDS = ("cycle:", "retention:", "check:", "drill:")
+
+
+class Job(NamedTuple):
+    """One scheduled job the config asks for."""
+
+    id: str
+    label: str
+    function: Callable[..., None]
+    args: tuple[str, ...]
+    schedule: str
+
+
+class Jobs:
+    def __init__(
+        self,
+        runtime: Callable[[], Runtime],
+        cancel: threading.Event,
+        next_cycle: Callable[[str], datetime | None],
+        cycle_ended: Callable[[], None],
+    ) -> None:
+        """runtime: the current runtime. cancel: set to stop every running restic.
+        next_cycle: when the source's next scheduled cycle starts (retries stop before it).
+        cycle_ended: called after every cycle (the daemon updates its status)."""
+        self._runtime = runtime
+        self._cancel = cancel
+        self._next_cycle = next_cycle
+        self._cycle_ended = cycle_ended
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+
+    def planned(self, config: Config) -> list[Job]:
+        """Every job the config asks for: one table, one way to add them."""
+        jobs = []
+        for name, source in config.sources.items():
+            cycle = (name, "schedule")
+            jobs.append(
+                Job(f"cycle:{name}", f"cycle of {name}", self.cycle, cycle, source.schedule)
+            )
+            if source.retention is not None:
+                label, schedule = f"retention of {name}", source.retention.schedule
+                jobs.append(Job(f"retention:{name}", label, self.retention, (name,), schedule))
+        for name, site in config.sites.items():
+            if site.check_schedule is not None:
+                label, schedule = f"check of {name}", site.check_schedule
+                jobs.append(Job(f"check:{name}", label, self.check, (name,), schedule))
+            if site.drill_schedule is not None:
+                label, schedule = f"restore drill at {name}", site.drill_schedule
+                jobs.append(Job(f"drill:{name}", label, self.drill, (name,), schedule))
+        return jobs
+
+    # -- what is running ----------------------------------------------------------------
+
+    def running(self) -> list[str]:
+        """Sources whose cycle is running now."""
+        with self._lock:
+            return sorted(self._running)
+
+    def wait_until_idle(self, seconds: float) -> list[str]:
+        """Wait up to seconds for running cycles to end; the ones still running."""
+        deadline = time.monotonic() + seconds
+        with self._idle:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(0.5)
+            return sorted(self._running)
+
+    # -- the jobs -----------------------------------------------------------------------
+
+    def cycle(self, source_name: str, trigger: str) -> None:
+        rt = self._runtime()
+        if source_name not in rt.config.sources:
+            return  # removed by a reload
+        with self._lock:
+            if source_name in self._running:
+                log.info("%s: a cycle is still running; this one is skipped", source_name)
+                return
+            self._running.add(source_name)
+        try:
+            retry = self._retry_plan(rt, source_name)
+            run_cycle(rt, source_name, trigger=trigger, cancel=self._cancel, retry=retry)
+        except Exception:
+            log.exception("cycle of %s failed inside firebreak", source_name)
+        finally:
+            with self._idle:
+                self._running.discard(source_name)
+                self._idle.notify_all()
+            self._cycle_ended()
+
+    def check(self, site_name: str) -> None:
+        rt = self._runtime()
+        owners = [name for name, source in rt.config.sources.items() if site_name in source.sites]
+        if not owners:
+            return  # no source uses the site (or a reload removed it)
+        try:
+            check_site(rt, owners[0], site_name, self._cancel)
+        except Exception:
+            log.exception("check of %s failed inside firebreak", site_name)
+
+    def drill(self, site_name: str) -> None:
+        rt = self._runtime()
+        for name, source in rt.config.sources.items():
+            if site_name not in source.sites or self._cancel.is_set():
+                continue
+            try:
+                drill_site(rt, name, site_name, self._cancel)
+            except Exception:
+                log.exception("restore drill of %s at %s failed inside firebreak", name, site_name)
+
+    def retention(self, source_name: str) -> None:
+        rt = self._runtime()
+        source = rt.config.sources.get(source_name)
+        if source is None or source.retention is None:
+            return  # removed by a reload
+        try:
+            apply_retention(rt, source_name, cancel=self._cancel)
+        except Exception:
+            log.exception("retention of %s failed inside firebreak", source_name)
+
+    def _retry_plan(self, rt: Runtime, source_name: str) -> RetryPlan:
+        """Retries stop before the source's next scheduled cycle would start."""
+        retry = rt.config.retry
+        deadline = None
+        upcoming = self._next_cycle(source_name)
+        if upcoming is not None:
+            left = (upcoming - datetime.now(upcoming.tzinfo)).total_seconds()
+            deadline = time.monotonic() + max(left - 1.0, 0.0)
+        return RetryPlan(
+            attempts=retry.attempts,
+            initial_delay=retry.initial_delay.total_seconds(),
+            max_delay=retry.max_delay.total_seconds(),
+            deadline=deadline,
+        )
