@@ -62,8 +62,8 @@ test: deps venv lint typecheck
 bench: deps venv  ## firebreak against plain restic, side by side (BENCH_MB, BENCH_FILES, BENCH_REPEAT)
 	$(BIN)/python -m tests.benchmarks.bench
 
-test-fast: venv  ## unit tests only, no servers
-	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
+test-fast: venv  ## unit tests only, no servers (about 30 s)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 demo: deps venv
 	DEMO_DIR=$(DEMO_DIR) FIREBREAK=$(abspath $(BIN))/firebreak bash deploy/demo/run-demo.sh
