@@ -22,7 +22,7 @@ from firebreak.outcomes import Status
 from firebreak.placement.check import check_placement
 from firebreak.placement.physical import HostLookups, is_this_machine
 from tests.support.cli import firebreak
-from tests.support.mounts import tmpfs
+from tests.support.mounts import bind_mount, one_disk_twice, tmpfs
 from tests.support.servers import RestServer
 from tests.support.setup import Setup
 
@@ -57,6 +57,68 @@ def test_a_local_site_on_the_sources_filesystem_is_refused(setup: Setup, tmp_pat
         "takes the data and this copy together"
     )
     assert violation.severity == "error"
+
+
+def test_local_sites_on_one_filesystem_are_one_copy_whatever_their_labels(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # Three "countries" under one directory: the mistake labels cannot catch.
+    for name in ("paris", "berlin", "warsaw"):
+        setup.site(name, str(tmp_path / "backups" / name))
+    setup.source("www", ["paris", "berlin", "warsaw"])
+    _strict(setup)
+    report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+    # (Each is on the source's filesystem too: those are violations of their own.)
+    pairs = [v.sites for v in report.violations if len(v.sites) == 2]
+    assert pairs == [("paris", "berlin"), ("paris", "warsaw"), ("berlin", "warsaw")]
+    assert all(v.rule == "same_filesystem" for v in report.violations)
+    [first] = [v for v in report.violations if v.sites == ("paris", "berlin")]
+    assert first.message.startswith(
+        f'source "www": sites "paris" ({tmp_path}/backups/paris) and "berlin" '
+        f"({tmp_path}/backups/berlin) are on one filesystem ("
+    )
+    assert "mounted at /" in first.message and first.message.endswith(
+        "— one failed disk or one full filesystem takes both copies"
+    )
+    # validate says so too, offline or not (nothing here needs the network).
+    for offline in (["--offline"], []):
+        done = firebreak(setup.write(), "validate", *offline)
+        assert done.returncode == 2
+        assert done.stderr.count("are on one filesystem") == 3
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting filesystems needs root")
+def test_bind_mounts_symlinks_and_a_disk_mounted_twice_do_not_hide_one_filesystem(
+    setup: Setup, tmp_path: Path
+) -> None:
+    with (
+        tmpfs(tmp_path / "disk") as disk,
+        tmpfs(tmp_path / "other") as other,
+        bind_mount(disk, tmp_path / "bound") as bound,
+        one_disk_twice(tmp_path / "img", tmp_path / "m1", tmp_path / "m2") as (m1, m2),
+    ):
+        (tmp_path / "link").symlink_to(disk)
+        setup.site("direct", str(disk / "repo-a"))
+        setup.site("bound", str(bound / "repo-b"))
+        setup.site("linked", str(tmp_path / "link" / "deeper" / "repo-c"))
+        setup.site("elsewhere", str(other / "repo-d"))
+        setup.site("loop-1", str(m1 / "repo-e"))
+        setup.site("loop-2", str(m2 / "repo-f"))
+        setup.source("www", list(setup.sites))
+        _strict(setup)
+        report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+        pairs = {v.sites for v in report.violations if v.rule == "same_filesystem"}
+        assert pairs == {
+            ("direct", "bound"),
+            ("direct", "linked"),
+            ("bound", "linked"),
+            ("loop-1", "loop-2"),
+        }
+        [tmpfs_pair] = [v for v in report.violations if v.sites == ("direct", "bound")]
+        assert f"(firebreak-test (tmpfs) mounted at {disk})" in tmpfs_pair.message
+        [loop_pair] = [v for v in report.violations if v.sites == ("loop-1", "loop-2")]
+        assert "(ext4) mounted at " in loop_pair.message
 
 
 def test_two_paths_to_one_local_repository_are_one_copy(setup: Setup, tmp_path: Path) -> None:

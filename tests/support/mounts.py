@@ -1,4 +1,5 @@
-"""Real filesystems for fault tests: a small tmpfs (a separate disk, or a full one)."""
+"""Real filesystems for fault and placement tests: a small tmpfs (a separate disk, or a full
+one), a bind mount, and one ext4 image mounted in two places."""
 
 from __future__ import annotations
 
@@ -8,6 +9,41 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+
+def _mount(args: list[str], what: str) -> None:
+    done = subprocess.run(["mount", *args], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount {what} here: {done.stderr.decode().strip()}")
+
+
+@contextmanager
+def bind_mount(source: Path, path: Path) -> Iterator[Path]:
+    """source mounted again at path (created): one filesystem, two places."""
+    path.mkdir(parents=True)
+    _mount(["--bind", str(source), str(path)], "a bind mount")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextmanager
+def one_disk_twice(image: Path, first: Path, second: Path) -> Iterator[tuple[Path, Path]]:
+    """A small ext4 image, mounted (through one loop device) at first and at second."""
+    subprocess.run(["truncate", "-s", "8M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    _mount(["-o", "loop", str(image), str(first)], "a loop device")
+    try:
+        _mount(["-o", "loop", str(image), str(second)], "a loop device twice")
+        try:
+            yield first, second
+        finally:
+            subprocess.run(["umount", "-l", str(second)], check=False)
+    finally:
+        subprocess.run(["umount", "-l", str(first)], check=False)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import ipaddress
 import itertools
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -29,6 +30,8 @@ from firebreak.restic.ask import ask_site
 from firebreak.restic.result import ResticResult
 
 DNS_TIMEOUT_SECONDS = 2.0
+# mountinfo writes a space in a mount point as \040 (and a tab, newline or backslash alike).
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 PROBE_TIMEOUT_SECONDS = 30.0
 
 Resolver = Callable[[str], set[str]]
@@ -149,6 +152,16 @@ def physical_violations(
             _same_filesystem(source.paths, name, target, add, notes, source_name)
     same: set[frozenset[str]] = set()
     for (name_a, a), (name_b, b) in itertools.combinations(targets.items(), 2):
+        if a.kind == b.kind == "local" and not _one_repository(a, b):
+            shared = _shared_filesystem(a, b)
+            if shared is not None:
+                add(
+                    "same_filesystem",
+                    (name_a, name_b),
+                    f'sites "{name_a}" ({a.path}) and "{name_b}" ({b.path}) are on one '
+                    f"filesystem ({shared}) — one failed disk or one full filesystem takes both "
+                    "copies",
+                )
         if _one_repository(a, b):
             same.add(frozenset((name_a, name_b)))
             add(
@@ -201,13 +214,56 @@ def _same_filesystem(
 
 
 def _device(path: Path) -> int | None:
-    """The device of path, or of its nearest existing parent (a repository not created yet)."""
+    """The device of path, or of its nearest existing parent (a repository not created yet).
+    Symlinks are followed, and bind mounts or a device mounted twice show one device."""
+    existing = _nearest_existing(path)
+    return None if existing is None else existing.stat().st_dev
+
+
+def _nearest_existing(path: Path) -> Path | None:
     for candidate in (path, *path.parents):
         try:
-            return candidate.stat().st_dev
+            candidate.stat()
         except FileNotFoundError:
             continue
+        except OSError:
+            return None
+        return candidate
     return None
+
+
+def _shared_filesystem(a: Target, b: Target) -> str | None:
+    """What two local repositories share when they are on one filesystem, or None."""
+    path_a, path_b = _nearest_existing(Path(a.path)), _nearest_existing(Path(b.path))
+    if path_a is None or path_b is None:
+        return None
+    device = path_a.stat().st_dev
+    if path_b.stat().st_dev != device:
+        return None
+    return describe_filesystem(Path(os.path.realpath(path_a)), device)
+
+
+def describe_filesystem(path: Path, device: int) -> str:
+    """``/dev/vda1 (ext4) mounted at /``: the mount holding path, from /proc/self/mountinfo."""
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    best: tuple[str, str, str] | None = None
+    try:
+        lines = Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        mine, _, theirs = line.partition(" - ")
+        fields, rest = mine.split(), theirs.split()
+        if len(fields) < 5 or len(rest) < 2 or fields[2] != wanted:
+            continue
+        point = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+        inside = path == Path(point) or Path(point) in path.parents
+        if inside and (best is None or len(point) > len(best[0])):
+            best = (point, rest[0], rest[1])
+    if best is None:
+        return f"device {wanted}"
+    point, kind, source = best
+    return f"{source} ({kind}) mounted at {point}"
 
 
 def _real(path: str) -> str:
