@@ -28,6 +28,7 @@ def test_wrong_password_is_permanent_and_named(setup: Setup, tmp_path: Path) -> 
     _init_repository(setup, "a")
     wrong = tmp_path / "wrong.password"
     wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
     setup.sites["a"]["password_file"] = str(wrong)
     rt = setup.runtime()
 
@@ -153,6 +154,7 @@ def test_permanent_failures_are_not_retried(setup: Setup, tmp_path: Path) -> Non
     _init_repository(setup, "a")
     wrong = tmp_path / "wrong.password"
     wrong.write_text("nope\n")
+    wrong.chmod(0o600)
     setup.sites["a"]["password_file"] = str(wrong)
     rt = setup.runtime()
     run = back_up_site(rt, "www", "a", retry=RetryPlan(attempts=3, initial_delay=0.1, max_delay=1))

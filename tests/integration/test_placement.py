@@ -289,3 +289,10 @@ def test_placement_command_shows_the_what_if_and_simulates_losses(setup: Setup) 
     assert "UNSAFE" in lost.stdout
     bad = firebreak(config, "placement", "--lose", "planet=earth", "--offline")
     assert bad.returncode == 2 and "is not one of" in bad.stderr
+    # A typo must not read as "safe".
+    typo = firebreak(config, "placement", "--lose", "provider=ovhh", "--offline")
+    assert typo.returncode == 2 and "UNSAFE" not in typo.stdout and "safe" not in typo.stdout
+    assert typo.stderr == ("error: no site has provider=ovhh (providers in the config: ovh)\n")
+    site = firebreak(config, "placement", "--lose", "site=sbg-9", "--offline")
+    assert site.returncode == 2
+    assert "no site has site=sbg-9 (sites in the config: sbg-1, sbg-2, sbg-3)" in site.stderr

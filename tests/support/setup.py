@@ -81,6 +81,7 @@ class Setup:
         for key, value in server.env().items():
             secret = self.dir / f"{name}.{key.lower()}"
             secret.write_text(value + "\n")
+            secret.chmod(0o600)
             env[key] = f"file:{secret}"
         bucket = f"{name}-{self.dir.name}".lower().replace("_", "-")[-60:].strip("-")
         return self.site(name, server.repository(bucket), env=env, **extra)

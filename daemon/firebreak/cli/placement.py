@@ -53,6 +53,9 @@ def placement(options: Options, source: str | None, losses: tuple[str, ...], off
         parsed = [Loss.parse(text) for text in losses]
     except ValueError as exc:
         fail(str(exc), Exit.CONFIG)
+    unknown = [why for loss in parsed if (why := loss.unknown(config))]
+    if unknown:
+        fail("; ".join(unknown), Exit.CONFIG)
     out = console()
     if parsed:
         outcomes = [o for o in simulate(config, parsed) if o.source in names]

@@ -84,11 +84,20 @@ def load_config(path: Path | str, *, check_environment: bool = False) -> Config:
     file = Path(path)
     display = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError(display, [Problem((), "file does not exist")]) from None
+    except IsADirectoryError:
+        raise ConfigError(display, [Problem((), "is a directory, not a file")]) from None
     except OSError as exc:
         raise ConfigError(display, [Problem((), f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        problem = f"not UTF-8 text (byte 0x{byte}): save the file as UTF-8"
+        raise ConfigError(display, [Problem((), problem, line)]) from None
     return parse_config(
         text, display, base_dir=file.resolve().parent, check_environment=check_environment
     )
@@ -100,9 +109,8 @@ def parse_config(
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise ConfigError(display, [Problem((), f"not valid YAML: {exc.problem}", line)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(display, [_yaml_problem(exc, text)]) from None
     if root is None or data is None:
         raise ConfigError(display, [Problem((), "the file is empty")])
     if not isinstance(data, dict):
@@ -125,6 +133,40 @@ def parse_config(
         raise ConfigError(display, located)
     assert config is not None
     return config
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    """Where the YAML goes wrong, at the line a person must look at."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: exc.position].count("\n") + 1
+        what = (
+            "a NUL byte" if exc.character == 0 else f"the control character #x{exc.character:04x}"
+        )
+        return Problem((), f"contains {what}, which YAML does not allow", line)
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Problem((), f"not valid YAML: {exc}")
+    problem, context = exc.problem or "", exc.context or ""
+    at = exc.problem_mark.line + 1 if exc.problem_mark else None
+    since = exc.context_mark.line + 1 if exc.context_mark else None
+    opened = _OPENED.get(context, context.removeprefix("while parsing ").removeprefix("while "))
+    if "'\\t'" in problem:
+        return Problem((), "not valid YAML: a tab character; YAML indents with spaces only", at)
+    if since is not None and (at is None or "end of stream" in problem):
+        # Something opened there is never closed (a quote, a bracket): point at the opening.
+        return Problem((), f"not valid YAML: {opened} opened here is never closed", since)
+    if since is not None and since != at and context:
+        return Problem((), f"not valid YAML: {problem} (in {opened} from line {since})", at)
+    return Problem((), f"not valid YAML: {problem}", at)
+
+
+# What PyYAML's contexts are, in the words of someone editing the file.
+_OPENED = {
+    "while scanning a quoted scalar": "a quoted value",
+    "while parsing a flow sequence": "a [ list",
+    "while parsing a flow mapping": "a { mapping",
+    "while parsing a block mapping": "the mapping",
+    "while parsing a block collection": "the list",
+}
 
 
 def _from_pydantic(error: ValidationError) -> Iterable[Problem]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_ONLY = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -58,6 +60,8 @@ def resolve(text: str, base_dir: Path, environ: Mapping[str, str] | None = None)
             raise UnresolvedReference(f"cannot read {path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise UnresolvedReference(f"{path} is not UTF-8 text") from None
+        if "\0" in content:
+            raise UnresolvedReference(f"{path} contains a NUL byte")
         return content[:-1] if content.endswith("\n") else content
     return interpolate(text, environ)
 
@@ -66,12 +70,50 @@ def check_reference(text: str, base_dir: Path) -> str | None:
     """Why a reference cannot be resolved now, or None when it can."""
     if is_file_reference(text):
         path = file_reference_path(text, base_dir)
-        if not path.is_file():
-            return f"file {path} does not exist"
-        if not os.access(path, os.R_OK):
-            return f"file {path} is not readable"
-        return None
+        return file_problem(path) or _content_problem(path)
     missing = missing_variables(text)
     if missing:
         return f"environment variable {', '.join(missing)} is not set"
     return None
+
+
+def file_problem(path: Path) -> str | None:
+    """Why a file the config names cannot be read now, or None."""
+    if path.is_dir():
+        return f"file {path} is a directory, not a file"
+    if not path.is_file():
+        return f"file {path} does not exist"
+    if not os.access(path, os.R_OK):
+        return f"file {path} is not readable"
+    return None
+
+
+def _content_problem(path: Path) -> str | None:
+    """A value read from a file goes into restic's environment: it must be text."""
+    try:
+        resolve(f"{FILE_PREFIX}{path}", path.parent)
+    except UnresolvedReference as exc:
+        return str(exc)
+    return None
+
+
+# Who besides the owner may read a site's secret files.
+SecretReaders = Literal["owner", "group", "unchecked"]
+_TOO_OPEN = {"owner": stat.S_IRGRP | stat.S_IROTH, "group": stat.S_IROTH, "unchecked": 0}
+
+
+def permission_problem(path: Path, readers: SecretReaders) -> str | None:
+    """Why a secret file is too open (ssh's rule for keys), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # file_problem says why
+    loose = mode & _TOO_OPEN[readers]
+    if not loose:
+        return None
+    who = "everyone" if loose & stat.S_IROTH else "its group"
+    fix = "chmod 600" if readers == "owner" else "chmod 640"
+    return (
+        f"file {path} is readable by {who} (mode {stat.S_IMODE(mode):04o}): {fix} it, or say "
+        "who may read it with secret_file_readers"
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -21,10 +23,13 @@ from firebreak.config.base import (
 from firebreak.config.references import (
     ENV_ONLY,
     FILE_PREFIX,
+    SecretReaders,
     check_reference,
+    file_problem,
     file_reference_path,
     is_file_reference,
     missing_variables,
+    permission_problem,
 )
 from firebreak.config.schedules import ScheduleText
 
@@ -96,6 +101,15 @@ class Site(Strict):
         description=(
             "Environment for restic's backend (AWS_ACCESS_KEY_ID, B2_ACCOUNT_KEY, ...). "
             "Values may be literal, ${ENV_VAR} or file:/path references."
+        ),
+    )
+    secret_file_readers: SecretReaders = Field(
+        default="owner",
+        description=(
+            "Who besides its owner may read this site's password_file and file: credentials. "
+            "owner (the default, as ssh wants keys): nobody; group: the file's group too (a "
+            "root:firebreak 0640 layout); unchecked: do not look (a filesystem that shows "
+            "every file as readable). A more open file is a config error."
         ),
     )
     location: Location = Field(description="Where the site physically is.")
@@ -174,11 +188,9 @@ class Site(Strict):
         if value is None:
             return None
         path = absolute(value, info)
-        if checking(info):
-            if not path.is_file():
-                raise ValueError(f"file {path} does not exist")
-            if not os.access(path, os.R_OK):
-                raise ValueError(f"file {path} is not readable")
+        why = file_problem(path) if checking(info) else None
+        if why:
+            raise ValueError(why)
         return path
 
     @field_validator("password")
@@ -244,6 +256,46 @@ class Site(Strict):
         if bad:
             raise ValueError(f"not an option name: {', '.join(repr(key) for key in bad)}")
         return value
+
+    @field_validator("password_command")
+    @classmethod
+    def _password_program(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not checking(info):
+            return value
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into words: {exc}") from None
+        if not words:
+            raise ValueError("is empty")
+        program = words[0]
+        if os.sep not in program:
+            if shutil.which(program) is None:
+                raise ValueError(f"program {program!r} not found on PATH")
+        elif not Path(program).is_file():
+            raise ValueError(f"program {program} does not exist")
+        elif not os.access(program, os.X_OK):
+            raise ValueError(f"program {program} is not executable")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_files_closed(self, info: ValidationInfo) -> Site:
+        if not checking(info):
+            return self
+        files = [("password_file", self.password_file)] if self.password_file else []
+        files += [
+            (f"env.{key}", file_reference_path(text, Path("/")))
+            for key, text in self.env.items()
+            if is_file_reference(text)
+        ]
+        problems = [
+            f"{key}: {why}"
+            for key, path in files
+            if (why := permission_problem(path, self.secret_file_readers))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _one_password(self) -> Site:

@@ -32,6 +32,17 @@ class Loss:
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
 
+    def unknown(self, config: Config) -> str | None:
+        """Why this loss names nothing in the config (a typo would look like 'safe'), or None."""
+        if self.key == "site":
+            known = sorted(config.sites)
+        else:
+            known = sorted({getattr(s.location, self.key) for s in config.sites.values()})
+        if any(self.hits(config, name) for name in config.sites):
+            return None
+        plural = "sites" if self.key == "site" else f"{self.key}s"
+        return f"no site has {self} ({plural} in the config: {', '.join(known)})"
+
     def hits(self, config: Config, site_name: str) -> bool:
         if self.key == "site":
             return site_name == self.value

@@ -29,6 +29,7 @@ def _config(**changes: Any) -> dict[str, Any]:
 
 def _write(tmp_path: Path, data: Any) -> Path:
     (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "pw").chmod(0o600)
     path = tmp_path / "firebreak.yaml"
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
     return path
@@ -70,7 +71,7 @@ BAD_VALUES = [
         "sites.gra.password",
         "FIREBREAK_TEST_UNSET is not set",
     ),
-    (_with_site(password_command="pass show x"), "sites.gra", "exactly one of"),
+    (_with_site(password_command="cat /run/x"), "sites.gra", "exactly one of"),
     (_with_site(password_file=None), "sites.gra", "exactly one of"),
     (_with_site(repository=""), "sites.gra.repository", "at least 1 character"),
     (
@@ -294,3 +295,93 @@ def test_durations(text: str, seconds: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("mode", "readers", "says"),
+    [
+        (0o644, "owner", "is readable by everyone (mode 0644): chmod 600 it"),
+        (0o640, "owner", "is readable by its group (mode 0640): chmod 600 it"),
+        (0o604, "group", "is readable by everyone (mode 0604): chmod 640 it"),
+        (0o640, "group", None),
+        (0o644, "unchecked", None),
+        (0o400, "owner", None),
+    ],
+)
+def test_secret_files_must_be_closed_as_ssh_wants_keys(
+    tmp_path: Path, mode: int, readers: str, says: str | None
+) -> None:
+    key = tmp_path / "s3.secret"
+    key.write_text("k\n")
+    data = _with_site(secret_file_readers=readers, env={"AWS_SECRET_ACCESS_KEY": f"file:{key}"})
+    data["sites"]["fra"]["secret_file_readers"] = readers  # it shares the password file
+    path = _write(tmp_path, data)
+    (tmp_path / "pw").chmod(mode)
+    key.chmod(mode)
+    if says is None:
+        load_config(path, check_environment=True)
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, check_environment=True)
+    [problem] = [p for p in caught.value.render().splitlines() if "sites.gra:" in p]
+    assert f"password_file: file {tmp_path / 'pw'} {says}" in problem
+    assert f"env.AWS_SECRET_ACCESS_KEY: file {key} {says}" in problem
+    assert "secret_file_readers" in problem
+    load_config(path)  # only the shape is checked without check_environment
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("no-such-program-4471 --get x", "program 'no-such-program-4471' not found on PATH"),
+        ("/nonexistent/fetch-secret x", "program /nonexistent/fetch-secret does not exist"),
+        ("{dir}/fetch 'x", "cannot be split into words"),
+        ("{dir}/fetch x", "is not executable"),
+    ],
+)
+def test_a_password_command_that_cannot_run_is_caught_before_3am(
+    tmp_path: Path, command: str, says: str
+) -> None:
+    (tmp_path / "fetch").write_text("#!/bin/sh\necho pw\n")
+    data = _with_site(password_file=None, password_command=command.format(dir=tmp_path))
+    problems = _problems(tmp_path, data)
+    assert any("sites.gra.password_command: " in p and says in p for p in problems), problems
+
+
+def test_a_password_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    problems = _problems(tmp_path, _with_site(password_file=str(tmp_path / "secrets")))
+    assert any(f"file {tmp_path / 'secrets'} is a directory, not a file" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"), [(b"k\x00ey\n", "contains a NUL byte"), (b"\xff\xfe\n", "is not UTF-8")]
+)
+def test_a_credential_file_must_be_text(tmp_path: Path, content: bytes, says: str) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(content)
+    key.chmod(0o600)
+    problems = _problems(tmp_path, _with_site(env={"B2_ACCOUNT_KEY": f"file:{key}"}))
+    assert any(f"sites.gra.env: B2_ACCOUNT_KEY: {key} {says}" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        (b"sites:\n  a:\n    repository: /x\xff\n", 3, "not UTF-8 text (byte 0xff)"),
+        (b"sites:\n  a:\n    repository: /x\x00\n", 3, "contains a NUL byte"),
+        (b'sites:\n  a:\n    repository: "/x\n    init: auto\n', 3, "a quoted value opened here"),
+        (b"sites: [a\nsources: {}\n", 2, "(in a [ list from line 1)"),
+        (b"sites:\n  a:\n\trepository: /x\n", 3, "a tab character"),
+        (b"sites:\n  a:\n    repository: /x\n   init: 1\n", 4, "expected <block end>"),
+    ],
+)
+def test_a_file_that_is_not_good_yaml_is_pointed_at_the_right_line(
+    tmp_path: Path, text: bytes, line: int, says: str
+) -> None:
+    path = tmp_path / "firebreak.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [problem] = caught.value.render().splitlines()
+    assert problem.startswith(f"{path}:{line}: ") and says in problem, problem
