@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,3 +200,40 @@ def test_validate_without_restic_notes_it_instead_of_crashing(setup: Setup) -> N
         "sites.a: repository id not checked (ResticUnavailable: cannot start restic-not-installed"
         in done.stdout
     )
+
+
+def test_a_site_that_hangs_cannot_hold_snapshots_past_its_stall_timeout(setup: Setup) -> None:
+    # A server that accepts connections and never answers: restic would wait for it forever.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        setup.local_site("a")
+        setup.site("hung", f"rest:http://127.0.0.1:{port}/repo", stall_timeout="3s")
+        setup.source("www", ["a", "hung"])
+        config = setup.write()
+        assert firebreak(config, "backup", "www", "--site", "a").returncode == 0
+        started = time.monotonic()
+        listed = firebreak(config, "snapshots", "www", timeout=120)
+        elapsed = time.monotonic() - started
+        assert listed.returncode == 4, listed.stdout + listed.stderr
+        assert "Stalled: stopped after 3s without progress" in listed.stdout
+        assert "www at a: 1 snapshots" in listed.stdout
+        assert elapsed < 30
+
+        # With a long stall_timeout, Ctrl-C is what ends it.
+        setup.sites["hung"]["stall_timeout"] = "10m"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "firebreak", "-c", str(setup.write()), "snapshots", "www"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert time.monotonic() - stopped < 15
+    assert "SIGINT: stopping restic" in err
+    assert not restic_processes(str(setup.dir))

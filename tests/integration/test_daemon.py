@@ -206,6 +206,33 @@ def test_sighup_reloads_a_valid_config_and_rejects_an_invalid_one(
     assert daemon.stop() == 0
 
 
+def test_a_reload_while_a_cycle_runs_never_runs_more_restic_than_max_parallel_runs(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _slow_source(setup)
+    setup.local_site("slow-2", limit_upload=300)
+    setup.top["max_parallel_runs"] = 1
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("restic to start", lambda: bool(restic_processes(str(setup.dir))))
+
+    # The reload adds a source whose catch-up starts at once, under the new config.
+    setup.source("db", ["slow-2"], schedule="0 3 * * *")
+    setup.write()
+    daemon.signal(signal.SIGHUP)
+    most = 0
+    deadline = time.monotonic() + 90
+    while len(_backups(setup, Status.SUCCESS)) < 2 and time.monotonic() < deadline:
+        most = max(most, len(restic_processes(str(setup.dir))))
+        time.sleep(0.1)
+    assert "configuration reloaded" in daemon.log()
+    assert most == 1, "two restic processes ran at once with max_parallel_runs: 1"
+    www, db = (_backups(setup, Status.SUCCESS, site=site)[0] for site in ("slow", "slow-2"))
+    assert www.finished_at is not None and db.started_at >= www.finished_at - timedelta(seconds=1)
+    assert daemon.stop() == 0
+
+
 def test_a_manual_backup_waits_for_the_daemons_run_on_the_same_site(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:

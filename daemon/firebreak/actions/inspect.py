@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,19 +19,25 @@ class SiteSnapshots:
     error: str | None = None
 
 
-def list_snapshots(config: Config, source_name: str, sites: list[str]) -> list[SiteSnapshots]:
-    """The source's snapshots at each site; a site that cannot answer carries its error."""
-    workers = max(1, min(config.max_parallel_runs, len(sites)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda site: _site_snapshots(config, source_name, site), sites))
+def list_snapshots(
+    config: Config, source_name: str, sites: list[str], cancel: threading.Event | None = None
+) -> list[SiteSnapshots]:
+    """The source's snapshots at each site, asked at once; a site that cannot answer (or
+    stalls, or is still asking when cancel is set) carries its error."""
+    with ThreadPoolExecutor(max_workers=max(1, len(sites))) as pool:
+        return list(
+            pool.map(lambda site: _site_snapshots(config, source_name, site, cancel), sites)
+        )
 
 
-def _site_snapshots(config: Config, source_name: str, site_name: str) -> SiteSnapshots:
+def _site_snapshots(
+    config: Config, source_name: str, site_name: str, cancel: threading.Event | None
+) -> SiteSnapshots:
     answer = ask_site(
         config,
         site_name,
         lambda at: commands.snapshots(at, source_name=source_name),
-        timeout=config.sites[site_name].timeout.total_seconds(),
+        cancel=cancel,
     )
     if answer.result is None or answer.error is not None:
         return SiteSnapshots(site_name, [], answer.problem)

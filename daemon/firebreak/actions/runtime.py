@@ -20,6 +20,41 @@ from firebreak.restic.program import detect_version
 from firebreak.restic.version import ResticVersion
 
 
+class RunSlots:
+    """At most ``limit`` restic processes at once, whatever mix of sources and sites. A reload
+    changes the limit of the same slots, so runs started under the old config still count."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._busy = 0
+        self._changed = threading.Condition()
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def resize(self, limit: int) -> None:
+        with self._changed:
+            self._limit = limit
+            self._changed.notify_all()
+
+    def __enter__(self) -> RunSlots:
+        with self._changed:
+            while self._busy >= self._limit:
+                self._changed.wait()
+            self._busy += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._changed:
+            self._busy -= 1
+            self._changed.notify_all()
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -27,12 +62,12 @@ class Runtime:
     restic_version: ResticVersion
     host: str
     # At most max_parallel_runs restic processes at once, whatever mix of sources and sites.
-    run_slots: threading.BoundedSemaphore = field(init=False)
+    run_slots: RunSlots = field(init=False)
     # Sites whose last run was stopped or hit a lock: `restic unlock` before the next run.
     needs_unlock: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.run_slots = threading.BoundedSemaphore(self.config.max_parallel_runs)
+        self.run_slots = RunSlots(self.config.max_parallel_runs)
 
     @property
     def locks_dir(self) -> Path:
@@ -44,11 +79,14 @@ class Runtime:
         return self.config.daemon.shutdown_grace.total_seconds()
 
     def reconfigured(self, config: Config) -> Runtime:
-        """The same database, restic and stale-lock knowledge under a new config (SIGHUP)."""
+        """The same database, restic, run slots and stale-lock knowledge under a new config
+        (SIGHUP): runs that started before the reload still hold their slots."""
         fresh = Runtime(
             config=config, engine=self.engine, restic_version=self.restic_version, host=self.host
         )
         fresh.needs_unlock = self.needs_unlock
+        fresh.run_slots = self.run_slots
+        self.run_slots.resize(config.max_parallel_runs)
         return fresh
 
     def restic_at(self, access: SiteAccess) -> SiteRestic:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC
 
 import click
@@ -10,7 +11,15 @@ from rich.table import Table
 
 from firebreak.actions.inspect import SiteSnapshots, list_snapshots
 from firebreak.actions.runtime import prepare_restic
-from firebreak.cli.common import Exit, Options, check_names, console, fail, load
+from firebreak.cli.common import (
+    Exit,
+    Options,
+    cancel_on_signals,
+    check_names,
+    console,
+    fail,
+    load,
+)
 from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.commands import SOURCE_TAG_PREFIX
 
@@ -32,13 +41,21 @@ def snapshots(options: Options, source: str, sites: tuple[str, ...], as_json: bo
         prepare_restic(config)
     except ResticUnavailable as exc:
         fail(str(exc), Exit.NOT_READY)
-    listing = list_snapshots(config, source, names)
+    cancel = threading.Event()
+    with cancel_on_signals(cancel):
+        listing = list_snapshots(config, source, names, cancel)
+    if cancel.is_set():
+        raise SystemExit(Exit.INTERRUPTED)
     if as_json:
         click.echo(json.dumps([_as_json(entry) for entry in listing], indent=2))
     else:
         out = console()
         for entry in listing:
-            out.print(_table(source, entry))
+            if entry.error:
+                # One line, whole: a narrow empty table would fold the reason.
+                out.print(f"{source} at {entry.site}: [red]{entry.error}[/]", soft_wrap=True)
+            else:
+                out.print(_table(source, entry))
     raise SystemExit(Exit.FAILED if any(entry.error for entry in listing) else Exit.OK)
 
 
@@ -51,8 +68,7 @@ def _as_json(entry: SiteSnapshots) -> dict[str, object]:
 
 
 def _table(source: str, entry: SiteSnapshots) -> Table:
-    title = f"{source} at {entry.site}: "
-    title += f"[red]{entry.error}[/]" if entry.error else f"{len(entry.snapshots)} snapshots"
+    title = f"{source} at {entry.site}: {len(entry.snapshots)} snapshots"
     table = Table(title=title, title_justify="left")
     for column in ("id", "time (UTC)", "host", "paths", "tags"):
         table.add_column(column, overflow="fold")

@@ -355,13 +355,7 @@ def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str
     notes: list[Note] = []
 
     def probe(name: str) -> tuple[str, str | None, str | None]:
-        site = config.sites[name]
-        answer = ask_site(
-            config,
-            name,
-            commands.cat_config,
-            timeout=min(PROBE_TIMEOUT_SECONDS, site.timeout.total_seconds()),
-        )
+        answer = ask_site(config, name, commands.cat_config, timeout=PROBE_TIMEOUT_SECONDS)
         if isinstance(answer.error, RepositoryNotFound):
             return name, None, "no repository there yet; checked once it exists"
         if answer.result is None or answer.error is not None:

@@ -6,7 +6,9 @@ caller asking many sites at once gets one answer per site.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +20,9 @@ from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteRestic
 from firebreak.restic.errors import classify
 from firebreak.restic.result import ResticResult
+
+# A question only reads: restic needs no long grace to leave a clean lock behind.
+ASK_KILL_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -32,14 +37,27 @@ class Answer:
 
 
 def ask_site(
-    config: Config, name: str, build: Callable[[SiteRestic], runner.Invocation], *, timeout: float
+    config: Config,
+    name: str,
+    build: Callable[[SiteRestic], runner.Invocation],
+    *,
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> Answer:
+    """Within the site's stall_timeout, its timeout (or a shorter one), and until cancel."""
     try:
         access = resolve_site(name, config.sites[name])
     except UnresolvedReference as exc:
         return Answer(None, SiteConfigError(f"sites.{name}: {exc}"))
     try:
-        result = runner.run(build(SiteRestic.of(config, access, os.environ)), timeout=timeout)
+        site = config.sites[name]
+        result = runner.run(
+            build(SiteRestic.of(config, access, os.environ)),
+            timeout=min(timeout or math.inf, site.timeout.total_seconds()),
+            stall_timeout=site.stall_timeout.total_seconds(),
+            cancel=cancel,
+            kill_grace=ASK_KILL_GRACE,
+        )
     except ResticUnavailable as exc:
         return Answer(None, exc)
     return Answer(result, classify(result))
