@@ -7,6 +7,7 @@ import shutil
 
 from firebreak.actions.check import check_site, next_subset
 from firebreak.actions.cycle import run_cycle
+from firebreak.history.records import all_runs
 from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.setup import Setup
@@ -39,7 +40,7 @@ def test_each_check_reads_the_next_part_of_the_data(setup: Setup) -> None:
     seen = []
     for _ in range(4):
         seen.append(next_subset(rt, "a"))
-        assert check_site(rt, "www", "a").status == Status.SUCCESS
+        assert check_site(rt, "a").status == Status.SUCCESS
     assert seen == [(1, 3), (2, 3), (3, 3), (1, 3)]
 
 
@@ -53,7 +54,7 @@ def test_check_outcomes_reach_the_metrics(setup: Setup) -> None:
     setup.source("www", ["a"])
     rt = setup.runtime()
     run_cycle(rt, "www")
-    run = check_site(rt, "www", "a")
+    run = check_site(rt, "a")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         FirebreakCollector(
@@ -63,13 +64,14 @@ def test_check_outcomes_reach_the_metrics(setup: Setup) -> None:
         )
     )
     found = samples(generate_latest(registry).decode())
+    # The check is the site's, recorded and exported with no source of its own.
+    assert run.source is None
+    assert value(found, "firebreak_last_check_outcome", site="a", outcome="success") == 1
     assert (
-        value(found, "firebreak_last_check_outcome", source="www", site="a", outcome="success") == 1
-    )
-    assert (
-        value(found, "firebreak_last_check_success_timestamp_seconds", source="www", site="a")
+        value(found, "firebreak_last_check_success_timestamp_seconds", site="a")
         == run.started_at.timestamp()
     )
+    assert not [labels for name, labels in found if "check" in name and ("source", "www") in labels]
 
 
 def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setup: Setup) -> None:
@@ -116,10 +118,7 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
         "firebreak_last_drill_success_timestamp_seconds",
         frozenset({("source", "www"), ("site", "bad")}),
     ) not in found
-    assert (
-        value(found, "firebreak_last_check_outcome", source="www", site="bad", outcome="failed")
-        == 1
-    )
+    assert value(found, "firebreak_last_check_outcome", site="bad", outcome="failed") == 1
     assert value(found, "firebreak_site_damaged", source="www", site="bad") == 1
     assert value(found, "firebreak_site_damaged", source="www", site="good") == 0
     assert value(found, "firebreak_source_fresh_sites", source="www") == 1
@@ -149,3 +148,32 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
     healed = firebreak(setup.path, "status", "--json")
     assert healed.returncode == 0, healed.stdout
     assert json.loads(healed.stdout)["sources"][0]["sites"][1]["counts"]
+
+
+def test_a_full_read_on_demand_finds_what_the_rotating_subset_did_not_read(setup: Setup) -> None:
+    setup.local_site("a", check_read_data_subsets=256)
+    setup.source("www", ["a"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    # restic reads, for subset n/N, the data packs whose first id byte modulo N is n-1: with
+    # N = 256 the next check reads only packs named 00…. Every other data pack (the big ones:
+    # tree packs are a few KiB, and every check reads those) is damaged.
+    damaged = [
+        pack
+        for pack in (setup.dir / "repo-a" / "data").rglob("*")
+        if pack.is_file() and not pack.name.startswith("00") and pack.stat().st_size > 100_000
+    ]
+    assert damaged
+    for pack in damaged:
+        with pack.open("r+b") as handle:
+            handle.seek(pack.stat().st_size // 3)
+            handle.write(b"\0" * 64)
+
+    rotating = firebreak(setup.path, "check", "--site", "a")
+    assert rotating.returncode == 0, rotating.stdout + rotating.stderr
+    full = firebreak(setup.path, "check", "--site", "a", "--read-all-data")
+    assert full.returncode == 4, full.stdout + full.stderr
+    assert full.stdout.startswith("a: failed: CheckFailed: ")
+    checks = [r for r in all_runs(rt.engine) if r.operation == "check"]
+    assert [r.status for r in checks] == [Status.SUCCESS, Status.FAILED]
+    assert all(r.source is None for r in checks)

@@ -24,14 +24,22 @@ def next_subset(rt: Runtime, site: str) -> tuple[int, int]:
 
 
 def check_site(
-    rt: Runtime, source: str, site_name: str, cancel: threading.Event | None = None
+    rt: Runtime,
+    site_name: str,
+    cancel: threading.Event | None = None,
+    *,
+    read_all_data: bool = False,
 ) -> Run:
-    """Check the repository at one site (recorded under the source that asked)."""
+    """Check the repository at one site: its structure, and the next 1/N of its pack data (or
+    all of it). Recorded for the site: the repository is every source's."""
 
     def check(access: SiteAccess, run_log: RunLog) -> RunOutcome:
-        subset = next_subset(rt, site_name)
-        run_log.info("checking, reading data subset %d/%d", *subset)
-        invocation = commands.check(rt.restic_at(access), subset=subset)
+        subset = None if read_all_data else next_subset(rt, site_name)
+        if subset is None:
+            run_log.info("checking, reading all data")
+        else:
+            run_log.info("checking, reading data subset %d/%d", *subset)
+        invocation = commands.check(rt.restic_at(access), subset=subset, read_all=read_all_data)
         result = run_restic(rt, invocation, access, cancel)
         error = classify(result)
         if error is None:
@@ -43,7 +51,7 @@ def check_site(
         message = _check_problem([*result.stderr_tail, *result.stdout_lines]) or error.message
         return RunOutcome.failed(CheckFailed(message), result.exit_code)
 
-    return at_site(rt, source, site_name, Operation.CHECK, check, cancel=cancel)
+    return at_site(rt, None, site_name, Operation.CHECK, check, cancel=cancel)
 
 
 # What restic check ends with when it found the data damaged (0.14 through current).

@@ -87,7 +87,7 @@ def source_snapshots(
 
 def at_site(
     rt: Runtime,
-    source: str,
+    source: str | None,
     site_name: str,
     operation: Operation,
     work: Work,
@@ -120,7 +120,7 @@ def at_site(
 @contextmanager
 def _site_turn(
     rt: Runtime,
-    source: str,
+    source: str | None,
     site: str,
     operation: Operation,
     cancel: threading.Event | None,
@@ -129,7 +129,8 @@ def _site_turn(
     if not exclusive:
         yield
         return
-    with site_lock(rt.locks_dir, site, f"{operation} of {source}", cancel), rt.run_slots:
+    purpose = f"{operation} of {source}" if source else str(operation)
+    with site_lock(rt.locks_dir, site, purpose, cancel), rt.run_slots:
         yield
 
 
@@ -157,7 +158,9 @@ def _guarded(rt: Runtime, run_id: int, work: Callable[[], RunOutcome]) -> RunOut
         raise
 
 
-def _start(rt: Runtime, operation: Operation, source: str, site: str, cycle_id: int | None) -> int:
+def _start(
+    rt: Runtime, operation: Operation, source: str | None, site: str, cycle_id: int | None
+) -> int:
     """Record a run of this process as ``running``."""
     return start_run(
         rt.engine,
@@ -173,7 +176,7 @@ def _start(rt: Runtime, operation: Operation, source: str, site: str, cycle_id: 
 
 def unlock(
     rt: Runtime,
-    source: str,
+    source: str | None,
     site_name: str,
     cycle_id: int | None,
     cancel: threading.Event | None,
@@ -193,7 +196,7 @@ def unlock(
 def side_run(
     rt: Runtime,
     operation: Operation,
-    source: str,
+    source: str | None,
     access: SiteAccess,
     invocation: runner.Invocation,
     cycle_id: int | None,

@@ -120,4 +120,5 @@ class RunLog(logging.LoggerAdapter[logging.Logger]):
     ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
         run = f" run {extra['run_id']}" if extra.get("run_id") else ""
-        return f"[{extra.get('source')} → {extra.get('site')}{run}] {msg}", kwargs
+        source = f"{extra['source']} → " if extra.get("source") else ""
+        return f"[{source}{extra.get('site')}{run}] {msg}", kwargs

@@ -14,8 +14,15 @@ from firebreak.outcomes import Status
 @click.command()
 @click.argument("source", required=False)
 @click.option("--site", "sites", multiple=True, help="Only this site (repeatable).")
+@click.option(
+    "--read-all-data",
+    is_flag=True,
+    help="Read every pack, not the rotating 1/N (slow: downloads the whole repository).",
+)
 @click.pass_obj
-def check(options: Options, source: str | None, sites: tuple[str, ...]) -> None:
+def check(
+    options: Options, source: str | None, sites: tuple[str, ...], read_all_data: bool
+) -> None:
     """Check the repositories of SOURCE's sites (or of --site S): structure, and a rotating
     1/N of the pack data (check_read_data_subsets).
 
@@ -32,15 +39,12 @@ def check(options: Options, source: str | None, sites: tuple[str, ...]) -> None:
         if unknown:
             fail(f"no site {', '.join(map(repr, unknown))} in {options.config_path}", Exit.CONFIG)
         names = list(dict.fromkeys(sites))
-    owner = source or next(
-        (name for name, s in config.sources.items() if set(names) & set(s.sites)), "-"
-    )
     rt = runtime(config)
     cancel = threading.Event()
     failed = False
     with cancel_on_signals(cancel):
         for name in names:
-            run = check_site(rt, owner, name, cancel)
+            run = check_site(rt, name, cancel, read_all_data=read_all_data)
             if run.status == Status.SUCCESS:
                 click.echo(f"{name}: ok ({run.duration_seconds or 0:.1f}s)")
             else:

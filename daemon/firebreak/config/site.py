@@ -175,7 +175,7 @@ class Site(Strict):
     check_read_data_subsets: int = Field(
         default=12,
         ge=1,
-        le=1000,
+        le=256,  # restic refuses more (--read-data-subset n/t: t must be at most 256)
         description=(
             "restic check reads 1/N of the pack data each time, a different part each time "
             "(n/N rotating), so every pack is read at least once every N checks."

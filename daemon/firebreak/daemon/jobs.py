@@ -117,11 +117,10 @@ class Jobs:
 
     def check(self, site_name: str) -> None:
         rt = self._runtime()
-        owners = [name for name, source in rt.config.sources.items() if site_name in source.sites]
-        if not owners:
+        if not any(site_name in source.sites for source in rt.config.sources.values()):
             return  # no source uses the site (or a reload removed it)
         try:
-            check_site(rt, owners[0], site_name, self._cancel)
+            check_site(rt, site_name, self._cancel)
         except Exception:
             log.exception("check of %s failed inside firebreak", site_name)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # The newest revision in firebreak/migrations/versions (a test keeps the two equal). Every
 # command checks the schema against it; Alembic itself, slow to import, is loaded only to
 # migrate.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.history.models import Run
-from firebreak.history.records import Latest, latest_runs, latest_verdicts
+from firebreak.history.records import Latest, latest_runs, latest_site_verdicts, latest_verdicts
 from firebreak.humanize import humanize_age
 from firebreak.outcomes import Operation, Status
 
@@ -36,10 +36,7 @@ class Proof:
 
     @classmethod
     def read(cls, engine: Engine) -> Proof:
-        checks: dict[str, Run] = {}
-        for (_, site), run in latest_verdicts(engine, Operation.CHECK).items():
-            if site not in checks or run.id > checks[site].id:
-                checks[site] = run
+        checks = latest_site_verdicts(engine, Operation.CHECK)
         drills = latest_verdicts(engine, Operation.DRILL)
         return cls(drills, checks, latest_runs(engine, operation=Operation.DRILL))
 

@@ -68,7 +68,8 @@ class Run(Base):
     cycle_id: Mapped[int | None] = mapped_column(
         ForeignKey("cycles.id", ondelete="SET NULL"), nullable=True
     )
-    source: Mapped[str] = mapped_column(String(64))
+    # None for an operation on the whole repository (check, site reset), whatever source.
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
     site: Mapped[str] = mapped_column(String(64))
     operation: Mapped[str] = mapped_column(String(32))  # backup, init, forget, check, ...
     status: Mapped[str] = mapped_column(String(16), default=Status.RUNNING)
@@ -94,4 +95,26 @@ class Run(Base):
         Index("ix_runs_latest", "source", "site", "operation", "id"),
         Index("ix_runs_status", "source", "site", "operation", "status", "id"),
         Index("ix_runs_cycle", "cycle_id"),
+        Index("ix_runs_site", "site", "id"),
     )
+
+
+class SiteRepository(Base):
+    """The restic repository firebreak found at a site the first time it wrote there, or one an
+    operator recorded later (``firebreak site reset``): the newest row per host and site is the
+    repository the site must hold."""
+
+    __tablename__ = "site_repositories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    site: Mapped[str] = mapped_column(String(64))
+    repository_id: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # None when firebreak recorded it on its own; the operator's words for a reset.
+    reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+
+    __table_args__ = (Index("ix_site_repositories_site", "host", "site", "id"),)

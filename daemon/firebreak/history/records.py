@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Engine, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from firebreak.clock import utcnow
 from firebreak.history.models import Cycle, Run
@@ -70,7 +71,7 @@ def finish_cycle(engine: Engine, cycle_id: int, *, status: Status, succeeded: in
 def start_run(
     engine: Engine,
     *,
-    source: str,
+    source: str | None,
     site: str,
     operation: Operation,
     host: str,
@@ -134,9 +135,9 @@ def _fit(text: str | None, length: int | None) -> str | None:
 
 @dataclass(frozen=True)
 class Latest:
-    """The newest run and the newest successful run of one source at one site."""
+    """The newest run and the newest successful run of one source (None: any) at one site."""
 
-    source: str
+    source: str | None
     site: str
     last_attempt: Run | None
     last_success: Run | None
@@ -148,26 +149,46 @@ def latest_runs(
     sources: Iterable[str] | None = None,
 ) -> dict[tuple[str, str], Latest]:
     """Latest attempt and latest success per (source, site): two indexed group-by queries."""
-    newest = select(func.max(Run.id)).where(Run.operation == operation)
-    succeeded = newest.where(Run.status == Status.SUCCESS)
+    wanted = Run.operation == operation
     if sources is not None:
-        names = list(sources)
-        newest = newest.where(Run.source.in_(names))
-        succeeded = succeeded.where(Run.source.in_(names))
-    newest = newest.group_by(Run.source, Run.site)
-    succeeded = succeeded.group_by(Run.source, Run.site)
-    with Session(engine, expire_on_commit=False) as session:
-        attempts = {
-            (r.source, r.site): r for r in session.scalars(select(Run).where(Run.id.in_(newest)))
-        }
-        successes = {
-            (r.source, r.site): r for r in session.scalars(select(Run).where(Run.id.in_(succeeded)))
-        }
-        session.expunge_all()
+        wanted &= Run.source.in_(list(sources))
+    attempts = _by_source(_newest(engine, wanted, Run.source, Run.site))
+    successes = _by_source(
+        _newest(engine, wanted & (Run.status == Status.SUCCESS), Run.source, Run.site)
+    )
     return {
         key: Latest(key[0], key[1], attempts.get(key), successes.get(key))
         for key in attempts.keys() | successes.keys()
     }
+
+
+def latest_site_runs(engine: Engine, operation: Operation) -> dict[str, Latest]:
+    """Latest attempt and latest success per site, whatever source a run was recorded under
+    (for operations on the whole repository: check)."""
+    wanted = Run.operation == operation
+    attempts = {r.site: r for r in _newest(engine, wanted, Run.site)}
+    successes = {
+        r.site: r for r in _newest(engine, wanted & (Run.status == Status.SUCCESS), Run.site)
+    }
+    return {
+        site: Latest(None, site, attempts.get(site), successes.get(site))
+        for site in attempts.keys() | successes.keys()
+    }
+
+
+def _newest(
+    engine: Engine, condition: ColumnElement[bool], *group: InstrumentedAttribute[Any]
+) -> list[Run]:
+    """The newest run meeting the condition in each group (an indexed group-by, then the rows)."""
+    newest = select(func.max(Run.id)).where(condition).group_by(*group)
+    with Session(engine, expire_on_commit=False) as session:
+        runs = list(session.scalars(select(Run).where(Run.id.in_(newest))))
+        session.expunge_all()
+    return runs
+
+
+def _by_source(runs: Iterable[Run]) -> dict[tuple[str, str], Run]:
+    return {(run.source, run.site): run for run in runs if run.source is not None}
 
 
 def runs_of_cycle(engine: Engine, cycle_id: int) -> list[Run]:
@@ -235,7 +256,7 @@ def interrupt_leftovers(
 
 @dataclass(frozen=True)
 class RunCount:
-    source: str
+    source: str | None  # None: a run of the whole repository (check)
     site: str
     operation: str
     status: str
@@ -274,7 +295,11 @@ def consecutive_failures(
         .group_by(Run.source, Run.site)
     )
     with Session(engine) as session:
-        return {(source, site): count for source, site, count in session.execute(query)}
+        return {
+            (source, site): count
+            for source, site, count in session.execute(query)
+            if source is not None
+        }
 
 
 def finished_durations(engine: Engine) -> list[tuple[str, float]]:
@@ -309,21 +334,22 @@ def finished_runs(engine: Engine, site: str, operation: Operation) -> int:
         return int(session.scalar(query) or 0)
 
 
-def latest_verdicts(engine: Engine, operation: Operation) -> dict[tuple[str, str], Run]:
-    """Per (source, site), the newest run of this operation that passed or found the data bad
-    (a failure that ``judges_data``): runs that could not even reach the site say nothing
-    either way."""
-    verdict = (Run.status == Status.SUCCESS) | (
+def _data_verdict() -> ColumnElement[bool]:
+    """A run that passed, or found the data bad (a failure that ``judges_data``): runs that
+    could not even reach the site say nothing either way."""
+    return (Run.status == Status.SUCCESS) | (
         (Run.status == Status.FAILED) & Run.error_class.in_(data_verdicts())
     )
-    newest = (
-        select(func.max(Run.id))
-        .where(Run.operation == operation, verdict)
-        .group_by(Run.source, Run.site)
-    )
-    with Session(engine, expire_on_commit=False) as session:
-        runs = {
-            (r.source, r.site): r for r in session.scalars(select(Run).where(Run.id.in_(newest)))
-        }
-        session.expunge_all()
-    return runs
+
+
+def latest_verdicts(engine: Engine, operation: Operation) -> dict[tuple[str, str], Run]:
+    """Per (source, site), the newest run of this operation with a verdict on the data."""
+    condition = (Run.operation == operation) & _data_verdict()
+    return _by_source(_newest(engine, condition, Run.source, Run.site))
+
+
+def latest_site_verdicts(engine: Engine, operation: Operation) -> dict[str, Run]:
+    """Per site, the newest run of this operation with a verdict on the data, whichever
+    source it was recorded under (a check covers the whole repository)."""
+    condition = (Run.operation == operation) & _data_verdict()
+    return {run.site: run for run in _newest(engine, condition, Run.site)}

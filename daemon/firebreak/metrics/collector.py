@@ -4,7 +4,7 @@ so a restart resets nothing and a scrape never waits on a running backup (it rea
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -26,6 +26,7 @@ from firebreak.history.records import (
     consecutive_failures,
     finished_durations,
     latest_runs,
+    latest_site_runs,
     run_counts,
 )
 from firebreak.outcomes import FINAL_STATUSES, Operation, Status
@@ -75,7 +76,7 @@ class FirebreakCollector(Collector):
             failures = consecutive_failures(engine)
             counts = run_counts(engine)
             durations = finished_durations(engine)
-            checks = latest_runs(engine, operation=Operation.CHECK)
+            checks = latest_site_runs(engine, Operation.CHECK)
             proof = Proof.read(engine)
         except Exception:  # a scrape must answer even when the database does not
             log.exception("reading the run history for /metrics failed")
@@ -87,8 +88,14 @@ class FirebreakCollector(Collector):
         report = freshness(config, latest, utcnow(), proof)
         yield from _site_metrics(report, latest, failures)
         yield from _source_metrics(config, report)
-        yield from _proof_metrics(Operation.CHECK, "restic check of the site", checks)
-        yield from _proof_metrics(Operation.DRILL, "restore drill at the site", proof.drill_runs)
+        site_checks = [((site,), entry) for site, entry in checks.items()]
+        yield from _proof_metrics(
+            Operation.CHECK, "restic check of the site", site_checks, ["site"]
+        )
+        drills = proof.drill_runs.items()
+        yield from _proof_metrics(
+            Operation.DRILL, "restore drill at the site", drills, ["source", "site"]
+        )
         yield from _counters(counts)
         yield _histogram(durations)
 
@@ -187,26 +194,30 @@ def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[M
 
 
 def _proof_metrics(
-    operation: Operation, what: str, latest: dict[tuple[str, str], Latest]
+    operation: Operation,
+    what: str,
+    latest: Iterable[tuple[tuple[str, ...], Latest]],
+    labels: list[str],
 ) -> Iterator[Metric]:
-    """When the newest passing run of a check or drill started, and how the newest one ended."""
+    """When the newest passing run of a check or drill started, and how the newest one ended.
+    labels: what the keys of latest are (a drill is per source and site, a check per site)."""
     success = GaugeMetricFamily(
         f"firebreak_last_{operation}_success_timestamp_seconds",
         f"Start of the newest passing {what}",
-        labels=["source", "site"],
+        labels=labels,
     )
     outcome = GaugeMetricFamily(
         f"firebreak_last_{operation}_outcome",
         f"1 for the outcome of the newest {what}, 0 for the others",
-        labels=["source", "site", "outcome"],
+        labels=[*labels, "outcome"],
     )
-    for (source, site), entry in sorted(latest.items()):
+    for key, entry in sorted(latest, key=lambda item: item[0]):
         if entry.last_success is not None:
-            success.add_metric([source, site], entry.last_success.started_at.timestamp())
+            success.add_metric(list(key), entry.last_success.started_at.timestamp())
         if entry.last_attempt is not None:
             for name in OUTCOMES:
                 state = 1 if entry.last_attempt.status == name else 0
-                outcome.add_metric([source, site, name], state)
+                outcome.add_metric([*key, name], state)
     yield success
     yield outcome
 
@@ -216,7 +227,7 @@ def _counters(counts: list[RunCount]) -> Iterator[Metric]:
         "firebreak_runs", "Finished restic runs", labels=["source", "site", "operation", "status"]
     )
     for row in counts:
-        runs.add_metric([row.source, row.site, row.operation, row.status], row.count)
+        runs.add_metric([row.source or "", row.site, row.operation, row.status], row.count)
     yield runs
 
 

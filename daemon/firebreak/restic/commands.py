@@ -173,8 +173,10 @@ def ls(at: SiteRestic, *, snapshot: str) -> Invocation:
     return at.invocation("ls", snapshot)
 
 
-def check(at: SiteRestic, *, subset: tuple[int, int] | None) -> Invocation:
-    """``restic check``; subset (n, N) reads that part of the pack data too."""
+def check(at: SiteRestic, *, subset: tuple[int, int] | None, read_all: bool = False) -> Invocation:
+    """``restic check``; subset (n, N) reads that part of the pack data too, read_all all."""
+    if read_all:
+        return at.invocation("check", "--read-data")
     reading = (f"--read-data-subset={subset[0]}/{subset[1]}",) if subset is not None else ()
     return at.invocation("check", *reading)
 

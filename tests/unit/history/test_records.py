@@ -62,6 +62,34 @@ def test_migrations_match_the_models(engine: Engine) -> None:
     assert diff == []
 
 
+def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> None:
+    from alembic import command
+
+    engine = make_engine(database_url)
+    try:
+        command.upgrade(alembic_config(engine), "0001")
+        cycle = start_cycle(engine, source="www", trigger="cli", host="h", sites=1)
+        _run(engine, "a", Status.SUCCESS)
+        _run(engine, "b", Status.FAILED)
+        with pytest.raises(DatabaseBehind, match="run `firebreak db upgrade`"):
+            require_current(engine)
+        before = upgrade(engine)
+        assert (before.current, schema_state(engine).current) == ("0001", SCHEMA_HEAD)
+        latest = latest_runs(engine)
+        assert {key: entry.last_attempt.status for key, entry in latest.items()} == {  # type: ignore[union-attr]
+            ("www", "a"): Status.SUCCESS,
+            ("www", "b"): Status.FAILED,
+        }
+        finish_cycle(engine, cycle, status=Status.PARTIAL, succeeded=1)
+        # A run of the whole repository has no source now.
+        run_id = start_run(
+            engine, source=None, site="a", operation="check", host="h", restic_version="0.14.0"
+        )
+        assert finish_run(engine, run_id, RunOutcome(Status.SUCCESS)).source is None
+    finally:
+        engine.dispose()
+
+
 def test_a_run_is_running_until_finished(engine: Engine) -> None:
     cycle = start_cycle(engine, source="www", trigger="cli", host="h", sites=1)
     run_id = start_run(
