@@ -23,6 +23,7 @@ class Operation(enum.StrEnum):
     CHECK = "check"  # restic check (the whole repository, whichever source it serves)
     DRILL = "drill"  # a restore drill: a sample restored and verified
     RESTORE = "restore"
+    RESET = "reset"  # firebreak site reset: an operator records the repository a site holds
 
 
 class Status(enum.StrEnum):
@@ -53,7 +54,9 @@ class Failure(Exception):
     ``transient``: it may go away by itself, so a retry may help;
     ``leaves_lock``: restic was stopped or met a lock, so ``restic unlock`` runs before the
     next run at that site;
-    ``judges_data``: the site's data was read and found bad, so the site is damaged.
+    ``judges_data``: the site's data was read and found bad, so the site is damaged;
+    ``loses_site``: the repository the site held is gone or another one stands in its place,
+    so the site is lost until it comes back or an operator resets it.
     """
 
     error_class: ClassVar[str] = "Failure"
@@ -62,6 +65,7 @@ class Failure(Exception):
     transient: ClassVar[bool] = False
     leaves_lock: ClassVar[bool] = False
     judges_data: ClassVar[bool] = False
+    loses_site: ClassVar[bool] = False
 
     _by_name: ClassVar[dict[str, type[Failure]]] = {}
 
@@ -97,6 +101,11 @@ def leaves_stale_lock(error_class: str | None) -> bool:
 def data_verdicts() -> tuple[str, ...]:
     """The recorded names of failures that found a site's data bad."""
     return tuple(sorted(name for name, kind in Failure._by_name.items() if kind.judges_data))
+
+
+def site_losses() -> tuple[str, ...]:
+    """The recorded names of failures that found a site's repository lost."""
+    return tuple(sorted(name for name, kind in Failure._by_name.items() if kind.loses_site))
 
 
 # -- restic's failures, as restic/errors.py classifies them ------------------------------
@@ -211,6 +220,22 @@ class DrillScratchFailed(Failure):
     """The drill's own scratch disk failed it (full, read-only): nothing about the site."""
 
     summary = "the drill could not write its scratch copy"
+
+
+class RepositoryLost(Failure):
+    """The site held a repository firebreak wrote to, and now there is none: a disk not
+    mounted, a directory emptied, a bucket deleted. Nothing is created in its place."""
+
+    summary = "the site's repository is gone"
+    loses_site = True
+
+
+class RepositoryReplaced(Failure):
+    """Another repository stands where the one firebreak wrote to was (a new ``restic init``
+    at the same URL, a bucket handed back by a provider): its snapshots are not the site's."""
+
+    summary = "another repository stands in place of the site's"
+    loses_site = True
 
 
 class InternalError(Failure):

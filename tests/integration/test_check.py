@@ -138,8 +138,11 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
     text = firebreak(setup.path, "status")
     assert "bad: DAMAGED: restore drill failed" in text.stdout, text.stdout
 
-    # Replaced by a new repository, drilled and checked again: it counts again.
+    # Replaced by a new repository (an operator's recorded decision), drilled and checked
+    # again: it counts again.
     shutil.rmtree(setup.dir / "repo-bad")
+    reset = firebreak(setup.path, "site", "reset", "bad", "--reason", "packs corrupted")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
     assert run_cycle(rt, "www").status == Status.SUCCESS
     assert firebreak(setup.path, "drill", "www", "--site", "bad").returncode == 0
     still = json.loads(firebreak(setup.path, "status", "--json").stdout)["sources"][0]

@@ -61,3 +61,32 @@ def tmpfs(path: Path, size: str = "16m") -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+class Disk:
+    """A small ext4 image that can be unmounted and mounted again with its data, as a backup
+    disk that someone forgot to mount (or that failed to mount at boot)."""
+
+    def __init__(self, image: Path, path: Path) -> None:
+        self.image = image
+        self.path = path
+        subprocess.run(["truncate", "-s", "32M", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        path.mkdir(parents=True)
+        self.mounted = False
+
+    def mount(self) -> None:
+        _mount(["-o", "loop", str(self.image), str(self.path)], "a loop device")
+        self.mounted = True
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=True)
+        self.mounted = False
+
+    def __enter__(self) -> Disk:
+        self.mount()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], check=False)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from firebreak.actions.operation import at_site, run_restic, side_run
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome
+from firebreak.history.records import RunOutcome, had_repository
 from firebreak.outcomes import (
     Failure,
     Operation,
@@ -118,7 +118,13 @@ def _back_up(
     result = run_restic(rt, invocation, access, cancel)
     error = classify(result)
     initialized = False
-    if isinstance(error, RepositoryNotFound) and access.site.init == "auto":
+    # A site that held a repository is lost when it has none, never created anew
+    # (actions/identity.py says so).
+    if (
+        isinstance(error, RepositoryNotFound)
+        and access.site.init == "auto"
+        and not had_repository(rt.engine, rt.host, access.name)
+    ):
         log.warning("no repository at the site; creating it (init: auto)")
         init = commands.init(rt.restic_at(access))
         created = side_run(rt, Operation.INIT, source_name, access, init, cycle_id, cancel)

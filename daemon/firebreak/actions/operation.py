@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from firebreak.actions.identity import Witness
 from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome, finish_run, start_run
+from firebreak.history.records import RunOutcome, finish_run, lost_sites, start_run
 from firebreak.outcomes import (
     Failure,
     InternalError,
@@ -101,14 +102,26 @@ def at_site(
     exclusive: wait for the site's lock (shared with the CLI) and a run slot. A restore does
     not: it must never queue behind a backup during an incident, and restic's own locks let
     it read beside one.
+
+    Every run but a site reset also checks that the repository it met is the one the site
+    held (actions/identity.py): a missing one is lost, another one replaced.
     """
     try:
         with _site_turn(rt, source, site_name, operation, cancel, exclusive):
+            watched = operation is not Operation.RESET
+            witness = Witness(rt, site_name, tidy=exclusive) if watched else None
             if exclusive and site_name in rt.needs_unlock:
                 unlock(rt, source, site_name, cycle_id, cancel)
             run_id = _start(rt, operation, source, site_name, cycle_id)
             log = RunLog(logger, {"source": source, "site": site_name, "run_id": run_id})
-            outcome = _guarded(rt, run_id, lambda: _resolved(rt, site_name, log, work))
+
+            def attempt() -> RunOutcome:
+                if witness is None:
+                    return _resolved(rt, site_name, log, work)
+                checked = _rechecked(rt, witness, work, cancel) if exclusive else work
+                return witness.judge(operation, _resolved(rt, site_name, log, checked), run_id)
+
+            outcome = _guarded(rt, run_id, attempt)
             if leaves_stale_lock(outcome.error_class):
                 rt.needs_unlock.add(site_name)
             return finish_run(rt.engine, run_id, outcome)
@@ -132,6 +145,22 @@ def _site_turn(
     purpose = f"{operation} of {source}" if source else str(operation)
     with site_lock(rt.locks_dir, site, purpose, cancel), rt.run_slots:
         yield
+
+
+def _rechecked(rt: Runtime, witness: Witness, work: Work, cancel: threading.Event | None) -> Work:
+    """The work, preceded at a site found lost before by a look at its repository: nothing is
+    written to a repository that is not the site's (it costs a repository open, only there)."""
+
+    def checked(access: SiteAccess, log: RunLog) -> RunOutcome:
+        if witness.expected is not None and witness.site in lost_sites(rt.engine):
+            asked = run_restic(rt, commands.cat_config(rt.restic_at(access)), access, cancel)
+            verdict = witness.recheck(asked)
+            if verdict is not None:
+                return verdict
+            log.info("the site's repository is back")
+        return work(access, log)
+
+    return checked
 
 
 def _resolved(rt: Runtime, site_name: str, log: RunLog, work: Work) -> RunOutcome:

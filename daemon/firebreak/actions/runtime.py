@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.history.database import make_engine, require_current
+from firebreak.restic.cache import forget_cached
 from firebreak.restic.commands import SiteAccess, SiteRestic
 from firebreak.restic.program import detect_version
 from firebreak.restic.version import ResticVersion
@@ -100,6 +101,9 @@ def prepare_restic(config: Config) -> ResticVersion:
     version = detect_version(config.restic.binary)
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Each site has a cache of its own now (config.site_cache_dir); one shared by every site
+    # (as earlier releases had) is of no use any more.
+    forget_cached(config.cache_dir)
     return version
 
 
@@ -114,6 +118,11 @@ def open_runtime(config: Config, *, engine: Engine | None = None) -> Runtime:
 
 class RunLog(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every line with the source, site and run id (sites run concurrently)."""
+
+    @property
+    def run_id(self) -> int | None:
+        value = (self.extra or {}).get("run_id")
+        return value if isinstance(value, int) else None
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]

@@ -26,6 +26,7 @@ COMMANDS = {
     "check": "check:check",
     "forget": "forget:forget",
     "drill": "drill:drill",
+    "site": "site:site",
 }
 
 

@@ -81,7 +81,8 @@ def _table(source: SourceFreshness) -> Table:
     table = Table(
         title=(
             f"{source.source}: {verdict} — {source.fresh_sites} of {len(source.sites)} sites "
-            f"fresh and undamaged, {source.required_fresh_sites} required, max_age {max_age}"
+            f"count (fresh, not damaged or lost), {source.required_fresh_sites} required, "
+            f"max_age {max_age}"
         ),
         title_justify="left",
     )
@@ -106,6 +107,8 @@ def _table(source: SourceFreshness) -> Table:
 
 
 def _state(site: SiteFreshness) -> str:
+    if site.lost:
+        return "[bold red]LOST[/]"
     if site.damaged:
         return "[bold red]DAMAGED[/]"
     return "[green]fresh[/]" if site.fresh else "[red]STALE[/]"
@@ -119,6 +122,12 @@ def _drill(site: SiteFreshness, now: datetime) -> str:
 
 
 def _problems(source: SourceFreshness) -> list[str]:
-    lines = [f"  {site.site}: DAMAGED: {site.damaged}" for site in source.sites if site.damaged]
-    lines += [f"  {site.site}: {site.last_error}" for site in source.sites if site.last_error]
+    lines = []
+    for site in source.sites:
+        if site.lost:
+            lines.append(f"  {site.site}: LOST: {site.lost}")
+        if site.damaged:
+            lines.append(f"  {site.site}: DAMAGED: {site.damaged}")
+        if site.last_error and not site.lost:  # a lost site's last error says the same
+            lines.append(f"  {site.site}: {site.last_error}")
     return lines

@@ -317,3 +317,8 @@ class Config(Strict):
     @property
     def cache_dir(self) -> Path:
         return self.restic.cache_dir or self.state_dir / "cache"
+
+    def site_cache_dir(self, site: str) -> Path:
+        """restic's cache for one site: restic keeps a directory per repository there, named
+        by the repository's id, which tells firebreak which repository a run opened."""
+        return self.cache_dir / "sites" / site

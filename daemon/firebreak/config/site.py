@@ -116,8 +116,10 @@ class Site(Strict):
     init: Literal["auto", "never"] = Field(
         default="auto",
         description=(
-            "auto: create the repository the first time it is found missing (recorded in the "
-            "run); never: a missing repository is an error."
+            "auto: create the repository at a site that never had one (recorded as a run of "
+            "its own); never: a missing repository is an error. A site that held backups and "
+            "has no repository now is LOST, whatever this says: nothing is created there until "
+            "firebreak site reset records the operator's decision."
         ),
     )
     limit_upload: int | None = Field(

@@ -6,18 +6,28 @@ found its data bad is **damaged** and does not count toward safety, however fres
 later run of the kind that failed passes (a drill after a failed drill, a check after a failed
 check). A drill or check that could not reach the site, or could not write its scratch copy,
 proves nothing either way and changes nothing.
+
+A site whose repository is gone, or replaced by another, is **lost** (actions/identity.py) and
+does not count either, however fresh its last success, until the repository comes back or an
+operator resets the site.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.history.models import Run
-from firebreak.history.records import Latest, latest_runs, latest_site_verdicts, latest_verdicts
+from firebreak.history.records import (
+    Latest,
+    latest_runs,
+    latest_site_verdicts,
+    latest_verdicts,
+    lost_sites,
+)
 from firebreak.humanize import humanize_age
 from firebreak.outcomes import Operation, Status
 
@@ -33,12 +43,23 @@ class Proof:
     checks: dict[str, Run]
     # (source, site) → the newest drill and the newest passing one, whatever they found.
     drill_runs: dict[tuple[str, str], Latest]
+    # site → the run that found its repository gone or replaced, while it still is.
+    lost: dict[str, Run] = field(default_factory=dict)
 
     @classmethod
     def read(cls, engine: Engine) -> Proof:
         checks = latest_site_verdicts(engine, Operation.CHECK)
         drills = latest_verdicts(engine, Operation.DRILL)
-        return cls(drills, checks, latest_runs(engine, operation=Operation.DRILL))
+        drill_runs = latest_runs(engine, operation=Operation.DRILL)
+        return cls(drills, checks, drill_runs, lost_sites(engine))
+
+    def loss(self, site: str, now: datetime) -> str | None:
+        """Why the site's repository is not the one it held, or None."""
+        run = self.lost.get(site)
+        if run is None:
+            return None
+        age = humanize_age((now - run.started_at).total_seconds())
+        return f"found {age} ago: {run.error_class}: {run.error_message or ''}"
 
     def drill_passed(self, source: str, site: str) -> datetime | None:
         """When the newest passing drill of the source at the site started."""
@@ -71,11 +92,13 @@ class SiteFreshness:
     # Why the site's data is not trusted (a failed drill or check), or None.
     damaged: str | None = None
     last_drill_success_at: datetime | None = None
+    # Why the site's repository is lost (gone, or another in its place), or None.
+    lost: str | None = None
 
     @property
     def counts(self) -> bool:
-        """Counts toward the source's safety: fresh and not damaged."""
-        return self.fresh and self.damaged is None
+        """Counts toward the source's safety: fresh, not damaged, not lost."""
+        return self.fresh and self.damaged is None and self.lost is None
 
 
 @dataclass(frozen=True)
@@ -123,6 +146,7 @@ def freshness(
                     age_seconds=age,
                     damaged=proof.damage(source_name, site_name, now),
                     last_drill_success_at=proof.drill_passed(source_name, site_name),
+                    lost=proof.loss(site_name, now),
                 )
             )
         fresh = sum(1 for site in sites if site.counts)

@@ -11,8 +11,15 @@ from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from firebreak.clock import utcnow
-from firebreak.history.models import Cycle, Run
-from firebreak.outcomes import Failure, Interrupted, Operation, Status, data_verdicts
+from firebreak.history.models import Cycle, Run, SiteRepository
+from firebreak.outcomes import (
+    Failure,
+    Interrupted,
+    Operation,
+    Status,
+    data_verdicts,
+    site_losses,
+)
 
 
 @dataclass(frozen=True)
@@ -353,3 +360,66 @@ def latest_site_verdicts(engine: Engine, operation: Operation) -> dict[str, Run]
     source it was recorded under (a check covers the whole repository)."""
     condition = (Run.operation == operation) & _data_verdict()
     return {run.site: run for run in _newest(engine, condition, Run.site)}
+
+
+def recorded_repository(engine: Engine, host: str, site: str) -> SiteRepository | None:
+    """The repository the site must hold: the newest one recorded for this host and site."""
+    query = (
+        select(SiteRepository)
+        .where(SiteRepository.host == host, SiteRepository.site == site)
+        .order_by(SiteRepository.id.desc())
+        .limit(1)
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        row = session.scalar(query)
+        session.expunge_all()
+    return row
+
+
+def record_repository(
+    engine: Engine,
+    *,
+    host: str,
+    site: str,
+    repository_id: str,
+    run_id: int | None,
+    reason: str | None = None,
+) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(
+            SiteRepository(
+                host=host,
+                site=site,
+                repository_id=repository_id,
+                recorded_at=utcnow(),
+                reason=_fit(reason, SiteRepository.reason.type.length),
+                run_id=run_id,
+            )
+        )
+
+
+def had_repository(engine: Engine, host: str, site: str) -> bool:
+    """Whether this host ever wrote a backup to the site (or recorded its repository): a
+    repository missing there now is lost, not new."""
+    if recorded_repository(engine, host, site) is not None:
+        return True
+    wrote = select(Run.id).where(
+        Run.host == host,
+        Run.site == site,
+        Run.operation == Operation.BACKUP,
+        Run.status.in_((Status.SUCCESS, Status.PARTIAL)),
+    )
+    with Session(engine) as session:
+        return session.scalar(wrote.limit(1)) is not None
+
+
+def lost_sites(engine: Engine) -> dict[str, Run]:
+    """Sites whose newest run that reached a verdict on their repository found it lost (gone,
+    or another in its place). A run that succeeded there since (the repository came back, or
+    an operator reset the site) clears it; runs that could not reach the site say nothing."""
+    verdict = Run.status.in_((Status.SUCCESS, Status.PARTIAL)) | Run.error_class.in_(site_losses())
+    return {
+        run.site: run
+        for run in _newest(engine, verdict, Run.site)
+        if run.error_class in site_losses()
+    }

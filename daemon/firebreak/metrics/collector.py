@@ -88,6 +88,7 @@ class FirebreakCollector(Collector):
         report = freshness(config, latest, utcnow(), proof)
         yield from _site_metrics(report, latest, failures)
         yield from _source_metrics(config, report)
+        yield _lost_sites(config, proof)
         site_checks = [((site,), entry) for site, entry in checks.items()]
         yield from _proof_metrics(
             Operation.CHECK, "restic check of the site", site_checks, ["site"]
@@ -169,6 +170,18 @@ def _site_metrics(
                 put("firebreak_last_files_changed", key, good.files_changed or 0)
     yield from gauges.values()
     yield outcome
+
+
+def _lost_sites(config: Config, proof: Proof) -> Metric:
+    lost = GaugeMetricFamily(
+        "firebreak_site_lost",
+        "1 if the site's repository is gone or replaced by another (until it comes back or "
+        "firebreak site reset records a new one)",
+        labels=["site"],
+    )
+    for site in config.sites:
+        lost.add_metric([site], 1 if site in proof.lost else 0)
+    return lost
 
 
 def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[Metric]:

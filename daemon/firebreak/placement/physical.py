@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import json
 import os
 import re
 import socket
@@ -27,7 +26,7 @@ from firebreak.placement.policy import Severity, Violation, effective_policy
 from firebreak.placement.targets import Target, site_target
 from firebreak.restic import commands
 from firebreak.restic.ask import ask_site
-from firebreak.restic.result import ResticResult
+from firebreak.restic.messages import repository_id
 
 DNS_TIMEOUT_SECONDS = 2.0
 # mountinfo writes a space in a mount point as \040 (and a tab, newline or backslash alike).
@@ -360,29 +359,15 @@ def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str
             return name, None, "no repository there yet; checked once it exists"
         if answer.result is None or answer.error is not None:
             return name, None, answer.problem
-        return name, _repository_id(answer.result), "restic cat config printed no repository id"
+        return name, repository_id(answer.result), "restic cat config printed no repository id"
 
     ids: dict[str, str] = {}
     if not names:
         return ids, notes
     with ThreadPoolExecutor(max_workers=min(len(names), max(config.max_parallel_runs, 4))) as pool:
-        for name, repository_id, why in pool.map(probe, names):
-            if repository_id:
-                ids[name] = repository_id
+        for name, found, why in pool.map(probe, names):
+            if found:
+                ids[name] = found
                 continue
             notes.append(Note(None, name, f"repository id not checked ({why})"))
     return ids, notes
-
-
-def _repository_id(result: ResticResult) -> str | None:
-    # restic prints the config as indented JSON: one value over several lines.
-    try:
-        config_json = json.loads("\n".join(result.stdout_lines))
-    except ValueError:
-        config_json = None
-    if isinstance(config_json, dict) and isinstance(config_json.get("id"), str):
-        return str(config_json["id"])
-    for message in result.messages:
-        if isinstance(message, dict) and isinstance(message.get("id"), str):
-            return str(message["id"])
-    return None

@@ -63,7 +63,7 @@ class SiteRestic:
 
     @classmethod
     def of(cls, config: Config, access: SiteAccess, parent_env: Mapping[str, str]) -> SiteRestic:
-        return cls(config.restic.binary, access, config.cache_dir, parent_env)
+        return cls(config.restic.binary, access, config.site_cache_dir(access.name), parent_env)
 
     def invocation(self, command: str, *args: str) -> Invocation:
         """``restic COMMAND --json GLOBAL-OPTIONS ARGS``."""

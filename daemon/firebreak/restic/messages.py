@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -84,3 +85,17 @@ def listed_file(message: object) -> tuple[str, int] | None:
     if not isinstance(message, dict) or message.get("type") != "file" or "path" not in message:
         return None
     return str(message["path"]), int(message.get("size") or 0)
+
+
+def repository_id(result: ResticResult) -> str | None:
+    """The id ``restic cat config`` printed (as indented JSON: one value over several lines)."""
+    try:
+        config_json = json.loads("\n".join(result.stdout_lines))
+    except ValueError:
+        config_json = None
+    if isinstance(config_json, dict) and isinstance(config_json.get("id"), str):
+        return str(config_json["id"])
+    for message in result.messages:
+        if isinstance(message, dict) and isinstance(message.get("id"), str):
+            return str(message["id"])
+    return None

@@ -1,0 +1,60 @@
+"""``firebreak site``: decisions about one site."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from firebreak.actions.site_reset import reset_site
+from firebreak.cli.common import Exit, Options, cancel_on_signals, fail, load, runtime
+from firebreak.outcomes import Status
+
+
+@click.group()
+def site() -> None:
+    """Decisions about one site (recorded in the run history)."""
+
+
+@site.command("reset")
+@click.argument("name")
+@click.option(
+    "--reason",
+    required=True,
+    help="Why (recorded with the decision): what happened to the old repository.",
+)
+@click.pass_obj
+def site_reset(options: Options, name: str, reason: str) -> None:
+    """Record which repository site NAME holds from now on, after it was found lost.
+
+    A site whose repository is gone or replaced is LOST: firebreak creates nothing there and
+    counts it toward no source's safety. When the old repository will not come back, this
+    records the one standing at the site now, or creates a new one if there is none. Its
+    older snapshots are not there: the next backup writes a full copy. Exit 0 when recorded,
+    4 when the site could not be reached.
+    """
+    config = load(options, check_environment=True)
+    if name not in config.sites:
+        known = ", ".join(config.sites)
+        fail(f"no site {name!r} in {options.config_path} (sites: {known})", Exit.CONFIG)
+    if not reason.strip():
+        fail("--reason must say why: it is recorded with the decision", Exit.CONFIG)
+    rt = runtime(config)
+    cancel = threading.Event()
+    with cancel_on_signals(cancel):
+        done = reset_site(rt, name, reason.strip(), cancel)
+    run = done.run
+    if run.status != Status.SUCCESS or done.now is None:
+        if cancel.is_set():
+            raise SystemExit(Exit.INTERRUPTED)
+        fail(f"site {name}: {run.error_class}: {run.error_message}", Exit.FAILED)
+    how = "created and recorded" if done.created else "recorded"
+    was = f" (it held {done.before[:8]} until now)" if done.before else ""
+    same = done.before == done.now
+    click.echo(f"site {name}: repository {done.now[:8]} {how}{was}: {reason.strip()}")
+    if not same:
+        click.echo(
+            f"site {name}: its earlier snapshots are not in this repository; the next backup "
+            "there writes a full copy"
+        )
+    raise SystemExit(Exit.OK)
