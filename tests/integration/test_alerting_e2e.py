@@ -88,7 +88,8 @@ def test_a_stopped_site_pages_once_through_prometheus_and_alertmanager(
     rest = rest_server_factory()
     setup.local_site("local")
     setup.rest_site("rest", rest)
-    setup.source("www", ["local", "rest"], schedule="every 3s", max_age="12s")
+    # This source needs both its sites (the default would be all but one): losing one pages.
+    setup.source("www", ["local", "rest"], schedule="every 3s", max_age="12s", min_fresh_sites=2)
     setup.top["retry"] = {"attempts": 0}
     daemon = DaemonProcess(setup.write(), setup.dir)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firebreak.actions.cycle import run_cycle
-from tests.support.scrape import get, samples, value
+from tests.support.scrape import get, running_exporter, samples, value
 from tests.support.servers import RestServer, free_port
 from tests.support.setup import Setup
 
@@ -29,38 +29,12 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
     down.stop()
     report = run_cycle(rt, "www")
     by_site = {run.site: run for run in report.runs}
-    port = free_port()
-    exporter = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firebreak",
-            "-c",
-            str(setup.path),
-            "exporter",
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, text = get(f"http://127.0.0.1:{port}/metrics")
-                break
-            except OSError:
-                assert time.monotonic() < deadline and exporter.poll() is None, (
-                    "the exporter never answered"
-                )
-                time.sleep(0.2)
+    with running_exporter(setup.path) as base:
+        status, text = get(f"{base}/metrics")
         assert status == 200
-        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
-        assert get(f"http://127.0.0.1:{port}/readyz") == (200, "ready\n")
-        assert get(f"http://127.0.0.1:{port}/nope")[0] == 404
-    finally:
-        exporter.terminate()
-        exporter.wait(10)
+        assert get(f"{base}/healthz")[0] == 200
+        assert get(f"{base}/readyz") == (200, "ready\n")
+        assert get(f"{base}/nope")[0] == 404
 
     found = samples(text)
     assert value(found, "firebreak_database_up") == 1

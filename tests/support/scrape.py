@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.servers import free_port
 
 
 def get(url: str) -> tuple[int, str]:
@@ -29,3 +37,39 @@ def value(
     found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
 ) -> float:
     return found[(name, frozenset(labels.items()))]
+
+
+@contextmanager
+def running_exporter(config: Path, *args: str) -> Iterator[str]:
+    """``firebreak exporter`` on a free loopback port, answering; yields its base URL."""
+    port = free_port()
+    exporter = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firebreak",
+            "-c",
+            str(config),
+            "exporter",
+            "--listen",
+            f"127.0.0.1:{port}",
+            *args,
+        ],
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get(f"{base}/healthz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and exporter.poll() is None, (
+                    "the exporter never answered"
+                )
+                time.sleep(0.2)
+        yield base
+    finally:
+        exporter.terminate()
+        exporter.wait(10)

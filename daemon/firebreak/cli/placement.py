@@ -9,7 +9,14 @@ from firebreak.cli.common import Exit, Options, check_names, console, fail, load
 from firebreak.config.model import Config
 from firebreak.placement.check import PlacementReport, check_placement
 from firebreak.placement.targets import site_target
-from firebreak.placement.whatif import LOSS_KEYS, Loss, simulate, what_if
+from firebreak.placement.whatif import (
+    LOSS_KEYS,
+    Loss,
+    degradation,
+    required_domains,
+    simulate,
+    what_if,
+)
 
 
 def print_report(options: Options, report: PlacementReport) -> None:
@@ -79,6 +86,7 @@ def placement(options: Options, source: str | None, losses: tuple[str, ...], off
     for name in names:
         out.print(_sites_table(config, name))
         out.print(_what_if_table(config, name))
+        out.print(placement_verdict(config, name), soft_wrap=True)
     print_report(options, report)
     raise SystemExit(Exit.CONFIG if report.errors else Exit.OK)
 
@@ -106,6 +114,7 @@ def _sites_table(config: Config, source: str) -> Table:
 
 def _what_if_table(config: Config, source: str) -> Table:
     required = config.sources[source].required_fresh_sites
+    must = required_domains(config, source)
     table = Table(
         title=f"{source}: what if one place is lost (needs {required} sites)",
         title_justify="left",
@@ -114,10 +123,22 @@ def _what_if_table(config: Config, source: str) -> Table:
         table.add_column(column, overflow="fold")
     for row in what_if(config, source):
         outcome = row.outcome
+        if outcome.safe:
+            shown = "[green]holds[/]"
+        elif row.domain in must:
+            shown = "[bold red]BROKEN[/]"
+        else:
+            shown = "[yellow]short[/] (the policy does not ask to survive this)"
         table.add_row(
-            f"{row.domain}={row.value}",
-            ", ".join(outcome.lost),
-            str(len(outcome.surviving)),
-            "[green]holds[/]" if outcome.safe else "[bold red]BROKEN[/]",
+            f"{row.domain}={row.value}", ", ".join(outcome.lost), str(len(outcome.surviving)), shown
         )
     return table
+
+
+def placement_verdict(config: Config, source: str) -> str:
+    """One line: does the source survive losing any one place its policy names?"""
+    degraded = degradation(config, source)
+    if degraded:
+        return f"{source}: placement [bold red]DEGRADED[/]: {degraded}"
+    must = " or ".join(required_domains(config, source))
+    return f"{source}: placement [green]holds[/]: it survives losing any one {must}"

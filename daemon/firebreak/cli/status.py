@@ -12,10 +12,12 @@ from rich.table import Table
 
 from firebreak.cli.common import Exit, Options, console, fail, load
 from firebreak.clock import utcnow
+from firebreak.config import Config
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
 from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness, freshness
 from firebreak.history.records import latest_runs
 from firebreak.humanize import format_bytes, format_seconds, humanize_age
+from firebreak.placement.whatif import degradation
 
 
 @click.command()
@@ -46,7 +48,10 @@ def status(options: Options, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
-                {"generated_at": now.isoformat(), "sources": [_as_json(s) for s in report]},
+                {
+                    "generated_at": now.isoformat(),
+                    "sources": [_as_json(config, s) for s in report],
+                },
                 indent=2,
             )
         )
@@ -56,6 +61,9 @@ def status(options: Options, as_json: bool) -> None:
             out.print(_table(source))
             for line in _problems(source):
                 click.echo(line)
+            degraded = degradation(config, source.source)
+            if degraded is not None:
+                click.echo(f"  placement DEGRADED: {degraded}")
         unsafe = [s.source for s in report if not s.safe]
         if unsafe:
             out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
@@ -64,9 +72,11 @@ def status(options: Options, as_json: bool) -> None:
     raise SystemExit(Exit.OK if all(source.safe for source in report) else Exit.FAILED)
 
 
-def _as_json(source: SourceFreshness) -> dict[str, Any]:
+def _as_json(config: Config, source: SourceFreshness) -> dict[str, Any]:
     data = asdict(source)
     data["max_age"] = format_seconds(source.max_age_seconds)
+    degraded = degradation(config, source.source)
+    data["placement_degraded"] = None if degraded is None else str(degraded)
     for site, counted in zip(data["sites"], source.sites, strict=True):
         site["counts"] = counted.counts
         for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):

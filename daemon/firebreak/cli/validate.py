@@ -7,6 +7,7 @@ import click
 from firebreak.cli.common import Exit, Options, load
 from firebreak.cli.placement import print_report
 from firebreak.placement.check import check_placement
+from firebreak.placement.whatif import degradation
 
 
 @click.command()
@@ -34,6 +35,13 @@ def validate(options: Options, offline: bool) -> None:
         for index, path in enumerate(source.paths):
             if not path.exists():
                 warnings.append(f"sources.{name}.paths[{index}]: {path} does not exist (yet?)")
+    for name in config.sources:
+        degraded = degradation(config, name)
+        if degraded is not None:
+            warnings.append(
+                f"sources.{name}: placement degraded: {degraded} "
+                "(FirebreakPlacementDegraded will fire; add a site, or lower min_fresh_sites)"
+            )
     used = {site for source in config.sources.values() for site in source.sites}
     for name in config.sites:
         if name not in used:

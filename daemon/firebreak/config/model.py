@@ -104,8 +104,10 @@ class Source(Strict):
         default=None,
         ge=1,
         description=(
-            "The source is safe while at least this many sites are fresh and not damaged "
-            "(a failed restore drill or check; default: all)."
+            "The source is safe while at least this many of its sites are fresh, not damaged "
+            "(a failed restore drill or check) and not lost. Default: all but one, so that "
+            "one site down is a warning and the source survives losing any one place "
+            "(docs/placement.md)."
         ),
     )
     placement: SourcePlacement = Field(
@@ -153,7 +155,9 @@ class Source(Strict):
 
     @property
     def required_fresh_sites(self) -> int:
-        return self.min_fresh_sites if self.min_fresh_sites is not None else len(self.sites)
+        if self.min_fresh_sites is not None:
+            return self.min_fresh_sites
+        return max(len(self.sites) - 1, 1)
 
 
 class Database(Strict):

@@ -194,6 +194,20 @@ def _newest(
     return runs
 
 
+def first_successes(engine: Engine) -> dict[tuple[str, str], datetime]:
+    """When the oldest recorded successful backup of each source at each site started (a
+    site's drills are overdue some days after it, even if none ever ran)."""
+    wanted = (Run.operation == Operation.BACKUP) & (Run.status == Status.SUCCESS)
+    oldest = select(func.min(Run.id)).where(wanted).group_by(Run.source, Run.site)
+    query = select(Run.source, Run.site, Run.started_at).where(Run.id.in_(oldest))
+    with Session(engine) as session:
+        return {
+            (source, site): started
+            for source, site, started in session.execute(query)
+            if source is not None
+        }
+
+
 def _by_source(runs: Iterable[Run]) -> dict[tuple[str, str], Run]:
     return {(run.source, run.site): run for run in runs if run.source is not None}
 

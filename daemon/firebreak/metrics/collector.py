@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,12 +26,13 @@ from firebreak.history.records import (
     RunCount,
     consecutive_failures,
     finished_durations,
+    first_successes,
     latest_runs,
     latest_site_runs,
     run_counts,
 )
 from firebreak.outcomes import FINAL_STATUSES, Operation, Status
-from firebreak.placement.whatif import worst_case_survivors
+from firebreak.placement.whatif import degradation, worst_case_survivors
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class FirebreakCollector(Collector):
             counts = run_counts(engine)
             durations = finished_durations(engine)
             checks = latest_site_runs(engine, Operation.CHECK)
+            first = first_successes(engine)
             proof = Proof.read(engine)
         except Exception:  # a scrape must answer even when the database does not
             log.exception("reading the run history for /metrics failed")
@@ -86,7 +89,7 @@ class FirebreakCollector(Collector):
         database_up.add_metric([], 1)
         yield database_up
         report = freshness(config, latest, utcnow(), proof)
-        yield from _site_metrics(report, latest, failures)
+        yield from _site_metrics(report, latest, failures, first)
         yield from _source_metrics(config, report)
         yield _lost_sites(config, proof)
         site_checks = [((site,), entry) for site, entry in checks.items()]
@@ -106,6 +109,9 @@ SITE_GAUGES = {
         "Start of the newest successful backup (the point in time it holds)"
     ),
     "firebreak_last_attempt_timestamp_seconds": "Start of the newest backup try",
+    "firebreak_first_success_timestamp_seconds": (
+        "Start of the oldest recorded successful backup (restore drills are due some days after)"
+    ),
     "firebreak_consecutive_failures": "Failed backups since the last success",
     "firebreak_last_duration_seconds": "Duration of the newest finished backup try",
     "firebreak_last_bytes_added": "Bytes the newest successful backup added",
@@ -120,7 +126,13 @@ SOURCE_GAUGES = {
     "firebreak_source_max_age_seconds": "The source's max_age: the freshness objective",
     "firebreak_source_fresh_sites": "Sites that are fresh and not damaged",
     "firebreak_source_required_fresh_sites": "The source's min_fresh_sites",
-    "firebreak_source_safe": "1 if at least min_fresh_sites sites are fresh and not damaged",
+    "firebreak_source_safe": (
+        "1 if at least min_fresh_sites sites are fresh, not damaged and not lost"
+    ),
+    "firebreak_source_placement_degraded": (
+        "1 if losing one datacenter (or one value of another domain the policy keeps "
+        "distinct) would leave fewer sites than min_fresh_sites"
+    ),
 }
 
 
@@ -128,6 +140,7 @@ def _site_metrics(
     report: list[SourceFreshness],
     latest: dict[tuple[str, str], Latest],
     failures: dict[tuple[str, str], int],
+    first: dict[tuple[str, str], datetime],
 ) -> Iterator[Metric]:
     gauges = {
         name: GaugeMetricFamily(name, text, labels=["source", "site"])
@@ -148,6 +161,9 @@ def _site_metrics(
             put("firebreak_site_fresh", key, 1 if site.fresh else 0)
             put("firebreak_site_damaged", key, 1 if site.damaged else 0)
             put("firebreak_consecutive_failures", key, failures.get((source.source, site.site), 0))
+            began = first.get((source.source, site.site))
+            if began is not None:
+                put("firebreak_first_success_timestamp_seconds", key, began.timestamp())
             if site.last_success_at is not None:
                 put(
                     "firebreak_last_success_timestamp_seconds",
@@ -200,6 +216,8 @@ def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[M
         gauges["firebreak_source_fresh_sites"].add_metric(key, source.fresh_sites)
         gauges["firebreak_source_required_fresh_sites"].add_metric(key, source.required_fresh_sites)
         gauges["firebreak_source_safe"].add_metric(key, 1 if source.safe else 0)
+        degraded = degradation(config, source.source) is not None
+        gauges["firebreak_source_placement_degraded"].add_metric(key, 1 if degraded else 0)
         for domain, left in worst_case_survivors(config, source.source).items():
             worst.add_metric([source.source, domain], left)
     yield from gauges.values()

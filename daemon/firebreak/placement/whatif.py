@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from firebreak.config.model import Config
 from firebreak.config.placement import FAILURE_DOMAINS, FailureDomain
-from firebreak.placement.policy import same_label
+from firebreak.placement.policy import effective_policy, same_label
 
 LOSS_KEYS: tuple[str, ...] = (*FAILURE_DOMAINS, "site")
 
@@ -93,6 +93,41 @@ def what_if(config: Config, source_name: str) -> list[WhatIfRow]:
                 WhatIfRow(domain, value, outcome(config, source_name, [Loss(domain, value)]))
             )
     return rows
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Why a source's placement is degraded: one loss the policy says it must survive would
+    leave it fewer sites than min_fresh_sites."""
+
+    loss: Loss
+    outcome: Outcome
+
+    def __str__(self) -> str:
+        left = len(self.outcome.surviving)
+        return (
+            f"losing {self.loss} would leave {left} site{'s' if left != 1 else ''} "
+            f"({', '.join(self.outcome.surviving) or 'none'}), "
+            f"and min_fresh_sites is {self.outcome.required}"
+        )
+
+
+def required_domains(config: Config, source_name: str) -> tuple[FailureDomain, ...]:
+    """The failure domains the source must survive the loss of one of: those its policy
+    keeps distinct (datacenter always)."""
+    return effective_policy(config, source_name).distinct
+
+
+def degradation(config: Config, source_name: str) -> Degradation | None:
+    """The placement verdict that placement, status, the metrics and the alert all share:
+    the source is **degraded** when losing any one datacenter (or any one value of another
+    domain its policy keeps distinct) would leave fewer sites than min_fresh_sites. None:
+    it holds."""
+    required = required_domains(config, source_name)
+    for row in what_if(config, source_name):
+        if row.domain in required and not row.outcome.safe:
+            return Degradation(Loss(row.domain, row.value), row.outcome)
+    return None
 
 
 def worst_case_survivors(config: Config, source_name: str) -> dict[FailureDomain, int]:

@@ -58,7 +58,8 @@ def _with_source(**source: Any) -> dict[str, Any]:
 def test_a_good_config_loads(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, _config()), check_environment=True)
     assert config.sites["gra"].password_file == tmp_path / "pw"
-    assert config.sources["www"].required_fresh_sites == 2
+    # Two sites: all but one must be fresh by default.
+    assert config.sources["www"].required_fresh_sites == 1
     assert config.database_url == "sqlite:////var/lib/firebreak/firebreak.db"
     assert config.cache_dir == Path("/var/lib/firebreak/cache")
 
@@ -385,3 +386,16 @@ def test_a_file_that_is_not_good_yaml_is_pointed_at_the_right_line(
         load_config(path)
     [problem] = caught.value.render().splitlines()
     assert problem.startswith(f"{path}:{line}: ") and says in problem, problem
+
+
+@pytest.mark.parametrize(("sites", "required"), [(1, 1), (2, 1), (3, 2), (5, 4)])
+def test_min_fresh_sites_defaults_to_all_sites_but_one(
+    tmp_path: Path, sites: int, required: int
+) -> None:
+    names = [f"s{n}" for n in range(sites)]
+    data = {
+        "sites": {name: dict(GOOD_SITE) for name in names},
+        "sources": {"www": {"paths": ["/var/www"], "sites": names}},
+    }
+    config = load_config(_write(tmp_path, data))
+    assert config.sources["www"].required_fresh_sites == required
