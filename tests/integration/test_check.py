@@ -16,7 +16,7 @@ from tests.support.setup import Setup
 def test_a_corrupted_pack_fails_the_check_of_its_site_only(setup: Setup) -> None:
     setup.local_site("good", check_read_data_subsets=1)
     setup.local_site("bad", check_read_data_subsets=1)
-    setup.source("www", ["good", "bad"])
+    setup.source("www", ["good", "bad"], min_fresh_sites=2)
     rt = setup.runtime()
     assert run_cycle(rt, "www").status == Status.SUCCESS
     packs = sorted((setup.dir / "repo-bad" / "data").rglob("*"), key=lambda p: p.stat().st_size)
@@ -79,7 +79,7 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
 
     setup.local_site("good", check_read_data_subsets=1, drill_files=1000)
     setup.local_site("bad", check_read_data_subsets=1, drill_files=1000)
-    setup.source("www", ["good", "bad"])
+    setup.source("www", ["good", "bad"], min_fresh_sites=2)
     rt = setup.runtime()
     assert run_cycle(rt, "www").status == Status.SUCCESS
     for pack in (p for p in (setup.dir / "repo-bad" / "data").rglob("*") if p.is_file()):

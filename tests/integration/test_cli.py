@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from firebreak.history.database import SCHEMA_HEAD
 from tests.support.cli import firebreak
 from tests.support.daemon import restic_processes
 from tests.support.servers import RestServer
@@ -124,9 +125,9 @@ def test_db_upgrade_and_status(setup: Setup) -> None:
     before = firebreak(config, "db", "status")
     assert before.returncode == 5 and "needs `firebreak db upgrade`" in before.stdout
     upgraded = firebreak(config, "db", "upgrade")
-    assert upgraded.returncode == 0 and "upgraded from empty to 0001" in upgraded.stdout
+    assert upgraded.returncode == 0 and f"upgraded from empty to {SCHEMA_HEAD}" in upgraded.stdout
     again = firebreak(config, "db", "upgrade")
-    assert again.returncode == 0 and "already at revision 0001" in again.stdout
+    assert again.returncode == 0 and f"already at revision {SCHEMA_HEAD}" in again.stdout
     after = firebreak(config, "db", "status")
     assert after.returncode == 0 and "up to date" in after.stdout
 

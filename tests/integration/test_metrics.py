@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from firebreak.actions.cycle import run_cycle
+from tests.support.cli import firebreak
 from tests.support.scrape import get, running_exporter, samples, value
 from tests.support.servers import RestServer, free_port
 from tests.support.setup import Setup
@@ -199,3 +200,36 @@ def test_the_endpoint_speaks_tls_and_wants_a_password_for_metrics(
     finally:
         exporter.terminate()
         exporter.wait(10)
+
+
+def test_the_exporter_on_a_history_it_cannot_read_says_so_once_and_needs_no_secrets(
+    setup: Setup, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from firebreak.history.database import alembic_config, make_engine
+
+    setup.site("a", str(tmp_path / "repo"), password_file=None, password="${UNSET_PW_4471}")
+    setup.source("www", ["a"])
+    config = setup.write()
+    history = setup.dir / "state" / "firebreak.db"
+    history.parent.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{history}")
+    command.upgrade(alembic_config(engine), "0001")  # a history an older firebreak wrote
+    engine.dispose()
+    log = tmp_path / "exporter.log"
+    with running_exporter(config, log=log) as base:
+        ready = get(f"{base}/readyz")
+        assert ready[0] == 503
+        assert "at revision 0001" in ready[1] and "firebreak db upgrade" in ready[1]
+        for _ in range(3):
+            status, text = get(f"{base}/metrics")
+            assert status == 200
+            assert value(samples(text), "firebreak_database_up") == 0
+        assert firebreak(config, "db", "upgrade").returncode == 0
+        assert get(f"{base}/readyz") == (200, "ready\n")
+        assert value(samples(get(f"{base}/metrics")[1]), "firebreak_database_up") == 1
+    said = log.read_text()
+    assert "Traceback" not in said
+    assert said.count("cannot read the run history for /metrics: the history is at revision") == 1
+    assert "the run history can be read again" in said

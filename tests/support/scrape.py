@@ -40,8 +40,9 @@ def value(
 
 
 @contextmanager
-def running_exporter(config: Path, *args: str) -> Iterator[str]:
-    """``firebreak exporter`` on a free loopback port, answering; yields its base URL."""
+def running_exporter(config: Path, *args: str, log: Path | None = None) -> Iterator[str]:
+    """``firebreak exporter`` on a free loopback port, answering; yields its base URL. log:
+    where its stderr goes (by default nowhere)."""
     port = free_port()
     exporter = subprocess.Popen(
         [
@@ -55,7 +56,7 @@ def running_exporter(config: Path, *args: str) -> Iterator[str]:
             f"127.0.0.1:{port}",
             *args,
         ],
-        stderr=subprocess.PIPE,
+        stderr=log.open("wb") if log is not None else subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

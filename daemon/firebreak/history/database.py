@@ -124,6 +124,19 @@ def schema_state(engine: Engine) -> SchemaState:
     return SchemaState(current=current, head=SCHEMA_HEAD)
 
 
+def schema_advice(state: SchemaState) -> str:
+    """What a history that is not at this firebreak's revision needs, in one line."""
+    if state.current is None:
+        return (
+            "the database holds no firebreak history yet: nothing has run, or it needs "
+            "`firebreak db upgrade`"
+        )
+    return (
+        f"the history is at revision {state.current}, this firebreak reads {state.head}: "
+        "run `firebreak db upgrade` (or upgrade firebreak, if the history is newer)"
+    )
+
+
 def _current_revision(connection: Connection) -> str | None:
     """The revision Alembic recorded (its alembic_version table), or None."""
     if not inspect(connection).has_table("alembic_version"):

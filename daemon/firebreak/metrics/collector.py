@@ -4,6 +4,7 @@ so a restart resets nothing and a scrape never waits on a running backup (it rea
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from sqlalchemy import Engine
 from firebreak import __version__
 from firebreak.clock import utcnow
 from firebreak.config.model import Config
+from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.records import (
     Latest,
@@ -54,6 +56,9 @@ class ScrapeInputs:
 class FirebreakCollector(Collector):
     def __init__(self, inputs: ScrapeInputs) -> None:
         self.inputs = inputs
+        # Why the history could not be read at the last scrape: said once, not every scrape.
+        self._trouble: str | None = None
+        self._trouble_lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         config = self.inputs.config()
@@ -74,6 +79,10 @@ class FirebreakCollector(Collector):
         database_up = GaugeMetricFamily("firebreak_database_up", "1 if the run history answered")
         try:
             engine = self.inputs.engine()
+            state = schema_state(engine)
+            if not state.up_to_date:
+                # Rows of another revision may read, or may not: neither is an answer.
+                raise _NotCurrent(schema_advice(state))
             latest = latest_runs(engine)
             failures = consecutive_failures(engine)
             counts = run_counts(engine)
@@ -81,11 +90,13 @@ class FirebreakCollector(Collector):
             checks = latest_site_runs(engine, Operation.CHECK)
             first = first_successes(engine)
             proof = Proof.read(engine)
-        except Exception:  # a scrape must answer even when the database does not
-            log.exception("reading the run history for /metrics failed")
+        except Exception as exc:  # a scrape must answer even when the database does not
+            self._complain(history_trouble(self.inputs.engine, exc))
+            log.debug("reading the run history for /metrics failed", exc_info=True)
             database_up.add_metric([], 0)
             yield database_up
             return
+        self._complain(None)
         database_up.add_metric([], 1)
         yield database_up
         report = freshness(config, latest, utcnow(), proof)
@@ -102,6 +113,36 @@ class FirebreakCollector(Collector):
         )
         yield from _counters(counts)
         yield _histogram(durations)
+
+    def _complain(self, trouble: str | None) -> None:
+        """Log why the history cannot be read when that changes (and when it is back)."""
+        with self._trouble_lock:
+            before, self._trouble = self._trouble, trouble
+        if trouble is not None and trouble != before:
+            log.error("cannot read the run history for /metrics: %s", trouble)
+        elif trouble is None and before is not None:
+            log.info("the run history can be read again")
+
+
+class _NotCurrent(Exception):
+    """The history is not at this firebreak's schema revision."""
+
+
+def history_trouble(engine: Callable[[], Engine], exc: Exception) -> str:
+    """One line for a person: why the history could not be read (a schema that is missing or
+    behind says what to run)."""
+    if isinstance(exc, _NotCurrent | DatabaseError):
+        return str(exc)
+    try:
+        state = schema_state(engine())
+    except DatabaseError as cause:
+        return str(cause)
+    except Exception:  # the engine itself could not be had: say what the first error was
+        state = None
+    if state is not None and not state.up_to_date:
+        return schema_advice(state)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {reason[0] if reason else ''}"
 
 
 SITE_GAUGES = {

@@ -5,20 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from firebreak.config.model import Metrics
+from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs
 from firebreak.metrics.http import Check, MetricsServer
 
 
 def database_ready(engine: Callable[[], Engine]) -> Check:
+    """Ready while the run history can be read: reachable, and at this firebreak's schema."""
+
     def check() -> tuple[bool, str]:
         try:
-            with engine().connect() as connection:
-                connection.execute(text("SELECT 1"))
+            state = schema_state(engine())
+        except DatabaseError as exc:
+            return False, str(exc)
         except Exception as exc:  # any driver error means "not ready"
             return False, f"database unreachable: {type(exc).__name__}"
+        if not state.up_to_date:
+            return False, schema_advice(state)
         return True, "ready"
 
     return check
