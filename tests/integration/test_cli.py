@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 from firebreak.history.database import SCHEMA_HEAD
 from tests.support.cli import firebreak
@@ -71,6 +72,12 @@ def test_backup_status_snapshots_and_their_exit_codes(
     [www] = data["sources"]
     assert www["safe"] and www["fresh_sites"] == 3 and www["required_fresh_sites"] == 2
     assert www["max_age"] == "1d2h" and www["max_age_seconds"] == 26 * 3600
+    # The default schedule, 0 3 * * * in UTC: the next 03:00.
+    upcoming = datetime.fromisoformat(www["next_cycle_at"])
+    assert upcoming.astimezone(UTC).strftime("%H:%M") == "03:00"
+    assert timedelta(0) < upcoming - datetime.now(UTC) <= timedelta(days=1)
+    shown = firebreak(config, "status")
+    assert "  next cycle: in " in shown.stdout and "(0 3 * * *)" in shown.stdout
     assert [site["site"] for site in www["sites"]] == ["a", "b", "r"]
     assert all(site["snapshot_id"] and site["fresh"] for site in www["sites"])
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -13,9 +14,11 @@ from rich.table import Table
 from firebreak.cli.common import Exit, Options, console, fail, load
 from firebreak.clock import utcnow
 from firebreak.config import Config
+from firebreak.config.schedules import parse_schedule
+from firebreak.daemon.schedules import next_run
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
 from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness, freshness
-from firebreak.history.records import latest_runs
+from firebreak.history.records import last_cycle_starts, latest_runs
 from firebreak.humanize import format_bytes, format_seconds, humanize_age
 from firebreak.placement.whatif import degradation
 
@@ -41,6 +44,7 @@ def status(options: Options, as_json: bool) -> None:
         require_current(engine)
         latest = latest_runs(engine)
         proof = Proof.read(engine)
+        started = last_cycle_starts(engine)
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
     now = utcnow()
@@ -50,7 +54,7 @@ def status(options: Options, as_json: bool) -> None:
             json.dumps(
                 {
                     "generated_at": now.isoformat(),
-                    "sources": [_as_json(config, s) for s in report],
+                    "sources": [_as_json(config, s, started, now) for s in report],
                 },
                 indent=2,
             )
@@ -64,6 +68,7 @@ def status(options: Options, as_json: bool) -> None:
             degraded = degradation(config, source.source)
             if degraded is not None:
                 click.echo(f"  placement DEGRADED: {degraded}")
+            click.echo(f"  next cycle: {_next_cycle_text(config, source.source, started, now)}")
         unsafe = [s.source for s in report if not s.safe]
         if unsafe:
             out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
@@ -72,8 +77,33 @@ def status(options: Options, as_json: bool) -> None:
     raise SystemExit(Exit.OK if all(source.safe for source in report) else Exit.FAILED)
 
 
-def _as_json(config: Config, source: SourceFreshness) -> dict[str, Any]:
+def _next_cycle(
+    config: Config, source: str, started: dict[str, datetime], now: datetime
+) -> datetime | None:
+    schedule = parse_schedule(config.sources[source].schedule)
+    return next_run(schedule, ZoneInfo(config.timezone), now, started.get(source))
+
+
+def _next_cycle_text(
+    config: Config, source: str, started: dict[str, datetime], now: datetime
+) -> str:
+    when = _next_cycle(config, source, started, now)
+    schedule = config.sources[source].schedule
+    if when is None:
+        return f"when the daemon starts ({schedule})"
+    wait = (when - now).total_seconds()
+    local = when.astimezone(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    if wait < 0:
+        return f"overdue since {local} ({humanize_age(-wait)}): the daemon catches up"
+    return f"in {humanize_age(wait)}, {local} ({schedule})"
+
+
+def _as_json(
+    config: Config, source: SourceFreshness, started: dict[str, datetime], now: datetime
+) -> dict[str, Any]:
     data = asdict(source)
+    upcoming = _next_cycle(config, source.source, started, now)
+    data["next_cycle_at"] = None if upcoming is None else upcoming.isoformat()
     data["max_age"] = format_seconds(source.max_age_seconds)
     degraded = degradation(config, source.source)
     data["placement_degraded"] = None if degraded is None else str(degraded)

@@ -39,6 +39,17 @@ def period(schedule: Schedule, zone: tzinfo, now: datetime) -> timedelta:
     return next_fire(schedule, first + timedelta(microseconds=1), zone) - first
 
 
+def next_run(
+    schedule: Schedule, zone: tzinfo, now: datetime, last_start: datetime | None
+) -> datetime | None:
+    """When the schedule runs next, as the daemon would: a cron line at its next fire time; an
+    interval one interval after the last run started (None: never ran, so at the daemon's
+    start). A time before now means overdue: the daemon's catch-up runs it."""
+    if isinstance(schedule, Cron):
+        return next_fire(schedule, now, zone)
+    return None if last_start is None else last_start + schedule.interval
+
+
 def _day_matches(cron: Cron, day: date) -> bool:
     if day.month not in cron.months:
         return False

@@ -11,7 +11,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from firebreak.config.schedules import Cron, parse_schedule
-from firebreak.daemon.schedules import next_fire, period
+from firebreak.daemon.schedules import next_fire, next_run, period
 from firebreak.daemon.triggers import CrontabTrigger, trigger
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -178,3 +178,13 @@ def test_random_lines_agree_with_an_independent_cron() -> None:
             previous = oracle.get_next_fire_time(previous, previous or after)
             theirs.append(previous)
         assert mine == theirs, text
+
+
+def test_the_next_run_as_status_shows_it() -> None:
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    assert next_run(parse_schedule("0 3 * * *"), UTC, now, None) == datetime(
+        2026, 12, 3, 3, 0, tzinfo=UTC
+    )
+    every = parse_schedule("every 6h")
+    assert next_run(every, UTC, now, None) is None  # at the daemon's start
+    assert next_run(every, UTC, now, now - timedelta(hours=1)) == now + timedelta(hours=5)
