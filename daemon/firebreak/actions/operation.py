@@ -21,7 +21,7 @@ from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome, finish_run, lost_sites, start_run
+from firebreak.history.records import RunOutcome, finish_run, site_is_lost, start_run
 from firebreak.outcomes import (
     Failure,
     InternalError,
@@ -152,7 +152,7 @@ def _rechecked(rt: Runtime, witness: Witness, work: Work, cancel: threading.Even
     written to a repository that is not the site's (it costs a repository open, only there)."""
 
     def checked(access: SiteAccess, log: RunLog) -> RunOutcome:
-        if witness.expected is not None and witness.site in lost_sites(rt.engine):
+        if witness.expected is not None and site_is_lost(rt.engine, witness.site):
             asked = run_restic(rt, commands.cat_config(rt.restic_at(access)), access, cancel)
             verdict = witness.recheck(asked)
             if verdict is not None:

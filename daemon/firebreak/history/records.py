@@ -427,13 +427,26 @@ def had_repository(engine: Engine, host: str, site: str) -> bool:
         return session.scalar(wrote.limit(1)) is not None
 
 
+def _identity_verdict() -> ColumnElement[bool]:
+    """A run that met the site's repository (it succeeded there) or found it lost."""
+    return Run.status.in_((Status.SUCCESS, Status.PARTIAL)) | Run.error_class.in_(site_losses())
+
+
 def lost_sites(engine: Engine) -> dict[str, Run]:
     """Sites whose newest run that reached a verdict on their repository found it lost (gone,
     or another in its place). A run that succeeded there since (the repository came back, or
     an operator reset the site) clears it; runs that could not reach the site say nothing."""
-    verdict = Run.status.in_((Status.SUCCESS, Status.PARTIAL)) | Run.error_class.in_(site_losses())
-    return {
-        run.site: run
-        for run in _newest(engine, verdict, Run.site)
-        if run.error_class in site_losses()
-    }
+    newest = _newest(engine, _identity_verdict(), Run.site)
+    return {run.site: run for run in newest if run.error_class in site_losses()}
+
+
+def site_is_lost(engine: Engine, site: str) -> bool:
+    """lost_sites for one site (before each run there: one site's rows, not the history's)."""
+    query = (
+        select(Run.error_class)
+        .where(Run.site == site, _identity_verdict())
+        .order_by(Run.id.desc())
+        .limit(1)
+    )
+    with Session(engine) as session:
+        return session.scalar(query) in site_losses()

@@ -257,3 +257,27 @@ def test_schema_head_names_the_newest_migration(database_url: str) -> None:
 
     scripts = ScriptDirectory.from_config(alembic_config(make_engine(database_url)))
     assert scripts.get_current_head() == SCHEMA_HEAD, "update SCHEMA_HEAD with the migration"
+
+
+def test_a_site_is_lost_until_a_run_meets_its_repository_again(engine: Engine) -> None:
+    from firebreak.history.records import lost_sites, site_is_lost
+
+    def run(site: str, operation: str, status: Status, error: str | None = None) -> None:
+        run_id = start_run(
+            engine, source=None, site=site, operation=operation, host="h", restic_version=None
+        )
+        finish_run(engine, run_id, RunOutcome(status, error_class=error))
+
+    run("a", "backup", Status.SUCCESS)
+    run("b", "backup", Status.SUCCESS)
+    assert lost_sites(engine) == {} and not site_is_lost(engine, "a")
+    run("a", "backup", Status.FAILED, "RepositoryLost")
+    run("a", "check", Status.FAILED, "SiteUnreachable")  # says nothing either way
+    assert set(lost_sites(engine)) == {"a"} and site_is_lost(engine, "a")
+    assert not site_is_lost(engine, "b")
+    run("a", "reset", Status.SUCCESS)  # an operator's decision clears it
+    assert lost_sites(engine) == {} and not site_is_lost(engine, "a")
+    run("b", "drill", Status.FAILED, "RepositoryReplaced")
+    assert set(lost_sites(engine)) == {"b"}
+    run("b", "backup", Status.PARTIAL)  # the repository is back
+    assert lost_sites(engine) == {}
