@@ -1,8 +1,9 @@
 """Site repositories and site-wide runs.
 
-- ``site_repositories``: the restic repository id firebreak found at each site the first time
-  it wrote there, and each one an operator recorded since with ``firebreak site reset``: a
-  missing or different repository at a site that held backups is a lost site, never a new one.
+- ``site_repositories``: the restic repository id firebreak found at each repository (a site's
+  normalised URL or path, credentials removed) the first time it wrote there, and each one an
+  operator recorded since with ``firebreak site reset``: a missing or different repository
+  where one was is a lost site, never a new one, whichever host asks.
 - ``runs.source`` may be empty: a ``restic check`` (or a site reset) concerns the whole
   repository, not one source.
 - ``ix_runs_site``: the newest runs at a site, whatever their source.
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("host", sa.String(255), nullable=False),
         sa.Column("site", sa.String(64), nullable=False),
+        sa.Column("repository", sa.String(1024), nullable=False),
         sa.Column("repository_id", sa.String(64), nullable=False),
         sa.Column("recorded_at", sa.DateTime(), nullable=False),
         sa.Column("reason", sa.String(512), nullable=True),
@@ -36,7 +38,7 @@ def upgrade() -> None:
             "run_id", sa.Integer(), sa.ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
         ),
     )
-    op.create_index("ix_site_repositories_site", "site_repositories", ["host", "site", "id"])
+    op.create_index("ix_site_repositories_repository", "site_repositories", ["repository", "id"])
     with op.batch_alter_table("runs") as runs:
         runs.alter_column("source", existing_type=sa.String(64), nullable=True)
     op.create_index("ix_runs_site", "runs", ["site", "id"])
@@ -44,7 +46,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_runs_site", "runs")
+    op.execute("UPDATE runs SET source = '' WHERE source IS NULL")  # 0001 requires one
     with op.batch_alter_table("runs") as runs:
         runs.alter_column("source", existing_type=sa.String(64), nullable=False)
-    op.drop_index("ix_site_repositories_site", "site_repositories")
+    op.drop_index("ix_site_repositories_repository", "site_repositories")
     op.drop_table("site_repositories")

@@ -219,6 +219,10 @@ def test_a_reset_creates_a_repository_where_there_is_none_and_needs_a_reason(
     assert firebreak(config, "backup", "www").returncode == 4
     assert not (setup.dir / "repo-b").exists()
 
+    # Without --create it says why it will not make one (a disk may be unmounted).
+    refused = firebreak(config, "site", "reset", "b", "--reason", "burnt")
+    assert refused.returncode == 4 and "add --create" in refused.stderr
+    assert not (setup.dir / "repo-b").exists()
     no_reason = firebreak(config, "site", "reset", "b")
     assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
     blank = firebreak(config, "site", "reset", "b", "--reason", "  ")
@@ -226,8 +230,105 @@ def test_a_reset_creates_a_repository_where_there_is_none_and_needs_a_reason(
     unknown = firebreak(config, "site", "reset", "zz", "--reason", "x")
     assert unknown.returncode == 2 and "no site 'zz'" in unknown.stderr
 
-    done = firebreak(config, "site", "reset", "b", "--reason", "burnt")
+    done = firebreak(config, "site", "reset", "b", "--reason", "burnt", "--create")
     assert done.returncode == 0, done.stdout + done.stderr
     assert " created and recorded " in done.stdout
     assert (setup.dir / "repo-b" / "config").is_file()
     assert firebreak(config, "backup", "www").returncode == 0
+
+
+def test_another_host_writing_to_the_same_repository_does_not_refill_it(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.local_site("shared")
+    setup.source("www", ["a", "shared"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    shutil.rmtree(setup.dir / "repo-shared")
+    other = setup.runtime()
+    other.host = "another-host.invalid"  # a second host of the fleet, same history database
+    runs = {run.site: run for run in run_cycle(other, "www").runs}
+    assert runs["shared"].error_class == "RepositoryLost"
+    assert not (setup.dir / "repo-shared").exists()
+
+
+def test_a_history_from_before_repositories_were_recorded_is_checked_before_it_is_trusted(
+    setup: Setup,
+) -> None:
+    from alembic import command
+
+    from firebreak.history.database import alembic_config, make_engine, upgrade
+
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"])
+    config = setup.load()
+    # An older firebreak's history (revision 0001) and repositories: written with plain
+    # restic, recorded with its runs.
+    history = Path(config.state_dir) / "firebreak.db"
+    history.parent.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{history}")
+    command.upgrade(alembic_config(engine), "0001")
+    engine.dispose()
+    for site in ("a", "b"):
+        repository = str(setup.dir / f"repo-{site}")
+        _restic(repository, "init")
+        _restic(repository, "backup", str(setup.source_dir), "--host", "old")
+    snapshot = {
+        site: json.loads(_restic(str(setup.dir / f"repo-{site}"), "snapshots", "--json"))[0]["id"]
+        for site in ("a", "b")
+    }
+    engine = make_engine(f"sqlite:///{history}")
+    from firebreak.history.records import RunOutcome, finish_run, start_run
+
+    for site in ("a", "b"):
+        run_id = start_run(
+            engine, source="www", site=site, operation="backup", host=_host(), restic_version=None
+        )
+        finish_run(engine, run_id, RunOutcome(Status.SUCCESS, snapshot_id=snapshot[site][:8]))
+    upgrade(engine)
+    engine.dispose()
+    # Then, as the old init: auto would have done at a lost site: b is a new repository.
+    shutil.rmtree(setup.dir / "repo-b")
+    _restic(str(setup.dir / "repo-b"), "init")
+
+    rt = setup.runtime()
+    runs = {run.site: run for run in run_cycle(rt, "www").runs}
+    assert runs["a"].status == Status.SUCCESS
+    assert (runs["b"].status, runs["b"].error_class) == (Status.FAILED, "RepositoryReplaced")
+    assert f"does not hold snapshot {snapshot['b'][:8]}" in (runs["b"].error_message or "")
+    assert json.loads(_restic(str(setup.dir / "repo-b"), "snapshots", "--json")) == []
+    assert [row.site for row in _recorded(rt, "a")] == ["a"] and _recorded(rt, "b") == []
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def test_a_restore_never_takes_data_from_a_lost_or_replaced_site(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"])
+    config = setup.write()
+    assert firebreak(config, "backup", "www").returncode == 0
+    repository = str(setup.dir / "repo-b")
+    shutil.rmtree(repository)
+    _restic(repository, "init")
+    stranger = setup.dir / "stranger"
+    stranger.mkdir()
+    (stranger / "not-ours.txt").write_text("someone else's data\n")
+    _restic(repository, "backup", str(stranger), "--tag", "firebreak.source=www")
+
+    # Named explicitly, the replaced site is refused and nothing reaches the target.
+    target = setup.dir / "target"
+    named = firebreak(config, "restore", "www", "--target", str(target), "--site", "b")
+    assert named.returncode == 4, named.stdout + named.stderr
+    assert "RepositoryReplaced" in named.stderr
+    assert not target.exists() or not any(target.iterdir())
+    # Found lost, it is not even tried: the restore comes from a.
+    assert firebreak(config, "backup", "www").returncode == 4
+    restored = firebreak(config, "restore", "www", "--target", str(setup.dir / "target-2"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "from site a" in restored.stdout
+    assert not list((setup.dir / "target-2").rglob("not-ours.txt"))

@@ -8,7 +8,8 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from firebreak.actions.operation import at_site, run_restic, side_run
+from firebreak.actions.identity import location
+from firebreak.actions.operation import at_site, create_repository, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome, had_repository
@@ -123,18 +124,12 @@ def _back_up(
     if (
         isinstance(error, RepositoryNotFound)
         and access.site.init == "auto"
-        and not had_repository(rt.engine, rt.host, access.name)
+        and not had_repository(rt.engine, location(rt, access.name), rt.host, access.name)
     ):
         log.warning("no repository at the site; creating it (init: auto)")
-        init = commands.init(rt.restic_at(access))
-        created = side_run(rt, Operation.INIT, source_name, access, init, cycle_id, cancel)
-        if created.status != Status.SUCCESS:
-            return RunOutcome(
-                Status(created.status),
-                exit_code=created.exit_code,
-                error_class=created.error_class,
-                error_message=f"creating the repository failed: {created.error_message}",
-            )
+        failed = create_repository(rt, source_name, access, cycle_id, cancel)
+        if failed is not None:
+            return failed
         initialized = True
         result = run_restic(rt, invocation, access, cancel)
         error = classify(result)

@@ -148,12 +148,21 @@ def _site_turn(
 
 
 def _rechecked(rt: Runtime, witness: Witness, work: Work, cancel: threading.Event | None) -> Work:
-    """The work, preceded at a site found lost before by a look at its repository: nothing is
-    written to a repository that is not the site's (it costs a repository open, only there)."""
+    """The work, preceded by a look at the site's repository where it is in doubt, so that
+    nothing is written to a repository that is not the site's (a repository open, only there):
+    a site found lost before, and one whose repository was never recorded though this host
+    wrote to it (a history from before repositories were recorded)."""
 
     def checked(access: SiteAccess, log: RunLog) -> RunOutcome:
-        if witness.expected is not None and site_is_lost(rt.engine, witness.site):
-            asked = run_restic(rt, commands.cat_config(rt.restic_at(access)), access, cancel)
+        at = rt.restic_at(access)
+        unconfirmed = witness.unconfirmed_snapshot()
+        if unconfirmed is not None:
+            asked = run_restic(rt, commands.cat_snapshot(at, unconfirmed), access, cancel)
+            verdict = witness.recheck(asked, snapshot=unconfirmed)
+            if verdict is not None:
+                return verdict
+        elif witness.expected is not None and site_is_lost(rt.engine, rt.host, witness.site):
+            asked = run_restic(rt, commands.cat_config(at), access, cancel)
             verdict = witness.recheck(asked)
             if verdict is not None:
                 return verdict
@@ -244,3 +253,24 @@ def side_run(
         return RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=initialized)
 
     return finish_run(rt.engine, run_id, _guarded(rt, run_id, once))
+
+
+def create_repository(
+    rt: Runtime,
+    source: str | None,
+    access: SiteAccess,
+    cycle_id: int | None,
+    cancel: threading.Event | None,
+) -> RunOutcome | None:
+    """``restic init`` at the site, recorded as a run of its own. None when it worked;
+    otherwise how the run that needed the repository ends."""
+    init = commands.init(rt.restic_at(access))
+    created = side_run(rt, Operation.INIT, source, access, init, cycle_id, cancel)
+    if created.status == Status.SUCCESS:
+        return None
+    return RunOutcome(
+        Status(created.status),
+        exit_code=created.exit_code,
+        error_class=created.error_class,
+        error_message=f"creating the repository failed: {created.error_message}",
+    )

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from firebreak.actions.identity import expected_repository, replaced, stranger_at
 from firebreak.actions.operation import at_site, run_restic, source_snapshots
 from firebreak.actions.runtime import RunLog, Runtime
-from firebreak.history.records import RunOutcome, latest_runs
+from firebreak.history.records import RunOutcome, latest_runs, lost_sites
 from firebreak.outcomes import Operation, SnapshotNotFound, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
@@ -54,11 +55,15 @@ class RestoreReport:
 
 
 def site_order(rt: Runtime, source: str, only: str | None, without: str | None = None) -> list[str]:
-    """The source's sites, freshest recorded success first (never-succeeded ones last)."""
+    """The source's sites, freshest recorded success first (never-succeeded ones last). A lost
+    site is not tried unless named: its repository is gone, or not the site's."""
     if only is not None:
         return [only]
     latest = latest_runs(rt.engine, sources=[source])
-    sites = [site for site in rt.config.sources[source].sites if site != without]
+    lost = lost_sites(rt.engine, rt.host)
+    for name in sorted(set(rt.config.sources[source].sites) & set(lost)):
+        log.warning("restore of %s: site %s is lost; not tried", source, name)
+    sites = [s for s in rt.config.sources[source].sites if s != without and s not in lost]
 
     def freshness(site: str) -> float:
         entry = latest.get((source, site))
@@ -168,6 +173,12 @@ def _restore_from(
         if error is not None:
             shutil.rmtree(staging, ignore_errors=True)
             return RunOutcome.failed(error, result.exit_code)
+        stranger = stranger_at(rt, site_name)
+        if stranger is not None:
+            # Not the site's repository: none of it may reach the target.
+            shutil.rmtree(staging, ignore_errors=True)
+            expected = expected_repository(rt, site_name)
+            return replaced(site_name, expected, stranger, result.exit_code)
         _move_into(staging, target)
         return RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id=found.short)
 

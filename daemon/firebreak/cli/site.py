@@ -23,15 +23,20 @@ def site() -> None:
     required=True,
     help="Why (recorded with the decision): what happened to the old repository.",
 )
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Where there is no repository at all, create a new one (check a disk is mounted).",
+)
 @click.pass_obj
-def site_reset(options: Options, name: str, reason: str) -> None:
+def site_reset(options: Options, name: str, reason: str, create: bool) -> None:
     """Record which repository site NAME holds from now on, after it was found lost.
 
     A site whose repository is gone or replaced is LOST: firebreak creates nothing there and
     counts it toward no source's safety. When the old repository will not come back, this
-    records the one standing at the site now, or creates a new one if there is none. Its
-    older snapshots are not there: the next backup writes a full copy. Exit 0 when recorded,
-    4 when the site could not be reached.
+    records the one standing at the site now, or with --create makes a new one where there
+    is none. Its older snapshots are not there: the next backup writes a full copy. Exit 0
+    when recorded, 4 when there is nothing to record or the site could not be reached.
     """
     config = load(options, check_environment=True)
     if name not in config.sites:
@@ -42,7 +47,7 @@ def site_reset(options: Options, name: str, reason: str) -> None:
     rt = runtime(config)
     cancel = threading.Event()
     with cancel_on_signals(cancel):
-        done = reset_site(rt, name, reason.strip(), cancel)
+        done = reset_site(rt, name, reason.strip(), create=create, cancel=cancel)
     run = done.run
     if run.status != Status.SUCCESS or done.now is None:
         if cancel.is_set():

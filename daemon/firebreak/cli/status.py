@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,7 @@ def status(options: Options, as_json: bool) -> None:
         engine = make_engine(config.database_url)
         require_current(engine)
         latest = latest_runs(engine)
-        proof = Proof.read(engine)
+        proof = Proof.read(engine, socket.gethostname())
         started = last_cycle_starts(engine)
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)

@@ -13,7 +13,7 @@ runs on the 1st, the 15th and every Friday.
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Annotated
 
@@ -22,7 +22,23 @@ from pydantic import AfterValidator
 from firebreak.config.durations import parse_duration
 
 EVERY = "every "
-_MONTHS = {name: number for number, name in enumerate(calendar.month_abbr) if name}
+# crontab(5)'s names are English whatever the locale.
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+# crontab(5)'s nicknames (@reboot has no place in a daemon's schedule).
+_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
 _WEEKDAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 
 
@@ -38,7 +54,7 @@ _FIELDS = (
     _Field("minute", 0, 59, {}),
     _Field("hour", 0, 23, {}),
     _Field("day of month", 1, 31, {}),
-    _Field("month", 1, 12, {name.lower(): number for name, number in _MONTHS.items()}),
+    _Field("month", 1, 12, _MONTHS),
     _Field("day of week", 0, 7, _WEEKDAYS),
 )
 
@@ -78,6 +94,13 @@ def parse_schedule(text: str) -> Schedule:
     stripped = " ".join(text.split())
     if stripped.startswith(EVERY):
         return Every(stripped, parse_duration(stripped[len(EVERY) :]))
+    if stripped.startswith("@"):
+        if stripped.lower() not in _NICKNAMES:
+            known = ", ".join(_NICKNAMES)
+            raise ValueError(f"{text!r} is not a cron nickname the daemon knows ({known})")
+        parsed = parse_schedule(_NICKNAMES[stripped.lower()])
+        assert isinstance(parsed, Cron)
+        return replace(parsed, text=stripped)
     parts = stripped.split(" ")
     if len(parts) != 5:
         raise ValueError(

@@ -270,14 +270,16 @@ class Site(Strict):
             raise ValueError(f"cannot be split into words: {exc}") from None
         if not words:
             raise ValueError("is empty")
+        # The command is never echoed: a password pasted there by mistake must not reach a
+        # terminal or the journal.
         program = words[0]
         if os.sep not in program:
             if shutil.which(program) is None:
-                raise ValueError(f"program {program!r} not found on PATH")
+                raise ValueError("its program (the first word) is not found on PATH")
         elif not Path(program).is_file():
-            raise ValueError(f"program {program} does not exist")
+            raise ValueError("its program (the first word) does not exist")
         elif not os.access(program, os.X_OK):
-            raise ValueError(f"program {program} is not executable")
+            raise ValueError("its program (the first word) is not executable")
         return value
 
     @model_validator(mode="after")

@@ -84,6 +84,7 @@ class Daemon:
                     engine=lambda: self.rt.engine,
                     restic_version=lambda: str(self.rt.restic_version),
                     reload_ok=lambda: None if self.reload_status is None else self.reload_status.ok,
+                    host=lambda: self.rt.host,
                 ),
                 healthy=self._healthy,
                 ready=database_ready(lambda: self.rt.engine),

@@ -47,11 +47,12 @@ class Proof:
     lost: dict[str, Run] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, engine: Engine) -> Proof:
+    def read(cls, engine: Engine, host: str) -> Proof:
+        """What the history proves; lost sites as this host found them."""
         checks = latest_site_verdicts(engine, Operation.CHECK)
         drills = latest_verdicts(engine, Operation.DRILL)
         drill_runs = latest_runs(engine, operation=Operation.DRILL)
-        return cls(drills, checks, drill_runs, lost_sites(engine))
+        return cls(drills, checks, drill_runs, lost_sites(engine, host))
 
     def loss(self, site: str, now: datetime) -> str | None:
         """Why the site's repository is not the one it held, or None."""

@@ -100,15 +100,17 @@ class Run(Base):
 
 
 class SiteRepository(Base):
-    """The restic repository firebreak found at a site the first time it wrote there, or one an
-    operator recorded later (``firebreak site reset``): the newest row per host and site is the
-    repository the site must hold."""
+    """The restic repository firebreak found at a repository location the first time it wrote
+    there, or one an operator recorded later (``firebreak site reset``): the newest row per
+    location is the repository that must be there, whichever host or site name asks."""
 
     __tablename__ = "site_repositories"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host: Mapped[str] = mapped_column(String(255))
     site: Mapped[str] = mapped_column(String(64))
+    # Where: the site's repository, normalised, credentials removed (placement.targets).
+    repository: Mapped[str] = mapped_column(String(1024))
     repository_id: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # None when firebreak recorded it on its own; the operator's words for a reset.
@@ -117,4 +119,4 @@ class SiteRepository(Base):
         ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
     )
 
-    __table_args__ = (Index("ix_site_repositories_site", "host", "site", "id"),)
+    __table_args__ = (Index("ix_site_repositories_repository", "repository", "id"),)

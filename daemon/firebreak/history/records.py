@@ -376,11 +376,11 @@ def latest_site_verdicts(engine: Engine, operation: Operation) -> dict[str, Run]
     return {run.site: run for run in _newest(engine, condition, Run.site)}
 
 
-def recorded_repository(engine: Engine, host: str, site: str) -> SiteRepository | None:
-    """The repository the site must hold: the newest one recorded for this host and site."""
+def recorded_repository(engine: Engine, repository: str) -> SiteRepository | None:
+    """The restic repository that must be at this location: the newest one recorded there."""
     query = (
         select(SiteRepository)
-        .where(SiteRepository.host == host, SiteRepository.site == site)
+        .where(SiteRepository.repository == repository)
         .order_by(SiteRepository.id.desc())
         .limit(1)
     )
@@ -395,6 +395,7 @@ def record_repository(
     *,
     host: str,
     site: str,
+    repository: str,
     repository_id: str,
     run_id: int | None,
     reason: str | None = None,
@@ -404,6 +405,7 @@ def record_repository(
             SiteRepository(
                 host=host,
                 site=site,
+                repository=repository,
                 repository_id=repository_id,
                 recorded_at=utcnow(),
                 reason=_fit(reason, SiteRepository.reason.type.length),
@@ -412,39 +414,66 @@ def record_repository(
         )
 
 
-def had_repository(engine: Engine, host: str, site: str) -> bool:
-    """Whether this host ever wrote a backup to the site (or recorded its repository): a
-    repository missing there now is lost, not new."""
-    if recorded_repository(engine, host, site) is not None:
+def had_repository(engine: Engine, repository: str, host: str, site: str) -> bool:
+    """Whether a repository was ever recorded at this location (by any host), or this host
+    ever wrote a backup to the site (before repositories were recorded): a repository missing
+    there now is lost, not new."""
+    if recorded_repository(engine, repository) is not None:
         return True
-    wrote = select(Run.id).where(
-        Run.host == host,
-        Run.site == site,
-        Run.operation == Operation.BACKUP,
-        Run.status.in_((Status.SUCCESS, Status.PARTIAL)),
+    return last_written_snapshot(engine, host, site) is not None
+
+
+def last_written_snapshot(engine: Engine, host: str, site: str) -> str | None:
+    """The snapshot of this host's newest successful backup at the site, from before
+    repositories were recorded: what the repository there must still hold."""
+    query = (
+        select(Run.snapshot_id)
+        .where(
+            Run.host == host,
+            Run.site == site,
+            Run.operation == Operation.BACKUP,
+            Run.status.in_((Status.SUCCESS, Status.PARTIAL)),
+            Run.snapshot_id.is_not(None),
+        )
+        .order_by(Run.id.desc())
+        .limit(1)
     )
     with Session(engine) as session:
-        return session.scalar(wrote.limit(1)) is not None
+        return session.scalar(query)
 
 
-def _identity_verdict() -> ColumnElement[bool]:
-    """A run that met the site's repository (it succeeded there) or found it lost."""
-    return Run.status.in_((Status.SUCCESS, Status.PARTIAL)) | Run.error_class.in_(site_losses())
+# The runs that look at which repository they met (actions/identity.py); an unlock or an init
+# succeeds whatever repository is there and proves nothing.
+_JUDGED = (
+    Operation.BACKUP,
+    Operation.CHECK,
+    Operation.DRILL,
+    Operation.FORGET,
+    Operation.RESTORE,
+    Operation.RESET,
+)
 
 
-def lost_sites(engine: Engine) -> dict[str, Run]:
+def _identity_verdict(host: str) -> ColumnElement[bool]:
+    """A run of this host that met the site's repository (it succeeded there) or found it
+    lost."""
+    met = Run.status.in_((Status.SUCCESS, Status.PARTIAL)) & Run.operation.in_(_JUDGED)
+    return (Run.host == host) & (met | Run.error_class.in_(site_losses()))
+
+
+def lost_sites(engine: Engine, host: str) -> dict[str, Run]:
     """Sites whose newest run that reached a verdict on their repository found it lost (gone,
     or another in its place). A run that succeeded there since (the repository came back, or
     an operator reset the site) clears it; runs that could not reach the site say nothing."""
-    newest = _newest(engine, _identity_verdict(), Run.site)
+    newest = _newest(engine, _identity_verdict(host), Run.site)
     return {run.site: run for run in newest if run.error_class in site_losses()}
 
 
-def site_is_lost(engine: Engine, site: str) -> bool:
+def site_is_lost(engine: Engine, host: str, site: str) -> bool:
     """lost_sites for one site (before each run there: one site's rows, not the history's)."""
     query = (
         select(Run.error_class)
-        .where(Run.site == site, _identity_verdict())
+        .where(Run.site == site, _identity_verdict(host))
         .order_by(Run.id.desc())
         .limit(1)
     )

@@ -4,6 +4,7 @@ so a restart resets nothing and a scrape never waits on a running backup (it rea
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ class ScrapeInputs:
     engine: Callable[[], Engine]
     restic_version: Callable[[], str]
     reload_ok: Callable[[], bool | None] = lambda: None
+    # The host whose view of lost sites is exported.
+    host: Callable[[], str] = socket.gethostname
 
 
 class FirebreakCollector(Collector):
@@ -89,7 +92,7 @@ class FirebreakCollector(Collector):
             durations = finished_durations(engine)
             checks = latest_site_runs(engine, Operation.CHECK)
             first = first_successes(engine)
-            proof = Proof.read(engine)
+            proof = Proof.read(engine, self.inputs.host())
         except Exception as exc:  # a scrape must answer even when the database does not
             self._complain(history_trouble(self.inputs.engine, exc))
             log.debug("reading the run history for /metrics failed", exc_info=True)

@@ -186,6 +186,11 @@ def cat_config(at: SiteRestic) -> Invocation:
     return at.invocation("cat", "config")
 
 
+def cat_snapshot(at: SiteRestic, snapshot: str) -> Invocation:
+    """``restic cat snapshot ID``: does the repository hold this snapshot (an id or prefix)?"""
+    return at.invocation("cat", "snapshot", snapshot)
+
+
 def restore(
     at: SiteRestic,
     *,

@@ -334,10 +334,10 @@ def test_secret_files_must_be_closed_as_ssh_wants_keys(
 @pytest.mark.parametrize(
     ("command", "says"),
     [
-        ("no-such-program-4471 --get x", "program 'no-such-program-4471' not found on PATH"),
-        ("/nonexistent/fetch-secret x", "program /nonexistent/fetch-secret does not exist"),
+        ("no-such-program-4471 --get x", "its program (the first word) is not found on PATH"),
+        ("/nonexistent/fetch-secret x", "its program (the first word) does not exist"),
         ("{dir}/fetch 'x", "cannot be split into words"),
-        ("{dir}/fetch x", "is not executable"),
+        ("{dir}/fetch x", "its program (the first word) is not executable"),
     ],
 )
 def test_a_password_command_that_cannot_run_is_caught_before_3am(
@@ -347,6 +347,8 @@ def test_a_password_command_that_cannot_run_is_caught_before_3am(
     data = _with_site(password_file=None, password_command=command.format(dir=tmp_path))
     problems = _problems(tmp_path, data)
     assert any("sites.gra.password_command: " in p and says in p for p in problems), problems
+    words = [w for w in command.format(dir=tmp_path).replace("'", "").split() if len(w) > 3]
+    assert not any(word in p for p in problems for word in words), "the command was echoed"
 
 
 def test_a_password_file_that_is_a_directory_says_so(tmp_path: Path) -> None:

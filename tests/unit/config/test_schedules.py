@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -81,3 +82,22 @@ def test_a_day_that_only_some_years_have_still_fires() -> None:
     assert _cron("0 0 29 2 *").days == {29}
     # Both restricted: the 31st of February never comes, but Mondays in February do.
     assert _cron("0 0 31 2 mon").weekdays == {1}
+
+
+NICKNAMES = {
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@hourly": "0 * * * *",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+
+@pytest.mark.parametrize(("nickname", "same_as"), NICKNAMES.items())
+def test_crontab_nicknames(nickname: str, same_as: str) -> None:
+    parsed, plain = _cron(nickname), _cron(same_as)
+    assert parsed.text == nickname
+    assert parsed == replace(plain, text=nickname)
+    with pytest.raises(ValueError, match="not a cron nickname"):
+        parse_schedule("@reboot")

@@ -237,7 +237,7 @@ def test_a_site_whose_data_failed_a_drill_or_check_does_not_count(engine: Engine
     _proof_run(engine, "check", "b", "CheckFailed", source="db")  # the whole repository
     now = datetime.now(UTC)
 
-    [www, db] = freshness(config, latest_runs(engine), now, Proof.read(engine))
+    [www, db] = freshness(config, latest_runs(engine), now, Proof.read(engine, "h"))
 
     assert [s.fresh for s in www.sites] == [True, True, True]
     assert [s.counts for s in www.sites] == [False, False, True]
@@ -247,7 +247,7 @@ def test_a_site_whose_data_failed_a_drill_or_check_does_not_count(engine: Engine
     assert [s.counts for s in db.sites] == [True, False, True] and db.safe
 
     _proof_run(engine, "drill", "a", None)
-    [www, _] = freshness(config, latest_runs(engine), now, Proof.read(engine))
+    [www, _] = freshness(config, latest_runs(engine), now, Proof.read(engine, "h"))
     assert www.sites[0].damaged is None and www.sites[0].last_drill_success_at is not None
     assert www.safe
 
@@ -270,14 +270,17 @@ def test_a_site_is_lost_until_a_run_meets_its_repository_again(engine: Engine) -
 
     run("a", "backup", Status.SUCCESS)
     run("b", "backup", Status.SUCCESS)
-    assert lost_sites(engine) == {} and not site_is_lost(engine, "a")
+    assert lost_sites(engine, "h") == {} and not site_is_lost(engine, "h", "a")
     run("a", "backup", Status.FAILED, "RepositoryLost")
     run("a", "check", Status.FAILED, "SiteUnreachable")  # says nothing either way
-    assert set(lost_sites(engine)) == {"a"} and site_is_lost(engine, "a")
-    assert not site_is_lost(engine, "b")
+    run("a", "unlock", Status.SUCCESS)  # succeeds whatever repository is there: no verdict
+    run("a", "init", Status.SUCCESS)
+    assert set(lost_sites(engine, "h")) == {"a"} and site_is_lost(engine, "h", "a")
+    assert lost_sites(engine, "another-host") == {}  # each host's own view
+    assert not site_is_lost(engine, "h", "b")
     run("a", "reset", Status.SUCCESS)  # an operator's decision clears it
-    assert lost_sites(engine) == {} and not site_is_lost(engine, "a")
+    assert lost_sites(engine, "h") == {} and not site_is_lost(engine, "h", "a")
     run("b", "drill", Status.FAILED, "RepositoryReplaced")
-    assert set(lost_sites(engine)) == {"b"}
+    assert set(lost_sites(engine, "h")) == {"b"}
     run("b", "backup", Status.PARTIAL)  # the repository is back
-    assert lost_sites(engine) == {}
+    assert lost_sites(engine, "h") == {}
