@@ -15,11 +15,12 @@ from rich.table import Table
 from firebreak.cli.common import Exit, Options, console, fail, load
 from firebreak.clock import utcnow
 from firebreak.config import Config
-from firebreak.config.schedules import parse_schedule
-from firebreak.daemon.schedules import next_run
+from firebreak.config.schedules import Cron, parse_schedule
+from firebreak.daemon.catchup import is_overdue, last_runs
+from firebreak.daemon.schedules import next_fire
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
 from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness, freshness
-from firebreak.history.records import last_cycle_starts, latest_runs
+from firebreak.history.records import latest_runs
 from firebreak.humanize import format_bytes, format_seconds, humanize_age
 from firebreak.placement.whatif import degradation
 
@@ -45,7 +46,7 @@ def status(options: Options, as_json: bool) -> None:
         require_current(engine)
         latest = latest_runs(engine)
         proof = Proof.read(engine, socket.gethostname())
-        started = last_cycle_starts(engine)
+        started = last_runs(config, engine)
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
     now = utcnow()
@@ -80,31 +81,42 @@ def status(options: Options, as_json: bool) -> None:
 
 def _next_cycle(
     config: Config, source: str, started: dict[str, datetime], now: datetime
-) -> datetime | None:
+) -> tuple[datetime | None, bool]:
+    """When the source's next cycle is due (cron only: an interval counts from the daemon's
+    start, which the history does not know), and whether it is overdue now."""
     schedule = parse_schedule(config.sources[source].schedule)
-    return next_run(schedule, ZoneInfo(config.timezone), now, started.get(source))
+    upcoming = (
+        next_fire(schedule, now, ZoneInfo(config.timezone)) if isinstance(schedule, Cron) else None
+    )
+    return upcoming, is_overdue(config, source, started.get(source), now)
 
 
 def _next_cycle_text(
     config: Config, source: str, started: dict[str, datetime], now: datetime
 ) -> str:
-    when = _next_cycle(config, source, started, now)
+    upcoming, overdue = _next_cycle(config, source, started, now)
     schedule = config.sources[source].schedule
-    if when is None:
-        return f"when the daemon starts ({schedule})"
-    wait = (when - now).total_seconds()
-    local = when.astimezone(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M %Z")
-    if wait < 0:
-        return f"overdue since {local} ({humanize_age(-wait)}): the daemon catches up"
-    return f"in {humanize_age(wait)}, {local} ({schedule})"
+    last = started.get(source)
+    ran = (
+        "never ran"
+        if last is None
+        else f"last ran {humanize_age((now - last).total_seconds())} ago"
+    )
+    if overdue:
+        return f"OVERDUE ({schedule}; {ran}): the daemon catches up as soon as it runs"
+    if upcoming is None:
+        return f"{schedule}, counted from the daemon's start ({ran})"
+    local = upcoming.astimezone(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    return f"in {humanize_age((upcoming - now).total_seconds())}, {local} ({schedule})"
 
 
 def _as_json(
     config: Config, source: SourceFreshness, started: dict[str, datetime], now: datetime
 ) -> dict[str, Any]:
     data = asdict(source)
-    upcoming = _next_cycle(config, source.source, started, now)
+    upcoming, overdue = _next_cycle(config, source.source, started, now)
     data["next_cycle_at"] = None if upcoming is None else upcoming.isoformat()
+    data["cycle_overdue"] = overdue
     data["max_age"] = format_seconds(source.max_age_seconds)
     degraded = degradation(config, source.source)
     data["placement_degraded"] = None if degraded is None else str(degraded)

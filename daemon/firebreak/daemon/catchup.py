@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.config.schedules import parse_schedule
-from firebreak.daemon.schedules import period
+from firebreak.daemon.schedules import last_due
 from firebreak.history.records import last_cycle_starts, latest_runs
+
+# A scheduled run this late is not late yet: it may be about to start.
+STARTING = timedelta(minutes=1)
+
+
+def slack(config: Config) -> timedelta:
+    """How long after its time a scheduled run may still be on its way (jitter included)."""
+    return (config.daemon.jitter or timedelta(0)) + STARTING
+
+
+def last_runs(config: Config, engine: Engine) -> dict[str, datetime]:
+    """When each source last ran: its newest finished cycle or its freshest success,
+    whichever started later (a manual backup counts)."""
+    started = dict(last_cycle_starts(engine))
+    for (source, _site), entry in latest_runs(engine).items():
+        if entry.last_success is not None:
+            began = entry.last_success.started_at
+            if source not in started or began > started[source]:
+                started[source] = began
+    return {name: when for name, when in started.items() if name in config.sources}
+
+
+def is_overdue(config: Config, source: str, last_run: datetime | None, now: datetime) -> bool:
+    """Nothing ran since the source's schedule last wanted a run (or it never ran)."""
+    zone = ZoneInfo(config.timezone)
+    due = last_due(parse_schedule(config.sources[source].schedule), zone, now, slack(config))
+    return last_run is None or last_run < due
 
 
 def overdue_sources(config: Config, engine: Engine, now: datetime) -> list[str]:
-    """Sources whose freshest successful site, and whose last cycle, are both older than
-    their schedule's period (or that never ran): a daemon that was down or a machine that
-    slept over their scheduled time."""
-    zone = ZoneInfo(config.timezone)
-    latest = latest_runs(engine)
-    cycles = last_cycle_starts(engine)
-    due = []
-    for name, source in config.sources.items():
-        between = period(parse_schedule(source.schedule), zone, now)
-        successes = [
-            entry.last_success.started_at
-            for (source_name, _site), entry in latest.items()
-            if source_name == name and entry.last_success is not None
-        ]
-        freshest = max(successes, default=None)
-        last_cycle = cycles.get(name)
-        stale = freshest is None or now - freshest > between
-        idle = last_cycle is None or now - last_cycle > between
-        if stale and idle:
-            due.append(name)
-    return due
+    """Sources whose last scheduled time passed without a run: a daemon that was down, or a
+    machine that slept over it. (The gap between two fire times is no measure: a Monday and
+    Tuesday schedule is not due on Wednesday, and a day across a clock change is 23 or 25
+    hours long.)"""
+    started = last_runs(config, engine)
+    return [name for name in config.sources if is_overdue(config, name, started.get(name), now)]

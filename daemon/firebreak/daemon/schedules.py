@@ -9,6 +9,7 @@ minute or hour runs by the clock as it is (none in the skipped hour, again in th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from firebreak.config.schedules import Cron, Every, Schedule
@@ -21,33 +22,52 @@ def next_fire(cron: Cron, after: datetime, zone: tzinfo) -> datetime:
     """The first time at or after ``after`` (aware) at which the cron line fires, in zone.
     (Step from one to the next in UTC: on the zone's clock, adding to a time the clock
     shows twice forgets which of the two it was.)"""
-    day = after.astimezone(zone).date()
+    local = after.astimezone(zone)
+    day = local.date()
+    # The first day from a clock change before after's hour: earlier ones cannot be later.
+    hours = range(max(local.hour - 3, 0), 24)
     for _ in range(SEARCH_DAYS):
         if _day_matches(cron, day):
-            later = [moment for moment in _moments(cron, day, zone) if moment >= after]
-            if later:
-                return min(later).astimezone(zone)
+            best: tuple[datetime, datetime] | None = None
+            for wall, instant in _moments(cron, day, zone, hours):
+                if best is not None and wall - best[0] > _CLOCK_CHANGE:
+                    break  # nothing further on the clock can come sooner
+                if instant >= after and (best is None or instant < best[1]):
+                    best = (wall, instant)
+            if best is not None:
+                return best[1].astimezone(zone)
         day += timedelta(days=1)
+        hours = range(24)
     raise ValueError(f"{cron.text!r} does not fire within {SEARCH_DAYS // 366} years")
 
 
-def period(schedule: Schedule, zone: tzinfo, now: datetime) -> timedelta:
-    """The time between two runs around now (for cron: the next two fire times)."""
+def previous_fire(cron: Cron, before: datetime, zone: tzinfo) -> datetime:
+    """The last time at or before ``before`` (aware) at which the cron line fired, in zone."""
+    local = before.astimezone(zone)
+    day = local.date()
+    hours = range(0, min(local.hour + 4, 24))
+    for _ in range(SEARCH_DAYS):
+        if _day_matches(cron, day):
+            best: tuple[datetime, datetime] | None = None
+            for wall, instant in _moments(cron, day, zone, hours, backwards=True):
+                if best is not None and best[0] - wall > _CLOCK_CHANGE:
+                    break  # nothing further back on the clock can come later
+                if instant <= before and (best is None or instant > best[1]):
+                    best = (wall, instant)
+            if best is not None:
+                return best[1].astimezone(zone)
+        day -= timedelta(days=1)
+        hours = range(24)
+    raise ValueError(f"{cron.text!r} did not fire within {SEARCH_DAYS // 366} years")
+
+
+def last_due(schedule: Schedule, zone: tzinfo, now: datetime, slack: timedelta) -> datetime:
+    """When the schedule last wanted a run, as of now: a run that started since is done. A
+    time is due only once ``slack`` has passed after it (the daemon's jitter and a minute:
+    a scheduled run that is about to start is not late)."""
     if isinstance(schedule, Every):
-        return schedule.interval
-    first = next_fire(schedule, now, zone).astimezone(UTC)
-    return next_fire(schedule, first + timedelta(microseconds=1), zone) - first
-
-
-def next_run(
-    schedule: Schedule, zone: tzinfo, now: datetime, last_start: datetime | None
-) -> datetime | None:
-    """When the schedule runs next, as the daemon would: a cron line at its next fire time; an
-    interval one interval after the last run started (None: never ran, so at the daemon's
-    start). A time before now means overdue: the daemon's catch-up runs it."""
-    if isinstance(schedule, Cron):
-        return next_fire(schedule, now, zone)
-    return None if last_start is None else last_start + schedule.interval
+        return now - schedule.interval - slack
+    return previous_fire(schedule, now - slack, zone)
 
 
 def _day_matches(cron: Cron, day: date) -> bool:
@@ -60,23 +80,31 @@ def _day_matches(cron: Cron, day: date) -> bool:
     return in_days or in_weekdays  # both restricted: either one (crontab(5))
 
 
-def _moments(cron: Cron, day: date, zone: tzinfo) -> list[datetime]:
-    """The instants (UTC) the line fires at on that day of the wall clock."""
-    found = []
-    for hour in cron.hours:
-        for minute in cron.minutes:
+def _moments(
+    cron: Cron, day: date, zone: tzinfo, hours: range = range(24), *, backwards: bool = False
+) -> Iterator[tuple[datetime, datetime]]:
+    """(wall time, instant) of each time the line fires on that day of the zone's clock, in
+    wall-clock order (or its reverse; instants differ from that order only around a clock
+    change); only within ``hours`` of the clock."""
+    for hour in sorted(set(hours) & cron.hours, reverse=backwards):
+        for minute in sorted(cron.minutes, reverse=backwards):
             wall = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
             first = wall.astimezone(UTC)
             if first.astimezone(zone).replace(tzinfo=None) != wall.replace(tzinfo=None):
                 # The clock skips this time: a fixed-time job runs right after the change.
                 if not cron.on_the_clock:
-                    found.append(_end_of_gap(wall, zone))
+                    yield wall, _end_of_gap(wall, zone)
                 continue
-            found.append(first)
+            both = [first]
             second = wall.replace(fold=1).astimezone(UTC)
             if second != first and cron.on_the_clock:
-                found.append(second)  # the clock shows this time twice
-    return found
+                both.append(second)  # the clock shows this time twice
+            for instant in reversed(both) if backwards else both:
+                yield wall, instant
+
+
+# A clock change moves an instant by less than this against its place in wall-clock order.
+_CLOCK_CHANGE = timedelta(hours=3)
 
 
 def _end_of_gap(wall: datetime, zone: tzinfo) -> datetime:

@@ -11,7 +11,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from firebreak.config.schedules import Cron, parse_schedule
-from firebreak.daemon.schedules import next_fire, next_run, period
+from firebreak.daemon.schedules import last_due, next_fire, previous_fire
 from firebreak.daemon.triggers import CrontabTrigger, trigger
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -114,14 +114,6 @@ def test_a_job_on_the_clock_runs_again_in_the_repeated_hour() -> None:
     assert [f.strftime("%H:%M %Z") for f in fires] == ["02:00 CEST", "02:00 CET", "03:00 CET"]
 
 
-def test_period_is_the_gap_between_two_fire_times() -> None:
-    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    assert period(parse_schedule("15 2 * * *"), UTC, now) == timedelta(days=1)
-    assert period(parse_schedule("*/10 * * * *"), UTC, now) == timedelta(minutes=10)
-    assert period(parse_schedule("0 3 * * 1"), UTC, now) == timedelta(weeks=1)
-    assert period(parse_schedule("every 6h"), UTC, now) == timedelta(hours=6)
-
-
 def test_the_trigger_fires_after_its_last_run_and_adds_at_most_its_jitter() -> None:
     cron = _cron("0 3 * * *")
     plain = CrontabTrigger(cron, PARIS)
@@ -178,13 +170,32 @@ def test_random_lines_agree_with_an_independent_cron() -> None:
             previous = oracle.get_next_fire_time(previous, previous or after)
             theirs.append(previous)
         assert mine == theirs, text
+        # previous_fire agrees: each fire is its own previous one, and nothing in between.
+        for fire in mine:
+            assert previous_fire(cron, fire, UTC) == fire, text
+            gap = previous_fire(cron, fire - timedelta(microseconds=1), UTC)
+            assert gap < fire and next_fire(cron, gap + timedelta(microseconds=1), UTC) == fire
 
 
-def test_the_next_run_as_status_shows_it() -> None:
-    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-    assert next_run(parse_schedule("0 3 * * *"), UTC, now, None) == datetime(
-        2026, 12, 3, 3, 0, tzinfo=UTC
+def test_the_previous_fire_across_clock_changes() -> None:
+    daily = _cron("30 2 * * *")
+    # The day the clock skips 02:30 (Paris, 29 March 2026): it ran at 03:00 instead.
+    skipped = previous_fire(daily, datetime(2026, 3, 29, 3, 0, tzinfo=UTC), PARIS)
+    assert skipped.strftime("%d %H:%M %Z") == "29 03:00 CEST"
+    # The day the clock shows 02:30 twice: it ran at the first one.
+    twice = previous_fire(daily, datetime(2026, 10, 25, 3, 0, tzinfo=UTC), PARIS)
+    assert twice.astimezone(UTC).strftime("%d %H:%M") == "25 00:30"
+
+
+def test_what_is_due_allows_a_scheduled_run_its_jitter() -> None:
+    daily = parse_schedule("0 3 * * *")
+    slack = timedelta(minutes=6)
+    assert last_due(daily, UTC, datetime(2026, 12, 2, 3, 5, tzinfo=UTC), slack) == datetime(
+        2026, 12, 1, 3, 0, tzinfo=UTC
+    )
+    assert last_due(daily, UTC, datetime(2026, 12, 2, 3, 7, tzinfo=UTC), slack) == datetime(
+        2026, 12, 2, 3, 0, tzinfo=UTC
     )
     every = parse_schedule("every 6h")
-    assert next_run(every, UTC, now, None) is None  # at the daemon's start
-    assert next_run(every, UTC, now, now - timedelta(hours=1)) == now + timedelta(hours=5)
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    assert last_due(every, UTC, now, slack) == now - timedelta(hours=6, minutes=6)
