@@ -121,6 +121,36 @@ def test_bind_mounts_symlinks_and_a_disk_mounted_twice_do_not_hide_one_filesyste
         assert "(ext4) mounted at " in loop_pair.message
 
 
+def test_a_disk_that_is_not_mounted_is_a_note_not_a_reason_to_stop_every_site(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firebreak.placement import physical
+
+    # /etc/fstab says a disk belongs at usb; nothing is mounted there now.
+    (tmp_path / "usb").mkdir()
+    fstab = tmp_path / "fstab"
+    fstab.write_text(
+        "# <file system> <mount point> <type> <options> <dump> <pass>\n"
+        f"UUID=0a1b2c3d {tmp_path / 'usb'} ext4 defaults,nofail 0 2\n"
+    )
+    monkeypatch.setattr(physical, "FSTAB", fstab)
+    setup.site("usb", str(tmp_path / "usb" / "restic"))
+    setup.site("local", str(tmp_path / "backups" / "local"))
+    setup.source("www", ["usb", "local"], paths=["/proc/self"])
+    _strict(setup)
+    report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+    assert report.violations == []
+    [note] = [n for n in report.notes if n.site == "usb"]
+    assert note.message == (
+        f"{tmp_path}/usb/restic is under {tmp_path}/usb, a mount point in {fstab} that is not "
+        "mounted: its filesystem is checked once it is"
+    )
+    # Without the fstab line it is one more directory on this filesystem: one copy.
+    fstab.write_text("")
+    report = check_placement(setup.load(), resolve_hosts=False, probe_repositories=False)
+    assert [(v.rule, v.sites) for v in report.violations] == [("same_filesystem", ("usb", "local"))]
+
+
 def test_two_paths_to_one_local_repository_are_one_copy(setup: Setup, tmp_path: Path) -> None:
     (tmp_path / "elsewhere").symlink_to(tmp_path)
     setup.site("a", str(tmp_path / "repo"))

@@ -91,7 +91,12 @@ class FirebreakCollector(Collector):
             counts = run_counts(engine)
             durations = finished_durations(engine)
             checks = latest_site_runs(engine, Operation.CHECK)
-            first = first_successes(engine)
+            # Drills are due only where they are scheduled (drill_schedule: null turns them off).
+            first = {
+                key: began
+                for key, began in first_successes(engine).items()
+                if key[1] in config.sites and config.sites[key[1]].drill_schedule is not None
+            }
             proof = Proof.read(engine, self.inputs.host())
         except Exception as exc:  # a scrape must answer even when the database does not
             self._complain(history_trouble(self.inputs.engine, exc))

@@ -146,12 +146,27 @@ def physical_violations(
             Violation(source_name, rule, sites, f'source "{source_name}": {message}', severity)
         )
 
+    # A local repository whose disk is not mounted sits, for now, on whatever is under the
+    # mount point: its filesystem says nothing, and its runs find the repository lost.
+    unmounted: set[str] = set()
     for name, target in targets.items():
-        if target.kind == "local":
+        point = unmounted_mount_point(Path(target.path)) if target.kind == "local" else None
+        if point is not None:
+            unmounted.add(name)
+            notes.append(
+                Note(
+                    source_name,
+                    name,
+                    f"{target.path} is under {point}, a mount point in {FSTAB} that is not "
+                    "mounted: its filesystem is checked once it is",
+                )
+            )
+        elif target.kind == "local":
             _same_filesystem(source.paths, name, target, add, notes, source_name)
     same: set[frozenset[str]] = set()
     for (name_a, a), (name_b, b) in itertools.combinations(targets.items(), 2):
-        if a.kind == b.kind == "local" and not _one_repository(a, b):
+        checked = a.kind == b.kind == "local" and not unmounted & {name_a, name_b}
+        if checked and not _one_repository(a, b):
             shared = _shared_filesystem(a, b)
             if shared is not None:
                 add(
@@ -240,6 +255,28 @@ def _shared_filesystem(a: Target, b: Target) -> str | None:
     if path_b.stat().st_dev != device:
         return None
     return describe_filesystem(Path(os.path.realpath(path_a)), device)
+
+
+# Where the system mounts its disks (a module value, so that tests can name another file).
+FSTAB = Path("/etc/fstab")
+
+
+def unmounted_mount_point(path: Path) -> Path | None:
+    """The mount point, from FSTAB, that holds path and is not mounted now (a disk that
+    failed to mount, or was forgotten), or None."""
+    try:
+        lines = FSTAB.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    points = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and not fields[0].startswith("#") and fields[1].startswith("/"):
+            points.add(Path(_OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[1])))
+    deepest = next((p for p in (path, *path.parents) if p in points and p != Path("/")), None)
+    if deepest is None or os.path.ismount(deepest):
+        return None
+    return deepest
 
 
 def describe_filesystem(path: Path, device: int) -> str:
