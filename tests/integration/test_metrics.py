@@ -23,7 +23,7 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
 ) -> None:
     down = rest_server_factory()
     setup.local_site("a")
-    setup.local_site("b")
+    setup.local_site("b", drill_schedule=None)  # no drills here: none can be overdue
     setup.rest_site("down", down)
     setup.source("www", ["a", "b", "down"], min_fresh_sites=2, max_age="1h")
     rt = setup.runtime()
@@ -39,6 +39,11 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
 
     found = samples(text)
     assert value(found, "firebreak_database_up") == 1
+    first = "firebreak_first_success_timestamp_seconds"
+    assert value(found, first, source="www", site="a") == pytest.approx(
+        by_site["a"].started_at.timestamp()
+    )
+    assert (first, frozenset({("source", "www"), ("site", "b")})) not in found
     assert value(found, "firebreak_source_safe", source="www") == 1
     assert value(found, "firebreak_source_fresh_sites", source="www") == 2
     assert value(found, "firebreak_source_required_fresh_sites", source="www") == 2
