@@ -271,17 +271,7 @@ class _Watch:
     def _limit_reached(self) -> tuple[StopReason, float]:
         if self.result.stop_reason is StopReason.GAVE_UP:
             return StopReason.GAVE_UP, 0.0
-        limits = self.limits
-        now = time.monotonic()
-        if limits.cancel is not None and limits.cancel.is_set():
-            return StopReason.CANCELLED, 0.0
-        if limits.timeout is not None and now - self.started > limits.timeout:
-            return StopReason.TIMEOUT, limits.timeout
-        stall = limits.stall_timeout
-        silent = now - self.progress.last_change
-        if stall is not None and self.progress.watchable and silent > stall:
-            return StopReason.STALLED, stall
-        return StopReason.NONE, 0.0
+        return limit_reached(self.limits, self.progress, self.started, time.monotonic())
 
     def _take(self, stream: str, line: str, *, draining: bool = False) -> None:
         """Keep one line: stderr's tail and its error messages, stdout's JSON values."""
@@ -312,6 +302,23 @@ class _Watch:
                 self.listeners.on_message(message)
             if len(result.messages) < MAX_MESSAGES:
                 result.messages.append(message)
+
+
+def limit_reached(
+    limits: Limits, progress: Progress, started: float, now: float
+) -> tuple[StopReason, float]:
+    """Whether a run that started at ``started`` (monotonic) must be stopped at ``now``, and
+    the limit it reached: cancelled, over its timeout, or silent past its stall timeout (only
+    when silence can be told from stalling: Progress.watchable)."""
+    if limits.cancel is not None and limits.cancel.is_set():
+        return StopReason.CANCELLED, 0.0
+    if limits.timeout is not None and now - started > limits.timeout:
+        return StopReason.TIMEOUT, limits.timeout
+    stall = limits.stall_timeout
+    silent = now - progress.last_change
+    if stall is not None and progress.watchable and silent > stall:
+        return StopReason.STALLED, stall
+    return StopReason.NONE, 0.0
 
 
 def _exited_unreaped(process: subprocess.Popen[bytes], within: float = 0.0) -> bool:

@@ -310,13 +310,37 @@ def test_a_failing_callback_stops_restic_before_it_propagates(tmp_path: Path) ->
 
 
 def test_without_io_counters_only_a_command_that_reports_progress_can_stall() -> None:
+    from firebreak.restic.runner import Limits, limit_reached
+
+    limits = Limits(stall_timeout=10)
     silent = Progress()
     silent.saw_io(None, printed=0)  # /proc would not tell: silence is not evidence
-    assert not silent.watchable
+    silent.last_change -= 100
+    now = time.monotonic()
+    assert limit_reached(limits, silent, now - 100, now) == (StopReason.NONE, 0.0)
     chatty = Progress()
     chatty.saw_io(None, printed=0)
     chatty.saw({"message_type": "status", "bytes_done": 1})
-    assert chatty.watchable
+    chatty.last_change -= 100
+    assert limit_reached(limits, chatty, now - 100, now) == (StopReason.STALLED, 10)
+
+
+def test_a_cancel_goes_first_then_the_timeout_then_a_stall() -> None:
+    from firebreak.restic.runner import Limits, limit_reached
+
+    stalled = Progress()
+    stalled.last_change -= 100
+    now = time.monotonic()
+    cancel = threading.Event()
+    limits = Limits(timeout=50, stall_timeout=10, cancel=cancel)
+    assert limit_reached(limits, stalled, now - 60, now) == (StopReason.TIMEOUT, 50)
+    assert limit_reached(limits, stalled, now - 20, now) == (StopReason.STALLED, 10)
+    cancel.set()
+    assert limit_reached(limits, stalled, now - 60, now) == (StopReason.CANCELLED, 0.0)
+    fresh = Progress()
+    assert limit_reached(Limits(timeout=50, stall_timeout=10), fresh, now - 5, now)[0] is (
+        StopReason.NONE
+    )
 
 
 def test_a_stopped_process_is_never_sampled_after_it_is_reaped(
