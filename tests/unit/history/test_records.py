@@ -86,6 +86,12 @@ def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> 
             engine, source=None, site="a", operation="check", host="h", restic_version="0.14.0"
         )
         assert finish_run(engine, run_id, RunOutcome(Status.SUCCESS)).source is None
+        # And back, if an older firebreak must read it again: the site-wide run keeps a source.
+        command.downgrade(alembic_config(engine), "0001")
+        assert schema_state(engine).current == "0001"
+        with engine.connect() as connection:
+            sources = connection.execute(text("SELECT source FROM runs ORDER BY id")).scalars()
+            assert list(sources) == ["www", "www", ""]
     finally:
         engine.dispose()
 
