@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from firebreak.history.database import SCHEMA_HEAD
 from tests.support.cli import firebreak
 from tests.support.daemon import restic_processes
-from tests.support.servers import RestServer
+from tests.support.servers import RestServer, silent_server
 from tests.support.setup import PASSWORD, Setup
 
 
@@ -212,10 +211,7 @@ def test_validate_without_restic_notes_it_instead_of_crashing(setup: Setup) -> N
 
 def test_a_site_that_hangs_cannot_hold_snapshots_past_its_stall_timeout(setup: Setup) -> None:
     # A server that accepts connections and never answers: restic would wait for it forever.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(16)
-        port = silent.getsockname()[1]
+    with silent_server() as port:
         setup.local_site("a")
         setup.site("hung", f"rest:http://127.0.0.1:{port}/repo", stall_timeout="3s")
         setup.source("www", ["a", "hung"])

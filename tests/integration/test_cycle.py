@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from firebreak.history.freshness import freshness
 from firebreak.history.records import all_runs, latest_runs
 from firebreak.outcomes import Status
 from tests.support.restore import assert_same_tree, restore_snapshot
-from tests.support.servers import RestServer, S3Server, SftpServer
+from tests.support.servers import RestServer, S3Server, SftpServer, silent_server
 from tests.support.setup import Setup
 
 
@@ -103,10 +102,7 @@ def test_a_stopped_site_neither_stops_nor_delays_the_others(
 
 def test_a_hung_site_is_stopped_for_stalling_while_the_others_finish_on_time(setup: Setup) -> None:
     # A server that accepts connections and never answers: restic waits forever on it.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(16)
-        port = silent.getsockname()[1]
+    with silent_server() as port:
         setup.local_site("a")
         setup.local_site("b")
         setup.site("hung", f"rest:http://127.0.0.1:{port}/repo", stall_timeout="4s")

@@ -885,3 +885,13 @@ def postgres_cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield cluster
     finally:
         cluster.close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections and never answers (restic waits on it
+    forever: the stall detector's case). Yields the port."""
+    with socket.socket() as silent:
+        silent.bind((LOOPBACK, 0))
+        silent.listen(16)
+        yield silent.getsockname()[1]
