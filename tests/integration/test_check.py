@@ -141,7 +141,7 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
     # Replaced by a new repository (an operator's recorded decision), drilled and checked
     # again: it counts again.
     shutil.rmtree(setup.dir / "repo-bad")
-    reset = firebreak(setup.path, "site", "reset", "bad", "--reason", "packs corrupted")
+    reset = firebreak(setup.path, "site", "reset", "bad", "--reason", "packs corrupted", "--create")
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert run_cycle(rt, "www").status == Status.SUCCESS
     assert firebreak(setup.path, "drill", "www", "--site", "bad").returncode == 0
