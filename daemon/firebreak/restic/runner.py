@@ -21,9 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
-from firebreak.outcomes import ResticUnavailable
+from firebreak.outcomes import Failure, ResticUnavailable
 from firebreak.restic.progress import IoCounters, Progress, sample_io
 from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
 
@@ -36,7 +37,8 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re
 
 @dataclass(frozen=True)
 class Invocation:
-    """Everything needed to start restic once. Built by pure functions, run by ``run``."""
+    """Everything needed to start restic (or a hook, or a database dump) once. Built by pure
+    functions, run by ``run``."""
 
     argv: tuple[str, ...]
     env: dict[str, str]
@@ -46,6 +48,14 @@ class Invocation:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     # The restic command (backup, forget, ...): what the run does, without reading argv.
     command: str = ""
+    # Where it runs: "/" unless it must be elsewhere (a dump backed up as ".").
+    cwd: str = "/"
+    # Standard output into this file instead of being read (a dump: binary and large),
+    # standard input from this one instead of nothing (loading a dump).
+    stdout_path: Path | None = None
+    stdin_path: Path | None = None
+    # What it is called when it cannot be started at all.
+    unavailable: type[Failure] = ResticUnavailable
 
     def __repr__(self) -> str:  # never show env values or the password
         return f"Invocation(argv={self.argv!r})"
@@ -117,8 +127,9 @@ def _start(invocation: Invocation) -> subprocess.Popen[bytes]:
     """restic in a process group of its own, its password (if any) on an inherited pipe."""
     env = dict(invocation.env)
     program = invocation.argv[0]
+    unavailable = invocation.unavailable
     if shutil.which(program, path=env.get("PATH")) is None:
-        raise ResticUnavailable(f"cannot start {program}: no such program, or not executable")
+        raise unavailable(f"cannot start {program}: no such program, or not executable")
     pass_fds: tuple[int, ...] = ()
     read_fd = None
     if invocation.password is not None:
@@ -129,22 +140,29 @@ def _start(invocation: Invocation) -> subprocess.Popen[bytes]:
             os.close(write_fd)
         env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{read_fd}"
         pass_fds = (read_fd,)
-    try:
-        process = subprocess.Popen(
-            (*_die_with_parent(), *invocation.argv),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=pass_fds,
-            start_new_session=True,
-            cwd="/",  # nothing may depend on where firebreak was started
-        )
-    except OSError as exc:
-        raise ResticUnavailable(f"cannot start {program}: {exc.strerror or exc}") from None
-    finally:
-        if read_fd is not None:
-            os.close(read_fd)
+    with contextlib.ExitStack() as files:
+        try:
+            stdin: IO[bytes] | int = subprocess.DEVNULL
+            stdout: IO[bytes] | int = subprocess.PIPE
+            if invocation.stdin_path is not None:
+                stdin = files.enter_context(invocation.stdin_path.open("rb"))
+            if invocation.stdout_path is not None:
+                stdout = files.enter_context(invocation.stdout_path.open("xb"))
+            process = subprocess.Popen(
+                (*_die_with_parent(), *invocation.argv),
+                env=env,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                pass_fds=pass_fds,
+                start_new_session=True,
+                cwd=invocation.cwd,  # nothing may depend on where firebreak was started
+            )
+        except OSError as exc:
+            raise unavailable(f"cannot start {program}: {exc.strerror or exc}") from None
+        finally:
+            if read_fd is not None:
+                os.close(read_fd)
     log.debug("started %s (pid %d)", " ".join(invocation.argv), process.pid)
     return process
 
@@ -172,7 +190,7 @@ class _Watch:
         self.watched = listeners.on_io is not None or limits.stall_timeout is not None
         self.next_sample = 0.0
         self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-        self.open_streams = 2
+        self.open_streams = 0
         # Bytes read from restic's stdout and stderr (one slot per reader thread): its own
         # output is in its I/O counters too, and is not progress.
         self.piped = [0, 0]
@@ -180,7 +198,9 @@ class _Watch:
         self.readers = [
             threading.Thread(target=_pump, args=(stream, name, self.lines, self.piped, slot))
             for slot, (stream, name) in enumerate(streams)
+            if stream is not None  # stdout may go to a file
         ]
+        self.open_streams = len(self.readers)
         for reader in self.readers:
             reader.daemon = True
             reader.start()

@@ -367,3 +367,40 @@ def test_a_stopped_process_is_never_sampled_after_it_is_reaped(
     assert result.stop_reason is StopReason.STALLED
     assert counters, "the live process was sampled"
     assert late == []
+
+
+def test_output_can_go_to_a_file_input_come_from_one_and_the_work_happen_elsewhere(
+    tmp_path: Path,
+) -> None:
+    program = _script(
+        tmp_path,
+        "data = sys.stdin.buffer.read()\n"
+        "sys.stdout.buffer.write(data[::-1] + os.getcwd().encode())\n"
+        "sys.stderr.write('done\\n')",
+    )
+    given = tmp_path / "in.bin"
+    given.write_bytes(b"\x00\x01binary\xff")
+    kept = tmp_path / "out.bin"
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    invocation = Invocation(
+        argv=(program,),
+        env={"PATH": os.environ["PATH"]},
+        cwd=str(workdir),
+        stdin_path=given,
+        stdout_path=kept,
+    )
+    result = run(invocation, timeout=30, stall_timeout=10)
+    assert result.exit_code == 0 and list(result.stderr_tail) == ["done"]
+    assert kept.read_bytes() == b"\xffyranib\x01\x00" + str(workdir).encode()
+    assert result.stdout_lines == [] and result.messages == []
+
+
+def test_a_missing_program_is_named_as_its_caller_says(tmp_path: Path) -> None:
+    from firebreak.outcomes import DrillFailed
+
+    invocation = Invocation(
+        argv=("no-such-dump-tool-4471",), env={"PATH": "/usr/bin"}, unavailable=DrillFailed
+    )
+    with pytest.raises(DrillFailed, match="cannot start no-such-dump-tool-4471"):
+        run(invocation)
