@@ -238,6 +238,19 @@ class RepositoryReplaced(Failure):
     loses_site = True
 
 
+class HookFailed(Failure):
+    """A hook before the cycle failed or ran past its timeout: no backup ran."""
+
+    summary = "a before hook failed"
+
+
+class DumpFailed(Failure):
+    """The source's dump (a database, a command's output) failed or was cut short: no backup
+    of a truncated dump ran, at any site."""
+
+    summary = "the dump failed"
+
+
 class InternalError(Failure):
     """firebreak itself failed during the run (the log has the traceback)."""
 

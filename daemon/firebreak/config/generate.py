@@ -24,7 +24,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from firebreak.config.dumps import MariaDB, PostgreSQL, SQLite
 from firebreak.config.durations import format_duration
+from firebreak.config.hooks import HookCommand, Hooks
 from firebreak.config.model import (
     Config,
     Daemon,
@@ -104,6 +106,26 @@ EXAMPLE: dict[str, Any] = {
             "placement": {"distinct": ["country"], "min_distance_km": 300},
             "retention": {"keep_daily": 7, "keep_weekly": 5, "keep_monthly": 12},
             "schedule": "15 2 * * *",
+            "hooks": {
+                "before": [["/usr/local/bin/app-maintenance", "on"]],
+                "after": [["/usr/local/bin/app-maintenance", "off"]],
+            },
+        },
+        "app-db": {
+            "postgresql": {
+                "databases": ["app", "billing"],
+                "host": "/run/postgresql",
+                "user": "firebackup",
+                "scratch_database": "firebreak_drill",
+            },
+            "sites": ["gra", "fsn", "dub"],
+            "max_age": "26h",
+            "schedule": "45 2 * * *",
+        },
+        "ldap": {
+            "command": ["slapcat", "-n", "1"],
+            "stdin_filename": "ldap.ldif",
+            "sites": ["gra", "fsn", "dub"],
         },
     },
 }
@@ -115,6 +137,11 @@ _MODELS: tuple[type[BaseModel], ...] = (
     Source,
     Retention,
     Healthchecks,
+    Hooks,
+    HookCommand,
+    PostgreSQL,
+    MariaDB,
+    SQLite,
     PlacementPolicy,
     SourcePlacement,
     Database,

@@ -7,6 +7,7 @@ would look for it: ``firebreak.yaml:12: sites.fra.password_file: file /x does no
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from firebreak.config.base import COUNTRY_PATTERN, LISTEN_PATTERN, NAME_PATTERN
+from firebreak.config.base import COUNTRY_PATTERN, LISTEN_PATTERN, NAME_PATTERN, Strict
 from firebreak.config.model import Config
 
 Loc = tuple[str | int, ...]
@@ -170,8 +171,11 @@ _OPENED = {
 
 
 def _from_pydantic(error: ValidationError) -> Iterable[Problem]:
+    found: dict[Loc, list[tuple[str, str]]] = {}
     for item in error.errors(include_url=False):
-        loc: Loc = tuple(part for part in item["loc"] if part != "[key]")
+        # A value that may take several forms (a list or a mapping) fails in each of them:
+        # pydantic names the form in the location, which means nothing in the YAML.
+        loc: Loc = tuple(part for part in item["loc"] if part != "[key]" and not _is_form(part))
         kind = item["type"]
         message = item["msg"]
         if kind == "missing":
@@ -185,7 +189,41 @@ def _from_pydantic(error: ValidationError) -> Iterable[Problem]:
             message = PATTERN_MESSAGES.get(str(pattern), message)
         if "[key]" in item["loc"]:
             message = f"name {loc[-1]!r}: {message}"
-        yield Problem(loc, message)
+        found.setdefault(loc, []).append((kind, message))
+    for loc, messages in found.items():
+        # Of a value's forms, the ones it is not even shaped like say least: drop them when
+        # another form has something to say.
+        telling = [m for kind, m in messages if kind not in _WRONG_SHAPE] or [
+            m for _, m in messages
+        ]
+        for message in dict.fromkeys(telling):
+            yield Problem(loc, message)
+
+
+# Errors that only say the value is not of this form (a list where a mapping was, ...).
+_WRONG_SHAPE = frozenset(
+    {"list_type", "dict_type", "model_type", "model_attributes_type"}
+    | {"string_type", "literal_error"}
+)
+
+
+def _is_form(part: str | int) -> bool:
+    """A location part that names one form of a value (list[str], function-after[...],
+    constrained-str, one of the config's model classes) rather than a key."""
+    if not isinstance(part, str):
+        return False
+    return "[" in part or part == "constrained-str" or part in _model_names()
+
+
+@functools.cache
+def _model_names() -> frozenset[str]:
+    names: set[str] = set()
+    todo: list[type[BaseModel]] = [Strict]
+    while todo:
+        model = todo.pop()
+        names.add(model.__name__)
+        todo.extend(model.__subclasses__())
+    return frozenset(names)
 
 
 def _suggestion(loc: Loc) -> str:

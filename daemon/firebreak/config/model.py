@@ -6,6 +6,7 @@ and ``docs/configuration.md`` are generated from these classes (see ``generate.p
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +27,8 @@ from firebreak.config.base import (
     absolute,
     checking,
 )
+from firebreak.config.dumps import FILE_NAME_PATTERN, DumpKind, MariaDB, PostgreSQL, SQLite
+from firebreak.config.hooks import Hooks
 from firebreak.config.notify import Healthchecks, Notify
 from firebreak.config.placement import PlacementPolicy, SourcePlacement
 from firebreak.config.schedules import ScheduleText
@@ -69,13 +72,52 @@ class Retention(Strict):
         return self
 
 
+_KINDS = ("paths", "postgresql", "mariadb", "sqlite", "command")
+
+
 class Source(Strict):
-    """What is backed up, and how fresh its copies must stay."""
+    """What is backed up, and how fresh its copies must stay: files (paths), or the output
+    of a program (a database dump, or any command), made once per cycle and stored at every
+    site. Give exactly one of paths, postgresql, mariadb, sqlite and command."""
 
     paths: list[Path] = Field(
-        min_length=1,
+        default_factory=list,
         description="Files and directories to back up (absolute, or relative to this file).",
         examples=[["/var/www", "/etc/nginx"]],
+    )
+    postgresql: PostgreSQL | None = Field(
+        default=None, description="Dump databases of a PostgreSQL server (docs/databases.md)."
+    )
+    mariadb: MariaDB | None = Field(
+        default=None, description="Dump databases of a MariaDB or MySQL server."
+    )
+    sqlite: SQLite | None = Field(default=None, description="Copy an SQLite database, online.")
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "A program whose standard output is what is backed up (slapcat, redis-cli --rdb -, "
+            "etcdctl snapshot ...), run once per cycle without a shell. It must exit 0."
+        ),
+        examples=[["slapcat", "-n", "1"]],
+    )
+    stdin_filename: str | None = Field(
+        default=None,
+        pattern=FILE_NAME_PATTERN,
+        description="With command: the file name its output is stored and restored as.",
+        examples=["ldap.ldif"],
+    )
+    dump_timeout: Duration = Field(
+        default=timedelta(hours=6),
+        description="A dump (database or command) is stopped, and the cycle fails, after this.",
+    )
+    dump_stall_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="A dump that neither reads nor writes for this long is stopped.",
+    )
+    hooks: Hooks | None = Field(
+        default=None,
+        description="Commands around each cycle; a phase not given here takes the global one.",
     )
     exclude: list[str] = Field(
         default_factory=list, description="restic --exclude patterns.", examples=[["*.tmp"]]
@@ -143,6 +185,47 @@ class Source(Strict):
         if repeated:
             raise ValueError(f"site listed twice: {', '.join(repeated)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        given = [kind for kind in _KINDS if getattr(self, kind)]
+        if len(given) != 1:
+            found = " and ".join(given) if given else "none"
+            raise ValueError(
+                f"give exactly one of paths, postgresql, mariadb, sqlite, command (found {found})"
+            )
+        if (self.command is None) != (self.stdin_filename is None):
+            raise ValueError("command and stdin_filename go together")
+        return self
+
+    @model_validator(mode="after")
+    def _dump_programs(self, info: ValidationInfo) -> Source:
+        """The programs a dump needs, found now rather than at the first cycle."""
+        if not checking(info):
+            return self
+        needed: list[tuple[str, ...]] = []
+        if self.postgresql is not None:
+            needed.append(("pg_dump",))
+            if self.postgresql.databases == "all":
+                needed.append(("psql",))
+            if self.postgresql.with_globals:
+                needed.append(("pg_dumpall",))
+        if self.mariadb is not None:
+            needed.append(("mariadb-dump", "mysqldump"))
+        if self.command is not None:
+            needed.append((self.command[0],))
+        missing = [
+            " or ".join(names) for names in needed if not any(shutil.which(name) for name in names)
+        ]
+        if missing:
+            raise ValueError(f"the dump needs {', '.join(missing)}, not found (or not executable)")
+        return self
+
+    @property
+    def dump_kind(self) -> DumpKind | None:
+        """What kind of dump the source is, or None for files."""
+        kinds: tuple[DumpKind, ...] = ("postgresql", "mariadb", "sqlite", "command")
+        return next((kind for kind in kinds if getattr(self, kind)), None)
 
     @model_validator(mode="after")
     def _enough_sites(self) -> Source:
@@ -289,6 +372,10 @@ class Config(Strict):
     )
     daemon: Daemon = Field(default_factory=Daemon, description="Scheduling and shutdown.")
     retry: Retry = Field(default_factory=Retry, description="Retries of transient failures.")
+    hooks: Hooks = Field(
+        default_factory=Hooks,
+        description="Commands around every source's cycles, unless the source has its own.",
+    )
     placement: PlacementPolicy = Field(
         default_factory=PlacementPolicy,
         description="Where copies may be: the policy every source inherits and may tighten.",

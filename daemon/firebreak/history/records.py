@@ -423,6 +423,23 @@ def had_repository(engine: Engine, repository: str, host: str, site: str) -> boo
     return last_written_snapshot(engine, host, site) is not None
 
 
+def last_processed_bytes(engine: Engine, source: str) -> int | None:
+    """How much the source's newest successful backup read (for a dump: its size)."""
+    query = (
+        select(Run.bytes_processed)
+        .where(
+            Run.source == source,
+            Run.operation == Operation.BACKUP,
+            Run.status == Status.SUCCESS,
+            Run.bytes_processed.is_not(None),
+        )
+        .order_by(Run.id.desc())
+        .limit(1)
+    )
+    with Session(engine) as session:
+        return session.scalar(query)
+
+
 def last_written_snapshot(engine: Engine, host: str, site: str) -> str | None:
     """The snapshot of this host's newest successful backup at the site, from before
     repositories were recorded: what the repository there must still hold."""
