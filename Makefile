@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 # Programs the tests and the demo run for real, and the Debian package that brings each.
 APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 	nft:nftables ip:iproute2 runuser:util-linux promtool:prometheus \
-	amtool:prometheus-alertmanager
+	amtool:prometheus-alertmanager pg_dump:postgresql-client mariadb-dump:mariadb-client \
+	mkfs.ext4:e2fsprogs
 
 .PHONY: help deps venv lint typecheck generate test test-fast bench demo demo-once demo-stop clean
 

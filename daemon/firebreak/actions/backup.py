@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from firebreak.actions.identity import location
 from firebreak.actions.operation import at_site, create_repository, run_restic
@@ -60,15 +61,17 @@ def back_up_site(
     cycle_id: int | None = None,
     cancel: threading.Event | None = None,
     retry: RetryPlan | None = None,
+    stage: Path | None = None,
 ) -> Run:
-    """Back up one source to one site and return the last run row.
+    """Back up one source (its paths, or its dump's stage) to one site and return the last
+    run row.
 
     Every try is its own row, written as ``running`` before restic starts and finished
     whatever happens. Transient failures are retried when a RetryPlan is given.
     """
     attempt = 0
     while True:
-        run = _one_try(rt, source_name, site_name, cycle_id, cancel)
+        run = _one_try(rt, source_name, site_name, cycle_id, cancel, stage)
         if run.status in (Status.SUCCESS, Status.PARTIAL) or retry is None:
             return run
         if not is_transient(run.error_class) or (cancel is not None and cancel.is_set()):
@@ -90,10 +93,11 @@ def _one_try(
     site_name: str,
     cycle_id: int | None,
     cancel: threading.Event | None,
+    stage: Path | None,
 ) -> Run:
     def back_up(access: SiteAccess, log: RunLog) -> RunOutcome:
         log.info("backup started")
-        return _back_up(rt, source_name, access, log, cycle_id, cancel)
+        return _back_up(rt, source_name, access, log, cycle_id, cancel, stage)
 
     run = at_site(
         rt, source_name, site_name, Operation.BACKUP, back_up, cycle_id=cycle_id, cancel=cancel
@@ -109,12 +113,14 @@ def _back_up(
     log: RunLog,
     cycle_id: int | None,
     cancel: threading.Event | None,
+    stage: Path | None,
 ) -> RunOutcome:
     invocation = commands.backup(
         rt.restic_at(access),
         source_name=source_name,
         source=rt.config.sources[source_name],
         host=rt.host,
+        stage=stage,
     )
     result = run_restic(rt, invocation, access, cancel)
     error = classify(result)

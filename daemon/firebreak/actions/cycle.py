@@ -9,10 +9,15 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 
 from firebreak.actions.backup import RetryPlan, back_up_site
+from firebreak.actions.dumps import staged_dump
+from firebreak.actions.hooks import HookContext, run_hooks
+from firebreak.actions.operation import not_run
 from firebreak.actions.runtime import Runtime
+from firebreak.config.hooks import Hooks
 from firebreak.history.models import Run
 from firebreak.history.records import (
     finish_cycle,
@@ -21,7 +26,7 @@ from firebreak.history.records import (
     start_cycle,
 )
 from firebreak.notify.sender import CycleNotifier
-from firebreak.outcomes import Operation, Status
+from firebreak.outcomes import DumpFailed, Interrupted, Operation, Status
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +79,8 @@ def run_cycle(
     retry: RetryPlan | None = None,
     notifier: CycleNotifier | None = None,
 ) -> CycleReport:
-    """Back up a source to its sites (all of them, or the ones named) and record the cycle."""
+    """Back up a source to its sites (all of them, or the ones named) and record the cycle:
+    its before hooks, its dump (if it is one), every site at once, then its after hooks."""
     source = rt.config.sources[source_name]
     names = sites if sites is not None else list(source.sites)
     cycle_id = start_cycle(
@@ -83,17 +89,9 @@ def run_cycle(
     log.info("cycle %d of %s to %s started", cycle_id, source_name, ", ".join(names))
     if notifier is not None:
         notifier.started(source_name)
-    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"{source_name}") as pool:
-        futures = [
-            pool.submit(
-                back_up_site, rt, source_name, name, cycle_id=cycle_id, cancel=cancel, retry=retry
-            )
-            for name in names
-        ]
-        for future in futures:
-            exc = future.exception()
-            if exc is not None:
-                log.error("cycle %d: a site run crashed: %r", cycle_id, exc, exc_info=exc)
+    hooks = source.hooks.effective(rt.config.hooks) if source.hooks else rt.config.hooks
+    context = HookContext(source_name, cycle_id, names)
+    _back_up_everywhere(rt, source_name, names, cycle_id, hooks, context, cancel, retry)
     # The last backup try at each site decides (earlier tries were retried).
     last: dict[str, Run] = {}
     for run in runs_of_cycle(rt.engine, cycle_id):
@@ -106,9 +104,13 @@ def run_cycle(
     report = CycleReport(
         cycle_id=cycle_id, source=source_name, status=status, runs=runs, sites=names
     )
+    failed = [run.site for run in report.failed] + report.missing
+    ended = replace(context, outcome=status, failed_sites=failed)
+    run_hooks("after", hooks.after or [], ended, cancel)
+    if status != Status.SUCCESS:
+        run_hooks("on_failure", hooks.on_failure or [], ended, cancel)
     if notifier is not None and status != Status.INTERRUPTED:
         previous = previous_cycle_status(rt.engine, source_name, cycle_id)
-        failed = [run.site for run in report.failed] + report.missing
         notifier.finished(source_name, status, failed, len(names), previous)
     log.info(
         "cycle %d of %s: %s (%d of %d sites succeeded)",
@@ -119,3 +121,54 @@ def run_cycle(
         len(names),
     )
     return report
+
+
+def _back_up_everywhere(
+    rt: Runtime,
+    source_name: str,
+    names: list[str],
+    cycle_id: int,
+    hooks: Hooks,
+    context: HookContext,
+    cancel: threading.Event | None,
+    retry: RetryPlan | None,
+) -> None:
+    """The before hooks, the dump, then every site at once. What fails before the sites fails
+    the cycle at every one of them, recorded, and no backup runs."""
+    failure = run_hooks("before", hooks.before or [], context, cancel)
+    with ExitStack() as cleanup:
+        stage = None
+        if failure is None and rt.config.sources[source_name].dump_kind is not None:
+            try:
+                stage = cleanup.enter_context(staged_dump(rt, source_name, cancel))
+            except (DumpFailed, Interrupted) as exc:
+                failure = exc
+        if failure is not None:
+            log.error(
+                "cycle %d of %s: %s: %s",
+                cycle_id,
+                source_name,
+                failure.error_class,
+                failure.message,
+            )
+            for name in names:
+                not_run(rt, source_name, name, Operation.BACKUP, cycle_id, failure)
+            return
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=source_name) as pool:
+            futures = [
+                pool.submit(
+                    back_up_site,
+                    rt,
+                    source_name,
+                    name,
+                    cycle_id=cycle_id,
+                    cancel=cancel,
+                    retry=retry,
+                    stage=stage,
+                )
+                for name in names
+            ]
+            for future in futures:
+                crash = future.exception()
+                if crash is not None:
+                    log.error("cycle %d: a site run crashed: %r", cycle_id, crash, exc_info=crash)

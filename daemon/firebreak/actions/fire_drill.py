@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firebreak.actions.dump_drill import prove_dump
 from firebreak.actions.live_files import untouched_since
 from firebreak.actions.restore import restore_source, snapshot_age
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
+from firebreak.outcomes import Failure
 
 
 @dataclass
@@ -27,6 +29,7 @@ class SourceDrill:
     files_compared: int = 0
     changed_since: list[str] = field(default_factory=list)  # live file newer than the snapshot
     different: list[str] = field(default_factory=list)  # same age, other bytes: corruption
+    proven: str | None = None  # what a dump's own tools proved of it
 
     @property
     def passed(self) -> bool:
@@ -54,6 +57,12 @@ def fire_drill(
             snapshot_time = restored.snapshot.time.timestamp()
             for path in source.paths:
                 _compare(path, target / path.relative_to("/"), snapshot_time, drill)
+            if source.dump_kind is not None:
+                # A dump has no live files to compare with: its own tools prove it.
+                try:
+                    drill.proven = prove_dump(source, target, cancel)
+                except Failure as exc:
+                    drill.error = f"restored from {restored.site}, but {exc.message}"
         drill.seconds = time.monotonic() - started
         shutil.rmtree(target, ignore_errors=True)
         results.append(drill)

@@ -274,3 +274,18 @@ def create_repository(
         error_class=created.error_class,
         error_message=f"creating the repository failed: {created.error_message}",
     )
+
+
+def not_run(
+    rt: Runtime,
+    source: str,
+    site: str,
+    operation: Operation,
+    cycle_id: int | None,
+    failure: Failure,
+) -> Run:
+    """A run that never reached the site, because what had to come first failed (a before
+    hook, the dump): recorded like any other, so that freshness, the metrics and the alerts
+    see it at every site."""
+    run_id = _start(rt, operation, source, site, cycle_id)
+    return finish_run(rt.engine, run_id, RunOutcome.failed(failure))

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from firebreak.actions.dump_drill import prove_dump
 from firebreak.actions.live_files import untouched_since
 from firebreak.actions.operation import at_site, run_restic, source_snapshots
 from firebreak.actions.restore import READER_KILL_GRACE
@@ -22,6 +23,7 @@ from firebreak.history.records import RunOutcome
 from firebreak.outcomes import (
     DrillFailed,
     DrillScratchFailed,
+    Failure,
     Interrupted,
     Operation,
     SnapshotNotFound,
@@ -75,7 +77,9 @@ def _drill(
     if not snapshots:
         return RunOutcome.failed(SnapshotNotFound("no snapshot of this source to drill"))
     snapshot = snapshots[-1]
-    picked = _pick(rt, access, snapshot, cancel)
+    dump = rt.config.sources[source].dump_kind is not None
+    # A dump is proven whole: its files are few, and a sample of one proves nothing.
+    picked = _pick(rt, access, snapshot, cancel, everything=dump)
     if isinstance(picked, RunOutcome):
         return picked
     paths, size = picked
@@ -87,30 +91,44 @@ def _drill(
             error_message="the snapshot holds no files",
         )
     scratch = Path(tempfile.mkdtemp(prefix="drill-", dir=rt.config.state_dir))
+    proven = None
     try:
         trouble = _verify(rt, access, snapshot, paths, scratch, cancel)
+        if trouble is None and dump:
+            proven = prove_dump(rt.config.sources[source], scratch, cancel)
+    except Failure as exc:  # what the dump's own tools said
+        trouble = RunOutcome.failed(exc)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if trouble is not None:
         return trouble
     run_log.info("drill passed: %d files, %d bytes verified", len(paths), size)
+    if proven is not None:
+        run_log.info("drill passed: %s", proven)
     return RunOutcome(
         Status.SUCCESS,
         exit_code=0,
         snapshot_id=snapshot.short,
         files_new=len(paths),
         bytes_processed=size,
+        error_message=proven,  # what the dump's tools proved, for status and the log
     )
 
 
 def _pick(
-    rt: Runtime, access: SiteAccess, snapshot: Snapshot, cancel: threading.Event | None
+    rt: Runtime,
+    access: SiteAccess,
+    snapshot: Snapshot,
+    cancel: threading.Event | None,
+    *,
+    everything: bool = False,
 ) -> tuple[list[str], int] | RunOutcome:
     """A random sample of the snapshot's files (drill_files of them, drill_max_bytes at most
-    unless the first file alone is bigger) and its size, or how listing them failed."""
+    unless the first file alone is bigger), or every file, and its size; or how listing them
+    failed."""
     site = access.site
     # Sample more than needed: files too big for drill_max_bytes are passed over.
-    reservoir = _Sample(site.drill_files * 4)
+    reservoir = _Sample(10**9 if everything else site.drill_files * 4)
     listing = commands.ls(rt.restic_at(access), snapshot=snapshot.id)
     listed = run_restic(rt, listing, access, cancel, on_message=reservoir.offer)
     error = classify(listed)
@@ -121,6 +139,10 @@ def _pick(
     paths: list[str] = []
     total = 0
     for path, size in candidates:
+        if everything:
+            paths.append(path)
+            total += size
+            continue
         if len(paths) >= site.drill_files:
             break
         if paths and total + size > site.drill_max_bytes:

@@ -57,8 +57,10 @@ def drill(
         for name in list(sites) or config.sources[source].sites:
             run = drill_site(rt, source, name)
             if run.status == Status.SUCCESS:
+                proven = f"; {run.error_message}" if run.error_message else ""
                 click.echo(
                     f"{name}: ok, {run.files_new or 0} files verified from {run.snapshot_id}"
+                    f"{proven}"
                 )
             else:
                 failed = True
@@ -90,6 +92,8 @@ def drill(
                 else ""
             )
         )
+        if result.proven:
+            click.echo(f"  {result.proven}")
         for path in result.different[:10]:
             click.echo(f"  differs: {path}")
     if cancel.is_set():

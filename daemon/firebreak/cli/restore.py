@@ -19,6 +19,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from firebreak.actions.dumps import load_instructions
 from firebreak.actions.restore import RestoreProgress, restore_source, snapshot_age
 from firebreak.cli.common import (
     Exit,
@@ -106,6 +107,8 @@ def restore(
         f"restored {source} from site {done.site}: snapshot {done.snapshot.short} taken "
         f"{taken:%Y-%m-%d %H:%M:%S %Z} ({age} ago), verified, into {target}"
     )
+    for line in load_instructions(config.sources[source], target):
+        click.echo(line)
 
 
 class _Bar:

@@ -65,8 +65,8 @@ class SiteRestic:
     def of(cls, config: Config, access: SiteAccess, parent_env: Mapping[str, str]) -> SiteRestic:
         return cls(config.restic.binary, access, config.site_cache_dir(access.name), parent_env)
 
-    def invocation(self, command: str, *args: str) -> Invocation:
-        """``restic COMMAND --json GLOBAL-OPTIONS ARGS``."""
+    def invocation(self, command: str, *args: str, cwd: str = "/") -> Invocation:
+        """``restic COMMAND --json GLOBAL-OPTIONS ARGS``, run in cwd."""
         return Invocation(
             argv=(
                 self.binary,
@@ -79,6 +79,7 @@ class SiteRestic:
             password=self.access.password,
             secrets=self.access.secrets,
             command=command,
+            cwd=cwd,
         )
 
 
@@ -119,10 +120,16 @@ def init(at: SiteRestic) -> Invocation:
     return at.invocation("init")
 
 
-def backup(at: SiteRestic, *, source_name: str, source: Source, host: str) -> Invocation:
+def backup(
+    at: SiteRestic, *, source_name: str, source: Source, host: str, stage: Path | None = None
+) -> Invocation:
+    """``restic backup`` of the source's paths, or of its dump's stage: run from inside it
+    as ``.``, so the snapshot holds the dump files at its root (``/app.pgdump``)."""
     args: list[str] = ["--host", host, "--tag", source_tag(source_name)]
     for tag in source.tags:
         args += ["--tag", tag]
+    if stage is not None:
+        return at.invocation("backup", *args, "--", ".", cwd=str(stage))
     for pattern in source.exclude:
         args += ["--exclude", pattern]
     for name in source.exclude_if_present:
