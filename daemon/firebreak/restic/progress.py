@@ -48,6 +48,7 @@ class Progress:
         self.last_change = time.monotonic()
         self._last_counters: tuple[Any, ...] | None = None
         self._io_mark: int | None = None
+        self._grown = 0
         # restic printed a status line: it reports its own progress.
         self.reports = False
         # The kernel would not show restic's I/O counters (an unusual /proc setup).
@@ -71,6 +72,12 @@ class Progress:
             self._io_mark = moved
             if moved:
                 self.last_change = time.monotonic()
+
+    def saw_growth(self, size: int) -> None:
+        """size: what the run has written into its output file so far (any growth counts)."""
+        if size > self._grown:
+            self._grown = size
+            self.last_change = time.monotonic()
 
     def saw(self, message: Any) -> None:
         if isinstance(message, dict) and message.get("message_type") == "status":

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 KILL_GRACE_SECONDS = 10.0
 IO_SAMPLE_SECONDS = 0.2
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
+# Where an argument names Invocation.piped's pipe: replaced by /dev/fd/N when the program
+# starts. (A NUL cannot be in a real argument, so this cannot be mistaken for one.)
+PIPED_FILE = "\0piped\0"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class Invocation:
     env: dict[str, str]
     # A password handed over through an inherited pipe (RESTIC_PASSWORD_FILE=/dev/fd/N).
     password: str | None = None
+    # A private file's contents (a MariaDB option file with a password), handed over the
+    # same way, where an argument holds PIPED_FILE: never on disk, never in argv.
+    piped: str | None = None
     # Values to mask wherever output is kept or logged.
     secrets: tuple[str, ...] = field(default=(), repr=False)
     # The restic command (backup, forget, ...): what the run does, without reading argv.
@@ -126,21 +132,20 @@ def run(
 def _start(invocation: Invocation) -> subprocess.Popen[bytes]:
     """restic in a process group of its own, its password (if any) on an inherited pipe."""
     env = dict(invocation.env)
-    program = invocation.argv[0]
+    argv = invocation.argv
+    program = argv[0]
     unavailable = invocation.unavailable
     if shutil.which(program, path=env.get("PATH")) is None:
         raise unavailable(f"cannot start {program}: no such program, or not executable")
-    pass_fds: tuple[int, ...] = ()
-    read_fd = None
-    if invocation.password is not None:
-        read_fd, write_fd = os.pipe()
-        try:
-            os.write(write_fd, invocation.password.encode())
-        finally:
-            os.close(write_fd)
-        env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{read_fd}"
-        pass_fds = (read_fd,)
+    handed: list[int] = []
     with contextlib.ExitStack() as files:
+        files.callback(_close_all, handed)
+        if invocation.password is not None:
+            handed.append(_hand_over(invocation.password))
+            env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{handed[-1]}"
+        if invocation.piped is not None:
+            handed.append(_hand_over(invocation.piped))
+            argv = tuple(arg.replace(PIPED_FILE, f"/dev/fd/{handed[-1]}") for arg in argv)
         try:
             stdin: IO[bytes] | int = subprocess.DEVNULL
             stdout: IO[bytes] | int = subprocess.PIPE
@@ -149,22 +154,35 @@ def _start(invocation: Invocation) -> subprocess.Popen[bytes]:
             if invocation.stdout_path is not None:
                 stdout = files.enter_context(invocation.stdout_path.open("xb"))
             process = subprocess.Popen(
-                (*_die_with_parent(), *invocation.argv),
+                (*_die_with_parent(), *argv),
                 env=env,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
-                pass_fds=pass_fds,
+                pass_fds=tuple(handed),
                 start_new_session=True,
                 cwd=invocation.cwd,  # nothing may depend on where firebreak was started
             )
         except OSError as exc:
             raise unavailable(f"cannot start {program}: {exc.strerror or exc}") from None
-        finally:
-            if read_fd is not None:
-                os.close(read_fd)
-    log.debug("started %s (pid %d)", " ".join(invocation.argv), process.pid)
+    log.debug("started %s (pid %d)", " ".join(argv), process.pid)
     return process
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _hand_over(content: str) -> int:
+    """A pipe holding content, to be read once by the child: its reading end. (A pipe holds
+    64 KiB before a write blocks; a password or an option file is far smaller.)"""
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, content.encode())
+    finally:
+        os.close(write_fd)
+    return read_fd
 
 
 class _Watch:
@@ -184,7 +202,9 @@ class _Watch:
         self.limits = limits
         self.listeners = listeners
         self.kill_grace = kill_grace
-        self.result = ResticResult(argv=invocation.argv, command=invocation.command)
+        shown = tuple(arg.replace(PIPED_FILE, "/dev/fd/N") for arg in invocation.argv)
+        self.result = ResticResult(argv=shown, command=invocation.command)
+        self.stdout_path = invocation.stdout_path
         self.progress = Progress()
         self.started = time.monotonic()
         self.watched = listeners.on_io is not None or limits.stall_timeout is not None
@@ -287,6 +307,11 @@ class _Watch:
 
     def _sample_io(self) -> None:
         sample_io(self.process.pid, self.progress, self.piped, self.listeners.on_io)
+        if self.stdout_path is not None:
+            # What it writes is progress, whoever writes it: a shell's counters do not move
+            # while the program it started writes the dump.
+            with contextlib.suppress(OSError):
+                self.progress.saw_growth(self.stdout_path.stat().st_size)
 
     def _limit_reached(self) -> tuple[StopReason, float]:
         if self.result.stop_reason is StopReason.GAVE_UP:

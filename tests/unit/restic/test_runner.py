@@ -14,7 +14,7 @@ import pytest
 
 from firebreak.restic.progress import Progress
 from firebreak.restic.result import MAX_MESSAGES, StopReason
-from firebreak.restic.runner import Invocation, mask, run
+from firebreak.restic.runner import PIPED_FILE, Invocation, mask, run
 
 
 def _script(tmp_path: Path, body: str) -> str:
@@ -135,6 +135,50 @@ def test_password_arrives_through_an_inherited_pipe(tmp_path: Path) -> None:
     result = run(_invocation(program, password="pipe-pw-77"))
     assert result.exit_code == 0
     assert result.stdout_lines == ["match"]
+
+
+def test_a_private_file_arrives_through_a_pipe_named_in_argv(tmp_path: Path) -> None:
+    # A MariaDB option file with a password: read through /dev/fd/N, never on disk.
+    program = _script(
+        tmp_path,
+        "[path] = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--options=')]\n"
+        "assert path.startswith('/dev/fd/'), path\n"
+        "print(open(path).read().strip())",
+    )
+    invocation = Invocation(
+        argv=(program, f"--options={PIPED_FILE}"),
+        env={"PATH": os.environ["PATH"]},
+        piped="[client]\npassword=opt-pw-99",
+        secrets=("opt-pw-99",),
+    )
+    result = run(invocation)
+    assert result.exit_code == 0, result.stderr_text()
+    assert result.stdout_lines == ["[client]", "password=***"]
+    assert result.argv[1] == "--options=/dev/fd/N"  # what the log shows: no NUL
+
+
+def test_a_wrapped_program_writing_its_output_file_is_not_stalled(tmp_path: Path) -> None:
+    # A shell that waits for the program it started moves no bytes itself: what grows in
+    # the output file is the evidence.
+    program = _script(
+        tmp_path,
+        "subprocess.run([sys.executable, '-c', 'import sys, time\\n"
+        'for _ in range(30): sys.stdout.write("x" * 10); sys.stdout.flush(); '
+        "time.sleep(0.1)'], check=True)",
+    )
+    invocation = Invocation(
+        argv=(program,), env={"PATH": os.environ["PATH"]}, stdout_path=tmp_path / "dump"
+    )
+    result = run(invocation, timeout=60, stall_timeout=1.0)
+    assert result.stop_reason is StopReason.NONE
+    assert (tmp_path / "dump").read_bytes() == b"x" * 300
+    # Once it stops growing, the same run is a stall.
+    (tmp_path / "dump").unlink()
+    hangs = _script(tmp_path, "subprocess.run(['sleep', '30'])")
+    invocation = Invocation(
+        argv=(hangs,), env={"PATH": os.environ["PATH"]}, stdout_path=tmp_path / "dump"
+    )
+    assert run(invocation, timeout=60, stall_timeout=1.0).stop_reason is StopReason.STALLED
 
 
 def test_secrets_are_masked_in_kept_output(tmp_path: Path) -> None:
