@@ -6,7 +6,11 @@ firebreak can upgrade its own database: ``firebreak db upgrade``.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 # command checks the schema against it; Alembic itself, slow to import, is loaded only to
 # migrate.
 SCHEMA_HEAD = "0002"
+
+# The advisory lock fleet hosts take to change the schema of a shared PostgreSQL history.
+MIGRATION_LOCK = 0x66697265627265  # "firebre"
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +154,11 @@ def _current_revision(connection: Connection) -> str | None:
 
 def upgrade(engine: Engine) -> SchemaState:
     """Bring the schema to the newest revision; returns the state before."""
+    with _migrating(engine):
+        return _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> SchemaState:
     before = schema_state(engine)
     if not before.up_to_date:
         log.info(
@@ -165,15 +177,21 @@ def require_current(engine: Engine) -> None:
     lose); one at an older revision needs ``firebreak db upgrade``, an operator's decision,
     because on PostgreSQL several hosts may share it.
     """
-    state = schema_state(engine)
+    with _migrating(engine):
+        # Looked at while no other firebreak changes it: two commands started at once on a
+        # new history must not both create its tables.
+        state = schema_state(engine)
+        if state.up_to_date:
+            return
+        if state.current is None:
+            with engine.connect() as connection:
+                tables = inspect(connection).get_table_names()
+            if not tables:
+                _upgrade(engine)
+                return
     if state.up_to_date:
         return
     if state.current is None:
-        with engine.connect() as connection:
-            tables = inspect(connection).get_table_names()
-        if not tables:
-            upgrade(engine)
-            return
         raise DatabaseBehind(
             f"the database {describe(engine)} has tables but no firebreak schema version: "
             "is database.url pointing at another application's database?"
@@ -187,6 +205,35 @@ def require_current(engine: Engine) -> None:
         f"the database {describe(engine)} is at revision {state.current}, this firebreak needs "
         f"{state.head}: run `firebreak db upgrade`"
     )
+
+
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[None]:
+    """One firebreak at a time looks at the schema to change it, on this host (SQLite: a lock
+    file beside the history) or across a fleet (PostgreSQL: an advisory lock)."""
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    if path is not None:
+        try:
+            fd = os.open(f"{path}.migrate-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:  # a reader without write access: it cannot change the schema anyway
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+    elif engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
+    else:
+        yield
 
 
 def _known_revision(engine: Engine, revision: str) -> bool:
