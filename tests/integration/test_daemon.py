@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from firebreak.history.database import make_engine
 from firebreak.history.models import Cycle, Run
-from firebreak.history.records import all_runs
 from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.daemon import DaemonProcess, restic_processes
@@ -38,18 +37,10 @@ def _start(setup: Setup, daemons: list[DaemonProcess], **kwargs: object) -> Daem
     return daemon
 
 
-def _runs(setup: Setup) -> list[Run]:
-    engine = make_engine(f"sqlite:///{setup.dir / 'state' / 'firebreak.db'}")
-    try:
-        return all_runs(engine)
-    finally:
-        engine.dispose()
-
-
 def _backups(setup: Setup, status: Status | None = None, site: str | None = None) -> list[Run]:
     return [
         r
-        for r in _runs(setup)
+        for r in setup.runs()
         if r.operation == "backup"
         and (status is None or r.status == status)
         and (site is None or r.site == site)
@@ -146,7 +137,7 @@ def test_sigkill_mid_backup_leaves_no_restic_and_the_next_cycle_succeeds(
         "the next cycle to succeed", lambda: bool(_backups(setup, Status.SUCCESS)), timeout=120
     )
     assert again.stop() == 0
-    runs = _runs(setup)
+    runs = setup.runs()
     assert runs[0].id == left.id and runs[0].status == Status.INTERRUPTED
     assert runs[0].error_message and "found when the daemon started" in runs[0].error_message
     unlocks = [r for r in runs if r.operation == "unlock"]
@@ -262,7 +253,7 @@ def test_the_daemon_runs_checks_and_retention_on_their_own_schedules(
     daemon.ready()
 
     def done(operation: str) -> list[Run]:
-        return [r for r in _runs(setup) if r.operation == operation and r.status == Status.SUCCESS]
+        return [r for r in setup.runs() if r.operation == operation and r.status == Status.SUCCESS]
 
     daemon.wait_for(
         "two checks and a retention run", lambda: len(done("check")) >= 2 and bool(done("forget"))

@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from firebreak.history.records import all_runs
+from firebreak.actions.dump_drill import scratch_lock
+from firebreak.config.dumps import MariaDB
 from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.mounts import tmpfs
@@ -107,8 +109,9 @@ def test_a_postgresql_database_is_dumped_once_kept_everywhere_and_restored_from_
 
     drill = firebreak(config, "drill", "app-db")
     assert drill.returncode == 0, drill.stdout + drill.stderr
-    assert f"{app_database}.pgdump readable, loaded into {scratch}: 2 tables, 5100 rows" in (
-        drill.stdout
+    assert (
+        f"{app_database}.pgdump readable to the end, loaded into {scratch}: 2 tables, 5100 rows"
+        in (drill.stdout)
     )
     assert (
         _psql(
@@ -122,7 +125,7 @@ def test_a_postgresql_database_is_dumped_once_kept_everywhere_and_restored_from_
     fire = firebreak(config, "drill", "--fire", "a")
     assert fire.returncode == 0, fire.stdout + fire.stderr
     assert "app-db: survives the loss of a" in fire.stdout
-    assert f"{app_database}.pgdump readable, loaded into {scratch}" in fire.stdout
+    assert f"{app_database}.pgdump readable to the end, loaded into {scratch}" in fire.stdout
 
     # The fire: the database is gone, and so is site a.
     _psql(postgres_cluster, "postgres", f"DROP DATABASE {app_database}")
@@ -180,11 +183,11 @@ def test_a_dump_that_fails_fails_the_cycle_at_every_site_and_stores_nothing(
     for source in ("no-such-db", "server-down", "half"):
         done = firebreak(config, "backup", source)
         assert done.returncode == 4, done.stdout + done.stderr
-    runs = {(r.source, r.site): r for r in _runs(setup)}
+    runs = {(r.source, r.site): r for r in setup.runs()}
     for source, says in (
         ("no-such-db", "pg_dump of fb_missing_4471 exited 1"),
         ("server-down", "pg_dump of app exited 1"),
-        ("half", "the command exited 3: broken pipe"),
+        ("half", "the command half exited 3: broken pipe"),
     ):
         for site in sites:
             run = runs[(source, site)]
@@ -193,16 +196,6 @@ def test_a_dump_that_fails_fails_the_cycle_at_every_site_and_stores_nothing(
     # Nothing was stored anywhere: no repository was even created.
     assert not any((setup.dir / f"repo-{site}").exists() for site in sites)
     assert not list((setup.dir / "state" / "dumps").iterdir())
-
-
-def _runs(setup: Setup) -> list:  # type: ignore[type-arg]
-    from firebreak.history.database import make_engine
-
-    engine = make_engine(f"sqlite:///{setup.dir / 'state' / 'firebreak.db'}")
-    try:
-        return all_runs(engine)
-    finally:
-        engine.dispose()
 
 
 def _mariadb(*args: str, stdin: Path | None = None) -> str:
@@ -336,7 +329,7 @@ def test_a_command_runs_once_per_cycle_and_a_dead_site_does_not_stop_the_others(
     done = firebreak(config, "backup", "ldap")
     assert done.returncode == 4
     assert counter.read_text() == "run\n", "the dump ran more than once for one cycle"
-    statuses = {r.site: r.status for r in _runs(setup) if r.operation == "backup"}
+    statuses = {r.site: r.status for r in setup.runs() if r.operation == "backup"}
     assert statuses == {"a": Status.SUCCESS, "b": Status.SUCCESS, "down": Status.FAILED}
     assert _snapshot_files(setup.dir / "repo-a") == ["/ldap.ldif"]
     target = setup.dir / "restored"
@@ -388,12 +381,10 @@ def test_hooks_run_in_order_know_the_cycle_and_a_hanging_one_is_stopped(setup: S
     done = firebreak(setup.write(), "backup", "www")
     assert done.returncode == 4
     assert time.monotonic() - started < 30
-    failed = [r for r in _runs(setup) if r.status == Status.FAILED]
+    failed = [r for r in setup.runs() if r.status == Status.FAILED]
     assert {r.site for r in failed} == {"a", "b"}
     assert {r.error_class for r in failed} == {"HookFailed"}
-    assert "before hook 1 (sleep) did not end within its timeout of 2s" in (
-        failed[0].error_message or ""
-    )
+    assert "before hook 1 (sleep) did not end within 2s" in (failed[0].error_message or "")
     assert journal.read_text().splitlines() == [
         "after after www a,b failed [a, b]".replace("a, b", "a,b"),
         "after-2 after www a,b failed [a,b]",
@@ -430,6 +421,224 @@ def test_a_dump_the_disk_cannot_hold_is_refused_or_fails_and_leaves_nothing(
         size.write_text("60")
         failed = firebreak(config, "backup", "blob")
         assert failed.returncode == 4
-        assert "DumpFailed: the command exited 1" in failed.stdout
+        assert "DumpFailed: the command blob exited 1" in failed.stdout
         assert not (small / "dumps" / "blob").exists()
         assert shutil.disk_usage(small).used < 2 * 1024 * 1024
+
+
+class _Watcher:
+    """Every command line of every process, and every small file under a folder, read again
+    and again while a test runs: where a secret must never be."""
+
+    def __init__(self, secret: str, folder: Path) -> None:
+        self.secret = secret.encode()
+        self.folder = folder
+        self.seen: list[str] = []
+        self.piped = 0  # MariaDB programs seen reading their option file from a pipe
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch)
+
+    def __enter__(self) -> _Watcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            for proc in Path("/proc").iterdir():
+                try:
+                    cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+                except OSError:
+                    continue
+                if b"--defaults-extra-file=/dev/fd/" in cmdline:
+                    self.piped += 1
+                if self.secret in cmdline:
+                    self.seen.append(f"argv of {cmdline!r}")
+            for directory, _dirs, files in os.walk(self.folder):  # a folder may go meanwhile
+                for name in files:
+                    path = Path(directory) / name
+                    try:
+                        small = path.stat().st_size < 65536
+                        if small and self.secret in path.read_bytes():
+                            self.seen.append(f"file {path}")
+                    except OSError:
+                        continue
+            time.sleep(0.005)
+
+
+def _mariadb_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def test_passwords_reach_the_servers_but_never_argv_a_file_or_the_output(
+    setup: Setup, postgres_cluster: PostgresCluster, app_database: str, shop_database: str
+) -> None:
+    # Everything an option file or a connection string could stumble on.
+    secret = "p#w \"x' y\\z;"
+    password = setup.dir / "db.pw"
+    password.write_text(secret + "\n")
+    password.chmod(0o600)
+    role = f"fb_pw_{uuid.uuid4().hex[:6]}"
+    postgres_cluster.require_password(role, secret)
+    _mariadb("--execute", f"CREATE USER '{role}'@'%' IDENTIFIED BY {_mariadb_literal(secret)}")
+    try:
+        _mariadb("--execute", f"GRANT ALL ON `{shop_database}%`.* TO '{role}'@'%'")
+        sites = _three_sites(setup)
+        setup.source(
+            "pg",
+            sites,
+            paths=[],
+            postgresql={
+                "databases": [app_database],
+                "host": "127.0.0.1",
+                "port": postgres_cluster.port,
+                "user": role,
+                "password": f"file:{password}",
+            },
+        )
+        setup.source(
+            "shop",
+            sites,
+            paths=[],
+            mariadb={
+                "databases": [shop_database],
+                "host": "127.0.0.1",
+                "port": 3306,
+                "user": role,
+                "password": f"file:{password}",
+                "scratch_database": f"{shop_database}_drill",
+            },
+        )
+        config = setup.write()
+        with _Watcher(secret, setup.dir / "state") as watcher:
+            outputs = [
+                firebreak(config, "backup", "pg"),
+                firebreak(config, "backup", "shop"),
+                firebreak(config, "drill", "shop", "--site", "a"),
+            ]
+        for done in outputs:
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert secret not in done.stdout + done.stderr
+        assert watcher.piped > 0, "the watcher never saw a MariaDB program"
+        assert watcher.seen == []
+        assert "1 tables, 3000 rows" in outputs[2].stdout
+        # A wrong password is the server's refusal, in words, and still no secret.
+        password.write_text("not-it\n")
+        refused = firebreak(config, "backup", "shop")
+        assert refused.returncode == 4
+        assert "Access denied for user" in refused.stdout, refused.stdout
+    finally:
+        _mariadb("--execute", f"DROP USER IF EXISTS '{role}'@'%'")
+
+
+def test_all_databases_with_globals_leave_out_the_scratch_database(
+    setup: Setup, postgres_cluster: PostgresCluster, app_database: str
+) -> None:
+    scratch = f"{app_database}_scratch"
+    postgres_cluster.create_database(scratch)  # a drill's leftover: never dumped
+    try:
+        setup.source(
+            "everything",
+            _three_sites(setup)[:1],
+            paths=[],
+            postgresql={
+                "databases": "all",
+                "host": "127.0.0.1",
+                "port": postgres_cluster.port,
+                "user": "postgres",
+                "scratch_database": scratch,
+            },
+        )
+        config = setup.write()
+        done = firebreak(config, "backup", "everything")
+        assert done.returncode == 0, done.stdout + done.stderr
+        files = _snapshot_files(setup.dir / "repo-a")
+        assert f"/{app_database}.pgdump" in files
+        assert "/postgres.pgdump" in files and "/globals.sql" in files
+        assert f"/{scratch}.pgdump" not in files
+        assert not any("template" in name for name in files)
+        target = setup.dir / "restored"
+        restored = firebreak(config, "restore", "everything", "--target", str(target))
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert "roles first:  psql" in restored.stdout
+        assert "CREATE ROLE postgres" in (target / "globals.sql").read_text()
+    finally:
+        _psql(postgres_cluster, "postgres", f"DROP DATABASE IF EXISTS {scratch}")
+
+
+def test_a_truncated_dump_fails_the_drill_and_damages_the_site(
+    setup: Setup, postgres_cluster: PostgresCluster, app_database: str
+) -> None:
+    good = setup.dir / "good.pgdump"
+    subprocess.run(
+        ["pg_dump", "--format=custom", f"--file={good}", postgres_cluster.dsn(app_database)],
+        check=True,
+    )
+    truncated = good.read_bytes()[: good.stat().st_size // 2]
+    (setup.dir / "half.pgdump").write_bytes(truncated)
+    # What a dump program that lost half its output would have stored: the same file name,
+    # backed up by firebreak as a command source, then drilled as the PostgreSQL source.
+    setup.local_site("a")
+    setup.source(
+        "app-db",
+        ["a"],
+        paths=[],
+        command=["cat", str(setup.dir / "half.pgdump")],
+        stdin_filename=f"{app_database}.pgdump",
+    )
+    assert firebreak(setup.write(), "backup", "app-db").returncode == 0
+    del setup.sources["app-db"]["command"], setup.sources["app-db"]["stdin_filename"]
+    setup.sources["app-db"]["postgresql"] = {
+        "databases": [app_database],
+        "host": "127.0.0.1",
+        "port": postgres_cluster.port,
+        "user": "postgres",
+    }
+    config = setup.write()
+    drill = firebreak(config, "drill", "app-db")
+    assert drill.returncode != 0
+    [run] = [r for r in setup.runs() if r.operation == "drill"]
+    assert run.error_class == "DrillFailed", run.error_message
+    assert f"pg_restore of {app_database}.pgdump exited 1" in (run.error_message or "")
+    status = firebreak(config, "status")
+    assert "DAMAGED" in status.stdout, status.stdout
+
+
+def test_drills_that_share_a_scratch_database_take_turns(setup: Setup, shop_database: str) -> None:
+    sites = _three_sites(setup)[:2]
+    server = {
+        "databases": [shop_database],
+        "host": "127.0.0.1",
+        "port": 3306,
+        "user": "root",
+        "scratch_database": f"{shop_database}_drill",
+    }
+    setup.source("shop", sites, paths=[], mariadb=server)
+    setup.source("shop-copy", sites, paths=[], mariadb=server)
+    config = setup.write()
+    for source in ("shop", "shop-copy"):
+        assert firebreak(config, "backup", source).returncode == 0
+    command = [sys.executable, "-m", "firebreak", "-c", str(config), "drill"]
+    # While something else holds the scratch database, a drill waits for it.
+    held = MariaDB.model_validate(server)
+    with scratch_lock(setup.dir / "state" / "locks", held, None):
+        waiting = subprocess.Popen(
+            [*command, "shop", "--site", "a"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        time.sleep(6)  # a drill of this size takes about 2 s
+        assert waiting.poll() is None, waiting.communicate()
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, out + err
+    # Four at once: each loads and counts alone.
+    drills = [
+        subprocess.Popen([*command, source, "--site", site], stdout=subprocess.PIPE, text=True)
+        for source in ("shop", "shop-copy")
+        for site in sites
+    ]
+    outputs = [drill.communicate(timeout=300)[0] for drill in drills]
+    assert [drill.returncode for drill in drills] == [0] * 4, outputs
+    for output in outputs:
+        assert "1 tables, 3000 rows" in output, output

@@ -782,6 +782,25 @@ class PostgresCluster:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
 
+    def require_password(self, role: str, password: str) -> None:
+        """A login role that must give its password over TCP (scram-sha-256), while every
+        other role keeps ``trust``: for tests that a password reaches the server."""
+        import psycopg
+
+        if not _IDENTIFIER.match(role):
+            raise ValueError(f"not a simple role name: {role!r}")
+        hba = self.data_dir / "pg_hba.conf"
+        rule = f"host all {role} {LOOPBACK}/32 scram-sha-256\n"
+        if rule not in hba.read_text():
+            hba.write_text(rule + hba.read_text())
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(f"{verb} ROLE {role} LOGIN PASSWORD {_literal(password)}")
+            conn.execute("GRANT pg_read_all_data TO " + role)
+            conn.execute("SELECT pg_reload_conf()")
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -793,6 +812,12 @@ class PostgresCluster:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _literal(text: str) -> str:
+    """An SQL string literal (a test's own password, in a statement that takes no
+    parameters)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -10,6 +10,9 @@ import yaml
 
 from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, load_config
+from firebreak.history.database import make_engine
+from firebreak.history.models import Run
+from firebreak.history.records import all_runs
 from tests.support.servers import RestServer, S3Server, SftpServer, free_port
 
 PASSWORD = "correct-horse-battery-staple-4471"
@@ -102,3 +105,11 @@ class Setup:
 
     def runtime(self) -> Runtime:
         return open_runtime(self.load())
+
+    def runs(self) -> list[Run]:
+        """Every run in the history (the default SQLite one under state_dir), oldest first."""
+        engine = make_engine(f"sqlite:///{Path(self.top['state_dir']) / 'firebreak.db'}")
+        try:
+            return all_runs(engine)
+        finally:
+            engine.dispose()

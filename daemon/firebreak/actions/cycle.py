@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
 from firebreak.actions.backup import RetryPlan, back_up_site
@@ -26,7 +27,7 @@ from firebreak.history.records import (
     start_cycle,
 )
 from firebreak.notify.sender import CycleNotifier
-from firebreak.outcomes import DumpFailed, Interrupted, Operation, Status
+from firebreak.outcomes import DumpFailed, Failure, InternalError, Interrupted, Operation, Status
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ class CycleReport:
     @property
     def partial(self) -> list[Run]:
         return [run for run in self.runs if run.status == Status.PARTIAL]
+
+    @property
+    def failed_sites(self) -> list[str]:
+        return [run.site for run in self.failed] + self.missing
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for run in self.runs if run.status == Status.SUCCESS)
 
 
 def cycle_status(runs: list[Run], expected: int) -> Status:
@@ -80,7 +89,8 @@ def run_cycle(
     notifier: CycleNotifier | None = None,
 ) -> CycleReport:
     """Back up a source to its sites (all of them, or the ones named) and record the cycle:
-    its before hooks, its dump (if it is one), every site at once, then its after hooks."""
+    its before hooks, its dump (if it is one), every site at once, then its after hooks,
+    which run whatever happened, also when firebreak is stopping."""
     source = rt.config.sources[source_name]
     names = sites if sites is not None else list(source.sites)
     cycle_id = start_cycle(
@@ -91,7 +101,44 @@ def run_cycle(
         notifier.started(source_name)
     hooks = source.hooks.effective(rt.config.hooks) if source.hooks else rt.config.hooks
     context = HookContext(source_name, cycle_id, names)
-    _back_up_everywhere(rt, source_name, names, cycle_id, hooks, context, cancel, retry)
+    try:
+        _back_up_everywhere(rt, source_name, names, cycle_id, hooks, context, cancel, retry)
+    except BaseException as exc:
+        # A failure in firebreak itself: every site it left without a run gets one, so the
+        # cycle is recorded as failed there; the after hooks run even if that fails too.
+        crash: Failure = InternalError(f"{type(exc).__name__} in firebreak")
+        if isinstance(exc, KeyboardInterrupt):
+            crash = Interrupted("stopped by an interrupt (Ctrl-C)")
+        else:
+            log.exception("cycle %d of %s: %s", cycle_id, source_name, crash.message)
+        ended = replace(context, outcome=crash.status, failed_sites=names)
+        try:
+            _record_unrun(rt, source_name, names, cycle_id, crash)
+            report = _finished(rt, source_name, names, cycle_id)
+            ended = replace(context, outcome=report.status, failed_sites=report.failed_sites)
+        finally:
+            _after(rt, hooks, ended, cancel)
+        raise
+    report = _finished(rt, source_name, names, cycle_id)
+    _after(
+        rt, hooks, replace(context, outcome=report.status, failed_sites=report.failed_sites), cancel
+    )
+    if notifier is not None and report.status != Status.INTERRUPTED:
+        previous = previous_cycle_status(rt.engine, source_name, cycle_id)
+        notifier.finished(source_name, report.status, report.failed_sites, len(names), previous)
+    log.info(
+        "cycle %d of %s: %s (%d of %d sites succeeded)",
+        cycle_id,
+        source_name,
+        report.status,
+        report.succeeded,
+        len(names),
+    )
+    return report
+
+
+def _finished(rt: Runtime, source_name: str, names: list[str], cycle_id: int) -> CycleReport:
+    """The cycle's report from what its sites recorded, and the cycle recorded as ended."""
     # The last backup try at each site decides (earlier tries were retried).
     last: dict[str, Run] = {}
     for run in runs_of_cycle(rt.engine, cycle_id):
@@ -99,28 +146,55 @@ def run_cycle(
             last[run.site] = run
     runs = [last[name] for name in names if name in last]
     status = cycle_status(runs, expected=len(names))
-    succeeded = sum(1 for run in runs if run.status == Status.SUCCESS)
-    finish_cycle(rt.engine, cycle_id, status=status, succeeded=succeeded)
     report = CycleReport(
         cycle_id=cycle_id, source=source_name, status=status, runs=runs, sites=names
     )
-    failed = [run.site for run in report.failed] + report.missing
-    ended = replace(context, outcome=status, failed_sites=failed)
-    run_hooks("after", hooks.after or [], ended, cancel)
-    if status != Status.SUCCESS:
-        run_hooks("on_failure", hooks.on_failure or [], ended, cancel)
-    if notifier is not None and status != Status.INTERRUPTED:
-        previous = previous_cycle_status(rt.engine, source_name, cycle_id)
-        notifier.finished(source_name, status, failed, len(names), previous)
-    log.info(
-        "cycle %d of %s: %s (%d of %d sites succeeded)",
-        cycle_id,
-        source_name,
-        status,
-        succeeded,
-        len(names),
-    )
+    finish_cycle(rt.engine, cycle_id, status=status, succeeded=report.succeeded)
     return report
+
+
+def _record_unrun(
+    rt: Runtime, source_name: str, names: list[str], cycle_id: int, failure: Failure
+) -> None:
+    ran = {run.site for run in runs_of_cycle(rt.engine, cycle_id)}
+    for name in names:
+        if name not in ran:
+            not_run(rt, source_name, name, Operation.BACKUP, cycle_id, failure)
+
+
+def _after(rt: Runtime, hooks: Hooks, ended: HookContext, cancel: threading.Event | None) -> None:
+    """The after hooks, then the failure hooks if the cycle did not succeed. They undo what
+    the before hooks did (thaw an application), so a stop does not cut them off at once: they
+    get the daemon's shutdown_grace from the moment it began to stop."""
+    with _grace(cancel, rt.kill_grace) as stop:
+        run_hooks("after", hooks.after or [], ended, stop)
+        if ended.outcome != Status.SUCCESS:
+            run_hooks("on_failure", hooks.on_failure or [], ended, stop)
+
+
+@contextmanager
+def _grace(cancel: threading.Event | None, grace: float) -> Iterator[threading.Event | None]:
+    """An event set ``grace`` seconds after ``cancel`` is (for as long as this lasts)."""
+    if cancel is None:
+        yield None
+        return
+    later = threading.Event()
+    done = threading.Event()
+
+    def follow() -> None:
+        while not done.is_set():
+            if cancel.wait(0.5):
+                if not done.wait(grace):
+                    later.set()
+                return
+
+    follower = threading.Thread(target=follow, name="hook-grace", daemon=True)
+    follower.start()
+    try:
+        yield later
+    finally:
+        done.set()
+        follower.join()
 
 
 def _back_up_everywhere(

@@ -1,20 +1,32 @@
-"""A restore drill of a dump: the restored files are read by their own tools, and, where the
-config names a scratch database, loaded into it and their rows counted.
+"""A restore drill of a dump: the restored files are read through by their own tools, and,
+where the config names a scratch database, loaded into it and their rows counted.
 
-Failures are told apart as for every drill: a dump that its own tool cannot read, or that
-fails to load, found the site's data bad (``DrillFailed``); a scratch database that cannot be
-reached or re-created is the drill's own trouble and says nothing about the site
-(``DrillScratchFailed``).
+Failures are told apart as for every drill: a dump that its own tool cannot read to the end
+found the site's data bad (``DrillFailed``). Everything after that is the drill's own trouble
+and says nothing about the site (``DrillScratchFailed``): a scratch database that cannot be
+reached, re-created or loaded (a missing role or extension, a full disk), and a tool that was
+stopped at a limit. Drills of every source that names the same scratch database take turns.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from firebreak.actions.dumps import connection_args, mariadb_options, postgresql_env, program
+from firebreak.actions.dumps import (
+    MariaDBLogin,
+    connection_args,
+    postgresql_env,
+    program,
+    readonly_uri,
+)
+from firebreak.actions.locks import LockWaitCancelled, site_lock
+from firebreak.actions.programs import failure_of
 from firebreak.config.dumps import MariaDB, PostgreSQL
 from firebreak.config.model import Source
 from firebreak.outcomes import DrillFailed, DrillScratchFailed, Failure, Interrupted
@@ -37,10 +49,12 @@ MARIADB_TABLES = (
 )
 
 
-def prove_dump(source: Source, restored: Path, cancel: threading.Event | None) -> str:
+def prove_dump(
+    source: Source, restored: Path, locks_dir: Path, cancel: threading.Event | None
+) -> str:
     """What the drill proved of the dump files restored into ``restored``, in words; raises
     DrillFailed, DrillScratchFailed or Interrupted when it could not."""
-    proof = _Proof(restored, cancel)
+    proof = _Proof(restored, locks_dir, cancel)
     if source.postgresql is not None:
         return proof.postgresql(source.postgresql)
     if source.mariadb is not None:
@@ -50,32 +64,59 @@ def prove_dump(source: Source, restored: Path, cancel: threading.Event | None) -
     return "restored and verified by restic"
 
 
+@contextmanager
+def scratch_lock(
+    locks_dir: Path, server: PostgreSQL | MariaDB, cancel: threading.Event | None
+) -> Iterator[None]:
+    """The server's scratch database to one drill alone, while it loads and counts: drills of
+    several sources, or of one source at several sites, may name the same one."""
+    where = "\0".join(
+        str(part)
+        for part in (
+            type(server).__name__,
+            server.host,
+            server.port,
+            getattr(server, "socket", None),
+            server.scratch_database,
+        )
+    )
+    name = hashlib.sha256(where.encode()).hexdigest()[:16]
+    purpose = f"drill loading into {server.scratch_database}"
+    try:
+        with site_lock(locks_dir / "scratch", name, purpose, cancel):
+            yield
+    except LockWaitCancelled:
+        raise Interrupted("the drill was stopped on request") from None
+
+
 class _Proof:
-    def __init__(self, restored: Path, cancel: threading.Event | None) -> None:
+    def __init__(self, restored: Path, locks_dir: Path, cancel: threading.Event | None) -> None:
         self.restored = restored
+        self.locks_dir = locks_dir
         self.cancel = cancel
 
     def postgresql(self, server: PostgreSQL) -> str:
         env = postgresql_env(server, DrillScratchFailed)
+        secrets = tuple(value for value in (env.get("PGPASSWORD"),) if value)
         connect = connection_args(server)
         said = []
         for dump in sorted(self.restored.glob("*.pgdump")):
-            listed = self._run(("pg_restore", "--list", str(dump)), env, DrillFailed)
-            if not listed.stdout_lines:
-                raise DrillFailed(f"{dump.name}: pg_restore lists nothing in it")
-            said.append(f"{dump.name} readable")
+            # Reading it whole, not only its table of contents: a truncated dump fails here.
+            read = ("pg_restore", "--file=/dev/null", str(dump))
+            self._run(read, env, DrillFailed, what=f"pg_restore of {dump.name}")
+            said.append(f"{dump.name} readable to the end")
             scratch = server.scratch_database
             if scratch is None:
                 continue
             psql = ("psql", *connect, "--no-password", "--no-psqlrc", "-v", "ON_ERROR_STOP=1")
-            for statement in (
-                f'DROP DATABASE IF EXISTS "{scratch}"',
-                f'CREATE DATABASE "{scratch}"',
-            ):
-                self._run((*psql, "--command", statement, "postgres"), env, DrillScratchFailed)
-            try:
-                self._run(
-                    (
+            with scratch_lock(self.locks_dir, server, self.cancel):
+                for statement in (
+                    f'DROP DATABASE IF EXISTS "{scratch}"',
+                    f'CREATE DATABASE "{scratch}"',
+                ):
+                    self._run((*psql, "--command", statement, "postgres"), env, secrets=secrets)
+                try:
+                    load = (
                         "pg_restore",
                         *connect,
                         "--no-password",
@@ -84,12 +125,9 @@ class _Proof:
                         "--exit-on-error",
                         f"--dbname={scratch}",
                         str(dump),
-                    ),
-                    env,
-                    DrillFailed,
-                )
-                counted = self._run(
-                    (
+                    )
+                    self._run(load, env, what=f"loading {dump.name}", secrets=secrets)
+                    count = (
                         *psql,
                         "--no-align",
                         "--tuples-only",
@@ -97,13 +135,11 @@ class _Proof:
                         "--command",
                         POSTGRESQL_ROWS,
                         scratch,
-                    ),
-                    env,
-                    DrillScratchFailed,
-                )
-            finally:
-                drop = (*psql, "--command", f'DROP DATABASE IF EXISTS "{scratch}"', "postgres")
-                self._run(drop, env, DrillScratchFailed, check=False)
+                    )
+                    counted = self._run(count, env, secrets=secrets)
+                finally:
+                    drop = (*psql, "--command", f'DROP DATABASE IF EXISTS "{scratch}"', "postgres")
+                    self._run(drop, env, check=False, secrets=secrets)
             said[-1] += f", loaded into {scratch}: {_tables_and_rows(counted)}"
         if not said:
             raise DrillFailed("the snapshot holds no .pgdump file")
@@ -122,23 +158,24 @@ class _Proof:
             scratch = server.scratch_database
             if scratch is None:
                 continue
-            with mariadb_options(server, self.restored, DrillScratchFailed) as connect:
-                base = (client, *connect, "--batch", "--skip-column-names")
+            login = MariaDBLogin(server, DrillScratchFailed)
+            base = (client, *login.args, "--batch", "--skip-column-names")
+            with scratch_lock(self.locks_dir, server, self.cancel):
                 renew = f"DROP DATABASE IF EXISTS `{scratch}`; CREATE DATABASE `{scratch}`"
-                self._run((*base, "--execute", renew), env, DrillScratchFailed)
+                self._run((*base, "--execute", renew), env, login=login)
                 try:
-                    self._run((*base, scratch), env, DrillFailed, stdin=dump)
+                    self._run(
+                        (*base, scratch), env, stdin=dump, login=login, what=f"loading {dump.name}"
+                    )
                     listed = self._run(
-                        (*base, "--execute", MARIADB_TABLES, scratch), env, DrillScratchFailed
+                        (*base, "--execute", MARIADB_TABLES, scratch), env, login=login
                     )
                     tables = [line.strip() for line in listed.stdout_lines if line.strip()]
                     query = _mariadb_row_count(tables)
-                    counted = self._run(
-                        (*base, "--execute", query, scratch), env, DrillScratchFailed
-                    )
+                    counted = self._run((*base, "--execute", query, scratch), env, login=login)
                 finally:
                     drop = f"DROP DATABASE IF EXISTS `{scratch}`"
-                    self._run((*base, "--execute", drop), env, DrillScratchFailed, check=False)
+                    self._run((*base, "--execute", drop), env, check=False, login=login)
             rows = " ".join(counted.stdout_lines).strip() or "?"
             said[-1] += f", loaded into {scratch}: {len(tables)} tables, {rows} rows"
         if not said:
@@ -147,7 +184,7 @@ class _Proof:
 
     def sqlite(self, database: Path) -> str:
         try:
-            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            with sqlite3.connect(readonly_uri(database), uri=True) as connection:
                 [verdict] = connection.execute("PRAGMA integrity_check").fetchone()
                 if verdict != "ok":
                     raise DrillFailed(f"{database.name}: PRAGMA integrity_check says {verdict}")
@@ -159,7 +196,7 @@ class _Proof:
                     )
                 ]
                 rows = sum(
-                    connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]  # noqa: S608
+                    connection.execute(f"SELECT count(*) FROM {_sqlite_name(name)}").fetchone()[0]  # noqa: S608
                     for name in tables
                 )
         except sqlite3.Error as exc:
@@ -170,22 +207,35 @@ class _Proof:
         self,
         argv: tuple[str, ...],
         env: dict[str, str],
-        failure: type[Failure],
+        failure: type[Failure] = DrillScratchFailed,
         *,
+        what: str | None = None,
         stdin: Path | None = None,
         check: bool = True,
+        secrets: tuple[str, ...] = (),
+        login: MariaDBLogin | None = None,
     ) -> ResticResult:
+        """Run one tool of the proof. Its failure is ``failure`` when it exits non-zero; a
+        limit reached is the drill's own trouble whatever the tool (DrillScratchFailed)."""
         invocation = runner.Invocation(
-            argv=argv, env=env, command="drill", stdin_path=stdin, unavailable=DrillScratchFailed
+            argv=argv,
+            env=env,
+            command="drill",
+            stdin_path=stdin,
+            unavailable=DrillScratchFailed,
+            piped=login.option_file if login is not None else None,
+            secrets=secrets + (login.secrets if login is not None else ()),
         )
         result = runner.run(
             invocation, timeout=DRILL_TIMEOUT, cancel=self.cancel, kill_grace=DRILL_KILL_GRACE
         )
         if result.stop_reason is StopReason.CANCELLED:
             raise Interrupted("the drill was stopped on request")
-        if check and (result.exit_code != 0 or result.stop_reason is not StopReason.NONE):
-            said = next((line for line in reversed(result.stderr_tail) if line.strip()), "")
-            raise failure(f"{argv[0]} exited {result.exit_code}" + (f": {said}" if said else ""))
+        if check:
+            kind = failure if result.stop_reason is StopReason.NONE else DrillScratchFailed
+            trouble = failure_of(result, what or argv[0], kind)
+            if trouble is not None:
+                raise trouble
         return result
 
 
@@ -204,3 +254,8 @@ def _mariadb_row_count(tables: list[str]) -> str:
         for name in tables
     )
     return "SELECT SUM(c) FROM (" + counts + ") AS t"  # noqa: S608 (identifiers quoted above)
+
+
+def _sqlite_name(name: str) -> str:
+    """A table's name as an SQLite identifier, whatever it holds."""
+    return '"' + name.replace('"', '""') + '"'

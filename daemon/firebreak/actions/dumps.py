@@ -13,22 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
-import sqlite3
-import tempfile
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine
 
+from firebreak.actions.locks import LockWaitCancelled, if_free, site_lock
+from firebreak.actions.programs import failure_of
 from firebreak.actions.runtime import Runtime
 from firebreak.config.dumps import DATABASE_PATTERN, MariaDB, PostgreSQL, SQLite
 from firebreak.config.model import Source
 from firebreak.config.references import UnresolvedReference, resolve
 from firebreak.history.records import last_processed_bytes
-from firebreak.humanize import format_bytes
+from firebreak.humanize import format_bytes, format_seconds
 from firebreak.outcomes import DumpFailed, Failure, Interrupted
 from firebreak.restic import runner
 from firebreak.restic.commands import inherited
@@ -42,10 +45,29 @@ SPACE_SPARE = 16 * 1024 * 1024
 DUMP_KILL_GRACE = 10.0
 # Databases that hold the server's own bookkeeping, not anyone's data.
 MARIADB_SYSTEM = ("information_schema", "performance_schema", "mysql", "sys")
+# SQLite's online backup, in a process of its own so that the dump's timeout, stall timeout
+# and a stop on request apply to it as to every dump program. One step: the copy is of one
+# moment, and a busy database cannot make it start over and over.
+SQLITE_BACKUP = """
+import sqlite3, sys
+try:
+    source = sqlite3.connect(sys.argv[1], uri=True, timeout=60)
+    with sqlite3.connect(sys.argv[2]) as copy:
+        source.backup(copy, pages=-1)
+    copy.close()
+    source.close()
+except sqlite3.Error as exc:
+    sys.exit(f"{sys.argv[3]}: {exc}")
+"""
 
 
 def stage_dir(rt: Runtime, source: str) -> Path:
     return rt.config.state_dir / "dumps" / source
+
+
+def stage_locks(rt: Runtime) -> Path:
+    """One lock per dump source: its cycles take turns with its stage."""
+    return rt.locks_dir / "sources"
 
 
 @contextmanager
@@ -53,17 +75,36 @@ def staged_dump(
     rt: Runtime, source_name: str, cancel: threading.Event | None = None
 ) -> Iterator[Path]:
     """Make the source's dump in its stage and yield the stage; remove it afterwards, always.
-    Raises DumpFailed (or Interrupted) when the dump cannot be made whole."""
+    The source's lock is held throughout: a second cycle of the source (a manual backup
+    beside the daemon's) waits for the first to end. Raises DumpFailed (or Interrupted) when
+    the dump cannot be made whole."""
     source = rt.config.sources[source_name]
     stage = stage_dir(rt, source_name)
-    shutil.rmtree(stage, ignore_errors=True)  # whatever a killed daemon left
     try:
-        stage.mkdir(parents=True, mode=0o700)
-        _check_space(rt.engine, source_name, stage)
-        Dumper(rt, source, stage, cancel).dump()
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        with site_lock(stage_locks(rt), source_name, "dump and backup", cancel):
+            shutil.rmtree(stage, ignore_errors=True)  # whatever a killed firebreak left
+            try:
+                stage.mkdir(parents=True, mode=0o700)
+                _check_space(rt.engine, source_name, stage)
+                Dumper(rt, source, stage, cancel).dump()
+                yield stage
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+    except LockWaitCancelled as exc:
+        raise Interrupted(str(exc)) from None
+
+
+def remove_leftover_stages(rt: Runtime) -> None:
+    """Stages a killed firebreak left (a dump can be as large as the database): removed at
+    start, each only while nobody is using it."""
+    root = rt.config.state_dir / "dumps"
+    if not root.is_dir():
+        return
+    for stage in sorted(root.iterdir()):
+        with if_free(stage_locks(rt), stage.name, "removing a leftover stage") as free:
+            if free:
+                log.info("removing %s, left by a firebreak that was stopped mid-cycle", stage)
+                shutil.rmtree(stage, ignore_errors=True)
 
 
 def _check_space(engine: Engine, source: str, stage: Path) -> None:
@@ -90,6 +131,7 @@ class Dumper:
         self.source = source
         self.stage = stage
         self.cancel = cancel
+        self.deadline = time.monotonic() + source.dump_timeout.total_seconds()
 
     def dump(self) -> None:
         source = self.source
@@ -102,7 +144,9 @@ class Dumper:
         elif source.command is not None:
             assert source.stdin_filename is not None
             self._run(
-                tuple(source.command), "the command", stdout=self.stage / source.stdin_filename
+                tuple(source.command),
+                f"the command {Path(source.command[0]).name}",
+                stdout=self.stage / source.stdin_filename,
             )
         else:
             raise AssertionError("a source of files has no dump")
@@ -111,6 +155,7 @@ class Dumper:
 
     def _postgresql(self, server: PostgreSQL) -> None:
         env = postgresql_env(server, DumpFailed)
+        secrets = _secrets(env.get("PGPASSWORD"))
         connect = connection_args(server)
         names = server.databases
         if names == "all":
@@ -119,6 +164,7 @@ class Dumper:
                     "psql",
                     *connect,
                     "--no-password",
+                    "--no-psqlrc",
                     "--no-align",
                     "--tuples-only",
                     "--command",
@@ -128,8 +174,11 @@ class Dumper:
                 ),
                 "listing the databases",
                 env=env,
+                secrets=secrets,
             )
-            names = _safe_names([line.strip() for line in listed.stdout_lines if line.strip()])
+            names = _safe_names(
+                [line.strip() for line in listed.stdout_lines if line.strip()], server
+            )
         for name in names:
             self._run(
                 (
@@ -142,6 +191,7 @@ class Dumper:
                 ),
                 f"pg_dump of {name}",
                 env=env,
+                secrets=secrets,
             )
         if server.with_globals:
             self._run(
@@ -154,6 +204,7 @@ class Dumper:
                 ),
                 "pg_dumpall --globals-only",
                 env=env,
+                secrets=secrets,
             )
 
     # -- MariaDB / MySQL ----------------------------------------------------------------
@@ -161,65 +212,63 @@ class Dumper:
     def _mariadb(self, server: MariaDB) -> None:
         dump = program("mariadb-dump", "mysqldump")
         client = program("mariadb", "mysql")
-        # The private option file goes beside the stage, not into it: never backed up.
-        with mariadb_options(server, self.stage.parent, DumpFailed) as connect:
-            names = server.databases
-            if names == "all":
-                listed = self._run(
-                    (
-                        client,
-                        *connect,
-                        "--batch",
-                        "--skip-column-names",
-                        "--execute",
-                        "SHOW DATABASES",
-                    ),
-                    "listing the databases",
-                )
-                names = _safe_names(
-                    [
-                        line.strip()
-                        for line in listed.stdout_lines
-                        if line.strip() and line.strip() not in MARIADB_SYSTEM
-                    ]
-                )
-            for name in names:
-                self._run(
-                    (
-                        dump,
-                        *connect,
-                        "--single-transaction",
-                        "--quick",
-                        "--routines",
-                        "--events",
-                        "--triggers",
-                        f"--result-file={self.stage / f'{name}.sql'}",
-                        name,
-                    ),
-                    f"{dump} of {name}",
-                )
+        login = MariaDBLogin(server, DumpFailed)
+        names = server.databases
+        if names == "all":
+            listed = self._run(
+                (
+                    client,
+                    *login.args,
+                    "--batch",
+                    "--skip-column-names",
+                    "--execute",
+                    "SHOW DATABASES",
+                ),
+                "listing the databases",
+                login=login,
+            )
+            names = _safe_names(
+                [
+                    line.strip()
+                    for line in listed.stdout_lines
+                    if line.strip() and line.strip() not in MARIADB_SYSTEM
+                ],
+                server,
+            )
+        for name in names:
+            self._run(
+                (
+                    dump,
+                    *login.args,
+                    "--single-transaction",
+                    "--quick",
+                    "--routines",
+                    "--events",
+                    "--triggers",
+                    f"--result-file={self.stage / f'{name}.sql'}",
+                    name,
+                ),
+                f"{dump} of {name}",
+                login=login,
+            )
 
     # -- SQLite -------------------------------------------------------------------------
 
     def _sqlite(self, database: SQLite) -> None:
-        """SQLite's own online backup: a consistent copy even while the database is written."""
-        target = self.stage / database.path.name
-        try:
-            source = sqlite3.connect(f"file:{database.path}?mode=ro", uri=True, timeout=60)
-        except sqlite3.Error as exc:
-            raise DumpFailed(f"cannot open {database.path}: {exc}") from None
-        try:
-            with sqlite3.connect(target) as copy:
-                source.backup(copy, pages=4096, progress=self._sqlite_progress)
-            copy.close()
-        except sqlite3.Error as exc:
-            raise DumpFailed(f"copying {database.path} failed: {exc}") from None
-        finally:
-            source.close()
-
-    def _sqlite_progress(self, _status: int, _remaining: int, _total: int) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise Interrupted("the dump was stopped on request")
+        """SQLite's own online backup: a consistent copy even while the database is written
+        (read-only: firebreak never writes the live database)."""
+        self._run(
+            (
+                sys.executable,
+                "-I",
+                "-c",
+                SQLITE_BACKUP,
+                readonly_uri(database.path),
+                str(self.stage / database.path.name),
+                str(database.path),
+            ),
+            f"the online backup of {database.path}",
+        )
 
     # -- running the programs -----------------------------------------------------------
 
@@ -230,72 +279,90 @@ class Dumper:
         *,
         env: dict[str, str] | None = None,
         stdout: Path | None = None,
+        secrets: tuple[str, ...] = (),
+        login: MariaDBLogin | None = None,
     ) -> ResticResult:
+        """Run one program of the dump: within what is left of the dump's timeout (one for
+        the whole dump, however many databases), stopped when it stalls or on request."""
+        source = self.source
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DumpFailed(self._late(what))
         invocation = runner.Invocation(
             argv=argv,
             env=env if env is not None else inherited(os.environ),
             command="dump",
             stdout_path=stdout,
             unavailable=DumpFailed,
+            piped=login.option_file if login is not None else None,
+            secrets=secrets + (login.secrets if login is not None else ()),
         )
-        source = self.source
         result = runner.run(
             invocation,
-            timeout=source.dump_timeout.total_seconds(),
+            timeout=left,
             stall_timeout=source.dump_stall_timeout.total_seconds(),
             cancel=self.cancel,
             kill_grace=DUMP_KILL_GRACE,
         )
-        if result.stop_reason is StopReason.CANCELLED:
-            raise Interrupted(f"{what} was stopped on request")
-        if result.stop_reason is not StopReason.NONE:
-            raise DumpFailed(f"{what} was stopped: {result.stop_reason.value}")
-        if result.exit_code != 0:
-            said = next((line for line in reversed(result.stderr_tail) if line.strip()), "")
-            raise DumpFailed(f"{what} exited {result.exit_code}" + (f": {said}" if said else ""))
+        if result.stop_reason is StopReason.TIMEOUT:
+            raise DumpFailed(self._late(what))
+        failure = failure_of(result, what, DumpFailed)
+        if failure is not None:
+            raise failure
         return result
+
+    def _late(self, what: str) -> str:
+        timeout = format_seconds(self.source.dump_timeout.total_seconds())
+        return f"the dump did not end within its dump_timeout of {timeout} ({what} was running)"
 
 
 def load_instructions(source: Source, target: Path) -> list[str]:
-    """How to load the dump files a restore wrote into target (docs/databases.md has the
-    whole recovery). Nothing for a source of files."""
+    """How to load the dump files a restore wrote into target, as shell command lines (every
+    value quoted); docs/databases.md has the whole recovery. Nothing for a source of files."""
+    q = shlex.quote
     lines = []
     if source.postgresql is not None:
-        connect = " ".join(connection_args(source.postgresql))
-        connect = f"{connect} " if connect else ""
+        connect = "".join(f"{q(arg)} " for arg in connection_args(source.postgresql))
         globals_file = target / "globals.sql"
         if globals_file.exists():
-            lines.append(f"  roles first:  psql {connect}--file={globals_file} postgres")
+            lines.append(f"  roles first:  psql {connect}--file={q(str(globals_file))} postgres")
         for dump in sorted(target.glob("*.pgdump")):
-            name = dump.stem
+            name = q(dump.stem)
             lines.append(
-                f"  {name}:  createdb {connect}{name} && "
-                f"pg_restore {connect}--dbname={name} --exit-on-error {dump}"
+                f"  {dump.stem}:  createdb {connect}{name} && "
+                f"pg_restore {connect}--dbname={name} --exit-on-error {q(str(dump))}"
             )
     elif source.mariadb is not None:
+        server = source.mariadb
         client = program("mariadb", "mysql")
+        options = (f"--defaults-extra-file={server.defaults_file}",) if server.defaults_file else ()
+        connect = "".join(f"{q(arg)} " for arg in (*options, *connection_args(server)))
         for dump in sorted(target.glob("*.sql")):
             name = dump.stem
+            create = q(f"CREATE DATABASE `{name}`")
             lines.append(
-                f"  {name}:  {client} --execute 'CREATE DATABASE `{name}`' && "
-                f"{client} {name} < {dump}"
+                f"  {name}:  {client} {connect}--execute {create} && "
+                f"{client} {connect}{q(name)} < {q(str(dump))}"
             )
     elif source.sqlite is not None:
-        copy = target / source.sqlite.path.name
+        live = source.sqlite.path
+        copy = q(str(target / live.name))
+        wal = q(f"{live}-wal")
+        shm = q(f"{live}-shm")
         lines.append(
-            f"  stop what writes {source.sqlite.path}, then:  cp {copy} {source.sqlite.path}"
+            f"  stop what writes {live}, then:  rm -f {wal} {shm} && cp {copy} {q(str(live))}"
         )
     elif source.command is not None and source.stdin_filename is not None:
         lines.append(
-            f"  {target / source.stdin_filename} is what `{' '.join(source.command)}` printed: "
-            "load it with that program's own restore tool"
+            f"  {target / source.stdin_filename} is what `{shlex.join(source.command)}` "
+            "printed: load it with that program's own restore tool"
         )
     return ["to load the dump:", *lines] if lines else []
 
 
 def connection_args(server: PostgreSQL | MariaDB) -> tuple[str, ...]:
     """Where the server is and who logs in (never a password: see postgresql_env and
-    mariadb_options)."""
+    MariaDBLogin)."""
     found: list[str] = []
     if server.host is not None:
         found.append(f"--host={server.host}")
@@ -321,29 +388,41 @@ def postgresql_env(server: PostgreSQL, failure: type[Failure]) -> dict[str, str]
     return env
 
 
-@contextmanager
-def mariadb_options(
-    server: MariaDB, private: Path, failure: type[Failure]
-) -> Iterator[tuple[str, ...]]:
-    """The arguments of a MariaDB program: --defaults-extra-file first (the configured one,
-    or a private one in ``private`` holding the password, never argv; removed after), then
-    where the server is."""
-    options: tuple[str, ...] = ()
-    name = None
-    if server.password is not None:
-        lines = [f"!include {server.defaults_file}"] if server.defaults_file else []
-        lines += ["[client]", f"password={_secret(server.password, failure)}"]
-        handle, name = tempfile.mkstemp(prefix=".mariadb-", dir=private)
-        os.write(handle, ("\n".join(lines) + "\n").encode())
-        os.close(handle)
-        options = (f"--defaults-extra-file={name}",)
-    elif server.defaults_file is not None:
-        options = (f"--defaults-extra-file={server.defaults_file}",)
-    try:
-        yield (*options, *connection_args(server))
-    finally:
-        if name is not None:
-            Path(name).unlink(missing_ok=True)
+class MariaDBLogin:
+    """How a MariaDB program logs in: its arguments, which start with the option file (the
+    configured one, or a private one holding the password, handed over on a pipe: never on
+    disk, never in argv), then where the server is."""
+
+    def __init__(self, server: MariaDB, failure: type[Failure]) -> None:
+        self.option_file: str | None = None
+        self.secrets: tuple[str, ...] = ()
+        options: tuple[str, ...] = ()
+        if server.password is not None:
+            password = _secret(server.password, failure)
+            lines = [f"!include {server.defaults_file}"] if server.defaults_file else []
+            lines += ["[client]", f"password={_option_value(password)}"]
+            self.option_file = "\n".join(lines) + "\n"
+            self.secrets = _secrets(password)
+            options = (f"--defaults-extra-file={runner.PIPED_FILE}",)
+        elif server.defaults_file is not None:
+            options = (f"--defaults-extra-file={server.defaults_file}",)
+        self.args = (*options, *connection_args(server))
+
+
+def _option_value(value: str) -> str:
+    """A value as a MariaDB option file reads it back unchanged: quoted (# and spaces kept),
+    its backslashes, quotes and line breaks escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def readonly_uri(path: Path) -> str:
+    """An SQLite URI that opens path read-only, whatever characters its name holds."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
+def _secrets(*values: str | None) -> tuple[str, ...]:
+    return tuple(value for value in values if value)
 
 
 def _secret(reference: str, failure: type[Failure]) -> str:
@@ -353,14 +432,17 @@ def _secret(reference: str, failure: type[Failure]) -> str:
         raise failure(f"the password: {exc}") from None
 
 
-def _safe_names(names: list[str]) -> list[str]:
-    """Names a server listed, checked as configured ones are: each becomes an argument and a
-    file name, so none may look like an option or a path."""
+def _safe_names(names: list[str], server: PostgreSQL | MariaDB) -> list[str]:
+    """The databases a server listed, less the drills' scratch database, checked as
+    configured ones are: each becomes an argument and a file name, so none may look like an
+    option or a path."""
+    names = [name for name in names if name != server.scratch_database]
     odd = [name for name in names if not re.fullmatch(DATABASE_PATTERN, name)]
     if odd:
         raise DumpFailed(
-            f"cannot dump database(s) {', '.join(map(repr, odd))} safely by name: list the "
-            "databases to dump instead of all"
+            f"cannot dump database(s) {', '.join(map(repr, odd))} by name safely (a name "
+            "must be letters, digits and _.$-, at most 63): rename them, or dump them with a "
+            "command source"
         )
     return names
 

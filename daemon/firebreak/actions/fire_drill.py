@@ -60,7 +60,7 @@ def fire_drill(
             if source.dump_kind is not None:
                 # A dump has no live files to compare with: its own tools prove it.
                 try:
-                    drill.proven = prove_dump(source, target, cancel)
+                    drill.proven = prove_dump(source, target, rt.locks_dir, cancel)
                 except Failure as exc:
                     drill.error = f"restored from {restored.site}, but {exc.message}"
         drill.seconds = time.monotonic() - started

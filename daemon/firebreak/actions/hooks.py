@@ -13,12 +13,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from firebreak.actions.programs import failure_of
 from firebreak.config.hooks import Hook, HookCommand, as_command
-from firebreak.humanize import format_seconds
 from firebreak.outcomes import Failure, HookFailed, Interrupted, Status
 from firebreak.restic import runner
 from firebreak.restic.commands import inherited
-from firebreak.restic.result import ResticResult, StopReason
+from firebreak.restic.result import ResticResult
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,7 @@ def _run_one(
     except HookFailed as exc:
         return HookFailed(f"{name}: {exc.message}")
     _log_output(context.source, name, result)
-    if result.stop_reason is StopReason.CANCELLED:
-        return Interrupted(f"{name}: stopped on request")
-    if result.stop_reason is StopReason.TIMEOUT:
-        return HookFailed(f"{name} did not end within its timeout of {format_seconds(timeout)}")
-    if result.exit_code != 0:
-        said = next((line for line in reversed(result.stderr_tail) if line.strip()), "")
-        detail = f": {said}" if said else ""
-        return HookFailed(f"{name} exited {result.exit_code}{detail}")
-    return None
+    return failure_of(result, name, HookFailed)
 
 
 def _log_output(source: str, name: str, result: ResticResult) -> None:

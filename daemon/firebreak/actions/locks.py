@@ -5,6 +5,9 @@ The lock is ``flock`` on ``STATE_DIR/locks/SITE.lock``: the daemon's cycles and 
 run waits for the daemon's run on the same site, and the other way round. The file holds the
 owner's pid and what it runs, for the "waiting for" message. Hosts that share a repository are
 not coordinated by this lock.
+
+The same kind of lock, in folders of their own under ``STATE_DIR/locks``, keeps two cycles of
+one dump source out of each other's stage, and two drills out of one scratch database.
 """
 
 from __future__ import annotations
@@ -40,15 +43,36 @@ def site_lock(
                     raise LockWaitCancelled(f"stopped while waiting for site {site}")
                 if cancel is None:
                     threading.Event().wait(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}: {purpose}\n".encode(), 0)
-        try:
+        with _held(fd, purpose):
             yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def if_free(locks_dir: Path, name: str, purpose: str) -> Iterator[bool]:
+    """The lock if nobody holds it, without waiting: yields whether it was taken."""
+    locks_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd = os.open(locks_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        if not _try_lock(fd):
+            yield False
+            return
+        with _held(fd, purpose):
+            yield True
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _held(fd: int, purpose: str) -> Iterator[None]:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}: {purpose}\n".encode(), 0)
+    try:
+        yield
+    finally:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _try_lock(fd: int) -> bool:

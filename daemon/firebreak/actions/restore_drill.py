@@ -95,7 +95,7 @@ def _drill(
     try:
         trouble = _verify(rt, access, snapshot, paths, scratch, cancel)
         if trouble is None and dump:
-            proven = prove_dump(rt.config.sources[source], scratch, cancel)
+            proven = prove_dump(rt.config.sources[source], scratch, rt.locks_dir, cancel)
     except Failure as exc:  # what the dump's own tools said
         trouble = RunOutcome.failed(exc)
     finally:

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from firebreak.config.durations import DURATION_PATTERN, format_duration, parse_duration
+from firebreak.config.references import file_problem
 
 
 class Strict(BaseModel):
@@ -66,3 +67,15 @@ def base_dir(info: ValidationInfo) -> Path:
 def absolute(path: Path, info: ValidationInfo) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else base_dir(info) / path
+
+
+def readable_file(value: Path | None, info: ValidationInfo) -> Path | None:
+    """A file the config names, made absolute (relative to the config file) and, when the
+    config is checked, readable."""
+    if value is None:
+        return None
+    path = absolute(value, info)
+    why = file_problem(path) if checking(info) else None
+    if why:
+        raise ValueError(why)
+    return path

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from firebreak.config.base import Strict, absolute, checking
-from firebreak.config.references import ENV_ONLY, check_reference, file_problem
+from firebreak.config.base import Strict, checking, readable_file
+from firebreak.config.references import ENV_ONLY, check_reference
 
 # A database name firebreak puts in a file name and on a command line: no path, no option.
 DATABASE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}$"
@@ -36,8 +36,9 @@ class _Server(Strict):
         default=None,
         description=(
             "The password as an ${ENV_VAR} or file: reference, handed to the dump program "
-            "through its environment or a private option file, never its arguments. Prefer "
-            "the server's own files (passfile, defaults_file) or peer authentication."
+            "in its environment (PostgreSQL) or an option file on a pipe (MariaDB): never in "
+            "its arguments, never on disk. Prefer the server's own files (passfile, "
+            "defaults_file) or peer authentication."
         ),
     )
     scratch_database: Database | None = Field(
@@ -92,16 +93,7 @@ class PostgreSQL(_Server):
         ),
     )
 
-    @field_validator("passfile")
-    @classmethod
-    def _passfile(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        path = absolute(value, info)
-        why = file_problem(path) if checking(info) else None
-        if why:
-            raise ValueError(why)
-        return path
+    _passfile = field_validator("passfile")(lambda value, info: readable_file(value, info))
 
     @property
     def with_globals(self) -> bool:
@@ -122,16 +114,9 @@ class MariaDB(_Server):
         examples=["/etc/firebreak/mariadb.cnf"],
     )
 
-    @field_validator("defaults_file")
-    @classmethod
-    def _defaults_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        path = absolute(value, info)
-        why = file_problem(path) if checking(info) else None
-        if why:
-            raise ValueError(why)
-        return path
+    _defaults_file = field_validator("defaults_file")(
+        lambda value, info: readable_file(value, info)
+    )
 
 
 class SQLite(Strict):
@@ -140,14 +125,7 @@ class SQLite(Strict):
 
     path: Path = Field(description="The database file; relative to this file.")
 
-    @field_validator("path")
-    @classmethod
-    def _database(cls, value: Path, info: ValidationInfo) -> Path:
-        path = absolute(value, info)
-        why = file_problem(path) if checking(info) else None
-        if why:
-            raise ValueError(why)
-        return path
+    _database = field_validator("path")(lambda value, info: readable_file(value, info))
 
 
 DumpKind = Literal["postgresql", "mariadb", "sqlite", "command"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -46,7 +47,7 @@ class HookCommand(Strict):
         return tuple(self.argv)
 
 
-Hook = list[str] | HookCommand
+Hook = Annotated[list[str], Field(min_length=1)] | HookCommand
 
 
 def as_command(hook: Hook) -> HookCommand:

@@ -125,7 +125,7 @@ def parse_config(
             data, context={"base_dir": base_dir, "check_environment": check_environment}
         )
     except ValidationError as exc:
-        problems += _from_pydantic(exc)
+        problems += _from_pydantic(exc, data)
     if config is not None:
         problems += _loosened_placement(config)
     if problems:
@@ -170,12 +170,10 @@ _OPENED = {
 }
 
 
-def _from_pydantic(error: ValidationError) -> Iterable[Problem]:
+def _from_pydantic(error: ValidationError, data: object) -> Iterable[Problem]:
     found: dict[Loc, list[tuple[str, str]]] = {}
     for item in error.errors(include_url=False):
-        # A value that may take several forms (a list or a mapping) fails in each of them:
-        # pydantic names the form in the location, which means nothing in the YAML.
-        loc: Loc = tuple(part for part in item["loc"] if part != "[key]" and not _is_form(part))
+        loc = _yaml_path(item["loc"], data)
         kind = item["type"]
         message = item["msg"]
         if kind == "missing":
@@ -205,6 +203,31 @@ _WRONG_SHAPE = frozenset(
     {"list_type", "dict_type", "model_type", "model_attributes_type"}
     | {"string_type", "literal_error"}
 )
+
+
+def _yaml_path(loc: Loc, data: object) -> Loc:
+    """pydantic's location as a path through the YAML. A value that may take several forms
+    (a list or a mapping) fails in each of them, and pydantic names the form in the location,
+    which means nothing in the YAML: such a part is dropped, unless the YAML has a key of
+    that name there (a source may be called anything)."""
+    path: list[str | int] = []
+    at: object = data
+    for part in loc:
+        found, inside = _inside(at, part)
+        if not found and (part == "[key]" or _is_form(part)):
+            continue
+        at = inside
+        path.append(part)
+    return tuple(path)
+
+
+def _inside(value: object, part: str | int) -> tuple[bool, object]:
+    """Whether the YAML value has this key (or index), and what it holds there."""
+    if isinstance(value, dict) and part in value:
+        return True, value[part]
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return True, value[part]
+    return False, None
 
 
 def _is_form(part: str | int) -> bool:

@@ -19,13 +19,13 @@ from firebreak.config.base import (
     absolute,
     base_dir,
     checking,
+    readable_file,
 )
 from firebreak.config.references import (
     ENV_ONLY,
     FILE_PREFIX,
     SecretReaders,
     check_reference,
-    file_problem,
     file_reference_path,
     is_file_reference,
     missing_variables,
@@ -187,13 +187,7 @@ class Site(Strict):
     @field_validator("password_file")
     @classmethod
     def _password_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        path = absolute(value, info)
-        why = file_problem(path) if checking(info) else None
-        if why:
-            raise ValueError(why)
-        return path
+        return readable_file(value, info)
 
     @field_validator("password")
     @classmethod

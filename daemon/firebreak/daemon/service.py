@@ -23,6 +23,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from firebreak.actions.dumps import remove_leftover_stages
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
@@ -76,6 +77,7 @@ class Daemon:
                 run.site,
             )
             self.rt.needs_unlock.add(run.site)
+        remove_leftover_stages(self.rt)
         try:
             self.metrics = serve(
                 config.metrics,

@@ -216,6 +216,22 @@ def test_each_bad_value_names_its_file_line_and_path(
     assert line.isdigit(), f"no line number in {matching[0]}"
 
 
+def test_a_source_named_like_a_form_of_a_value_keeps_its_name(tmp_path: Path) -> None:
+    # pydantic names a value's forms (a model class, list[str]) in its locations, and the
+    # loader drops them: but not a key the YAML has, whatever it is called.
+    data = _config()
+    data["sources"] = {
+        "PostgreSQL": {"paths": ["/var/www"], "sites": ["gra", "fra"], "max_age": "2"},
+        "list[str]": {"paths": ["/var/www"], "sites": ["gra", "fra"], "hooks": {"after": [[]]}},
+    }
+    problems = _problems(tmp_path, data)
+    assert any(": sources.PostgreSQL.max_age: " in p for p in problems), problems
+    # An empty hook is refused, at its place under the source's own odd name.
+    assert any("sources.list[str].hooks.after[0]" in p and "at least 1" in p for p in problems), (
+        problems
+    )
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     data = _config()
     data["sites"]["gra"] = {**GOOD_SITE, "password_file": "nope", "init": "x"}
