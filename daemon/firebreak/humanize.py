@@ -35,3 +35,13 @@ def format_bytes(value: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 site``, ``3 sites``, ``0 sites`` (``many`` where adding an s is wrong)."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def short_id(snapshot_id: str | None) -> str:
+    """A snapshot id as restic shows it in tables (its first 8 hex digits)."""
+    return snapshot_id[:8] if snapshot_id else "-"

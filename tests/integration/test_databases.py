@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from firebreak.actions.dump_drill import scratch_lock
-from firebreak.config.dumps import MariaDB
 from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.mounts import tmpfs
@@ -262,7 +261,7 @@ def test_a_mariadb_database_is_dumped_consistently_restored_and_loaded(
     drill = firebreak(config, "drill", "shop", "--site", "c")
     assert drill.returncode == 0, drill.stdout + drill.stderr
     assert (
-        f"{shop_database}.sql complete, loaded into {shop_database}_drill: 1 tables, 3000 rows"
+        f"{shop_database}.sql complete, loaded into {shop_database}_drill: 1 table, 3000 rows"
         in drill.stdout
     )
 
@@ -307,7 +306,7 @@ def test_an_sqlite_database_being_written_is_copied_whole(setup: Setup) -> None:
         assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert copy.execute("SELECT count(*) FROM notes").fetchone()[0] >= 20000
     drill = firebreak(config, "drill", "notes", "--site", "a")
-    assert drill.returncode == 0 and "notes.db intact: 1 tables, " in drill.stdout
+    assert drill.returncode == 0 and "notes.db intact: 1 table, " in drill.stdout
 
 
 def test_a_command_runs_once_per_cycle_and_a_dead_site_does_not_stop_the_others(
@@ -513,18 +512,23 @@ def test_passwords_reach_the_servers_but_never_argv_a_file_or_the_output(
             },
         )
         config = setup.write()
+        # A ~/.my.cnf with another password must not win over the config's.
+        home = setup.dir / "home"
+        home.mkdir()
+        (home / ".my.cnf").write_text("[client]\npassword=not-the-one\n")
+        env = dict(os.environ, HOME=str(home))
         with _Watcher(secret, setup.dir / "state") as watcher:
             outputs = [
-                firebreak(config, "backup", "pg"),
-                firebreak(config, "backup", "shop"),
-                firebreak(config, "drill", "shop", "--site", "a"),
+                firebreak(config, "backup", "pg", env=env),
+                firebreak(config, "backup", "shop", env=env),
+                firebreak(config, "drill", "shop", "--site", "a", env=env),
             ]
         for done in outputs:
             assert done.returncode == 0, done.stdout + done.stderr
             assert secret not in done.stdout + done.stderr
         assert watcher.piped > 0, "the watcher never saw a MariaDB program"
         assert watcher.seen == []
-        assert "1 tables, 3000 rows" in outputs[2].stdout
+        assert "1 table, 3000 rows" in outputs[2].stdout
         # A wrong password is the server's refusal, in words, and still no secret.
         password.write_text("not-it\n")
         refused = firebreak(config, "backup", "shop")
@@ -622,13 +626,16 @@ def test_drills_that_share_a_scratch_database_take_turns(setup: Setup, shop_data
     for source in ("shop", "shop-copy"):
         assert firebreak(config, "backup", source).returncode == 0
     command = [sys.executable, "-m", "firebreak", "-c", str(config), "drill"]
-    # While something else holds the scratch database, a drill waits for it.
-    held = MariaDB.model_validate(server)
+    # While something else holds the scratch database, a drill waits for it, and holds
+    # neither its site nor a run slot meanwhile: the site's backups go on.
+    held = setup.load().sources["shop-copy"]
     with scratch_lock(setup.dir / "state" / "locks", held, None):
         waiting = subprocess.Popen(
             [*command, "shop", "--site", "a"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        time.sleep(6)  # a drill of this size takes about 2 s
+        time.sleep(3)
+        backup = firebreak(config, "backup", "shop", "--site", "a", timeout=60)
+        assert backup.returncode == 0, backup.stdout + backup.stderr
         assert waiting.poll() is None, waiting.communicate()
     out, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, out + err
@@ -641,4 +648,4 @@ def test_drills_that_share_a_scratch_database_take_turns(setup: Setup, shop_data
     outputs = [drill.communicate(timeout=300)[0] for drill in drills]
     assert [drill.returncode for drill in drills] == [0] * 4, outputs
     for output in outputs:
-        assert "1 tables, 3000 rows" in output, output
+        assert "1 table, 3000 rows" in output, output

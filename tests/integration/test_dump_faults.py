@@ -125,8 +125,11 @@ def test_a_daemon_stopped_mid_dump_runs_its_after_hooks_and_a_killed_one_leaves_
         command=hangs,
         stdin_filename="out",
         schedule="0 3 * * *",  # never run before: caught up at start
-        hooks={"after": [[str(record)]], "on_failure": [[str(record)]]},
+        # The second after hook outlives the daemon's grace: it is stopped, and the failure
+        # hook after it is not started, so the daemon still stops in time.
+        hooks={"after": [[str(record)], ["sleep", "600"]], "on_failure": [[str(record)]]},
     )
+    setup.top["daemon"] = {"shutdown_grace": "3s"}
     stage = setup.dir / "state" / "dumps" / "app"
 
     # Stopped: the dump is stopped, the stage removed, the run interrupted, and the after
@@ -136,8 +139,11 @@ def test_a_daemon_stopped_mid_dump_runs_its_after_hooks_and_a_killed_one_leaves_
     daemon.ready()
     daemon.wait_for("the dump to run", running.exists)
     assert (stage / "out").exists()
+    stopping = time.monotonic()
     assert daemon.stop() == 0
-    assert journal.read_text().splitlines() == ["after interrupted", "on_failure interrupted"]
+    assert time.monotonic() - stopping < 3 + 10 + 5  # grace, the hook's SIGINT, a margin
+    assert journal.read_text().splitlines() == ["after interrupted"]
+    assert "on_failure hook 1 and after: not run, firebreak is stopping" in daemon.log()
     assert not stage.exists()
     [run] = setup.runs()
     assert (run.status, run.error_class) == (Status.INTERRUPTED, "Interrupted")

@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 
-def firebreak(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def firebreak(
+    config: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "firebreak", "-c", str(config), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )

@@ -101,28 +101,20 @@ def run_cycle(
         notifier.started(source_name)
     hooks = source.hooks.effective(rt.config.hooks) if source.hooks else rt.config.hooks
     context = HookContext(source_name, cycle_id, names)
-    try:
-        _back_up_everywhere(rt, source_name, names, cycle_id, hooks, context, cancel, retry)
-    except BaseException as exc:
-        # A failure in firebreak itself: every site it left without a run gets one, so the
-        # cycle is recorded as failed there; the after hooks run even if that fails too.
-        crash: Failure = InternalError(f"{type(exc).__name__} in firebreak")
-        if isinstance(exc, KeyboardInterrupt):
-            crash = Interrupted("stopped by an interrupt (Ctrl-C)")
-        else:
-            log.exception("cycle %d of %s: %s", cycle_id, source_name, crash.message)
-        ended = replace(context, outcome=crash.status, failed_sites=names)
+    # The after hooks undo what the before hooks did: they run whatever happens below, and
+    # a stop gives them shutdown_grace counted from the moment it began (followed from now).
+    with _grace(cancel, rt.kill_grace) as hooks_cancel:
+        ended = replace(context, outcome=Status.FAILED, failed_sites=names)
         try:
-            _record_unrun(rt, source_name, names, cycle_id, crash)
-            report = _finished(rt, source_name, names, cycle_id)
+            report = _back_up_and_record(
+                rt, source_name, names, cycle_id, hooks, context, cancel, retry
+            )
             ended = replace(context, outcome=report.status, failed_sites=report.failed_sites)
+        except KeyboardInterrupt:
+            ended = replace(context, outcome=Status.INTERRUPTED)
+            raise
         finally:
-            _after(rt, hooks, ended, cancel)
-        raise
-    report = _finished(rt, source_name, names, cycle_id)
-    _after(
-        rt, hooks, replace(context, outcome=report.status, failed_sites=report.failed_sites), cancel
-    )
+            _after(hooks, ended, hooks_cancel)
     if notifier is not None and report.status != Status.INTERRUPTED:
         previous = previous_cycle_status(rt.engine, source_name, cycle_id)
         notifier.finished(source_name, report.status, report.failed_sites, len(names), previous)
@@ -135,6 +127,32 @@ def run_cycle(
         len(names),
     )
     return report
+
+
+def _back_up_and_record(
+    rt: Runtime,
+    source_name: str,
+    names: list[str],
+    cycle_id: int,
+    hooks: Hooks,
+    context: HookContext,
+    cancel: threading.Event | None,
+    retry: RetryPlan | None,
+) -> CycleReport:
+    try:
+        _back_up_everywhere(rt, source_name, names, cycle_id, hooks, context, cancel, retry)
+    except BaseException as exc:
+        # A failure in firebreak itself: every site it left without a run gets one, so the
+        # cycle is recorded as failed there.
+        crash: Failure = InternalError(f"{type(exc).__name__} in firebreak")
+        if isinstance(exc, KeyboardInterrupt):
+            crash = Interrupted("stopped by an interrupt (Ctrl-C)")
+        else:
+            log.exception("cycle %d of %s: %s", cycle_id, source_name, crash.message)
+        _record_unrun(rt, source_name, names, cycle_id, crash)
+        _finished(rt, source_name, names, cycle_id)
+        raise
+    return _finished(rt, source_name, names, cycle_id)
 
 
 def _finished(rt: Runtime, source_name: str, names: list[str], cycle_id: int) -> CycleReport:
@@ -162,14 +180,11 @@ def _record_unrun(
             not_run(rt, source_name, name, Operation.BACKUP, cycle_id, failure)
 
 
-def _after(rt: Runtime, hooks: Hooks, ended: HookContext, cancel: threading.Event | None) -> None:
-    """The after hooks, then the failure hooks if the cycle did not succeed. They undo what
-    the before hooks did (thaw an application), so a stop does not cut them off at once: they
-    get the daemon's shutdown_grace from the moment it began to stop."""
-    with _grace(cancel, rt.kill_grace) as stop:
-        run_hooks("after", hooks.after or [], ended, stop)
-        if ended.outcome != Status.SUCCESS:
-            run_hooks("on_failure", hooks.on_failure or [], ended, stop)
+def _after(hooks: Hooks, ended: HookContext, cancel: threading.Event | None) -> None:
+    """The after hooks, then the failure hooks if the cycle did not succeed."""
+    run_hooks("after", hooks.after or [], ended, cancel)
+    if ended.outcome != Status.SUCCESS:
+        run_hooks("on_failure", hooks.on_failure or [], ended, cancel)
 
 
 @contextmanager
@@ -242,7 +257,12 @@ def _back_up_everywhere(
                 )
                 for name in names
             ]
+            crashed = False
             for future in futures:
                 crash = future.exception()
                 if crash is not None:
+                    crashed = True
                     log.error("cycle %d: a site run crashed: %r", cycle_id, crash, exc_info=crash)
+        if crashed:  # a site whose thread failed before its run was recorded gets one
+            failure = InternalError("firebreak failed before this site's run started")
+            _record_unrun(rt, source_name, names, cycle_id, failure)

@@ -11,7 +11,6 @@ stopped at a limit. Drills of every source that names the same scratch database 
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -25,13 +24,13 @@ from firebreak.actions.dumps import (
     program,
     readonly_uri,
 )
-from firebreak.actions.locks import LockWaitCancelled, site_lock
+from firebreak.actions.locks import site_lock
 from firebreak.actions.programs import failure_of
 from firebreak.config.dumps import MariaDB, PostgreSQL
 from firebreak.config.model import Source
+from firebreak.humanize import plural
 from firebreak.outcomes import DrillFailed, DrillScratchFailed, Failure, Interrupted
 from firebreak.restic import runner
-from firebreak.restic.commands import inherited
 from firebreak.restic.result import ResticResult, StopReason
 
 DRILL_TIMEOUT = 6 * 3600.0
@@ -49,12 +48,11 @@ MARIADB_TABLES = (
 )
 
 
-def prove_dump(
-    source: Source, restored: Path, locks_dir: Path, cancel: threading.Event | None
-) -> str:
+def prove_dump(source: Source, restored: Path, cancel: threading.Event | None) -> str:
     """What the drill proved of the dump files restored into ``restored``, in words; raises
-    DrillFailed, DrillScratchFailed or Interrupted when it could not."""
-    proof = _Proof(restored, locks_dir, cancel)
+    DrillFailed, DrillScratchFailed or Interrupted when it could not. The caller holds
+    scratch_lock."""
+    proof = _Proof(restored, cancel)
     if source.postgresql is not None:
         return proof.postgresql(source.postgresql)
     if source.mariadb is not None:
@@ -65,34 +63,27 @@ def prove_dump(
 
 
 @contextmanager
-def scratch_lock(
-    locks_dir: Path, server: PostgreSQL | MariaDB, cancel: threading.Event | None
-) -> Iterator[None]:
-    """The server's scratch database to one drill alone, while it loads and counts: drills of
-    several sources, or of one source at several sites, may name the same one."""
-    where = "\0".join(
-        str(part)
-        for part in (
-            type(server).__name__,
-            server.host,
-            server.port,
-            getattr(server, "socket", None),
-            server.scratch_database,
-        )
-    )
+def scratch_lock(locks_dir: Path, source: Source, cancel: threading.Event | None) -> Iterator[None]:
+    """The source's scratch database to one drill alone (nothing for a source without one).
+    Drills of several sources, or of one source at several sites, may name the same one: a
+    drill takes this before its site's lock and a run slot, so one waiting for the scratch
+    database holds neither. Keyed by the kind and the name alone (a server may be spelled in
+    several ways), so drills of two servers' same-named scratch databases take turns too.
+    Raises LockWaitCancelled when stopped while waiting."""
+    server = source.postgresql or source.mariadb
+    if server is None or server.scratch_database is None:
+        yield
+        return
+    where = f"{type(server).__name__}\0{server.scratch_database}"
     name = hashlib.sha256(where.encode()).hexdigest()[:16]
     purpose = f"drill loading into {server.scratch_database}"
-    try:
-        with site_lock(locks_dir / "scratch", name, purpose, cancel):
-            yield
-    except LockWaitCancelled:
-        raise Interrupted("the drill was stopped on request") from None
+    with site_lock(locks_dir / "scratch", name, purpose, cancel):
+        yield
 
 
 class _Proof:
-    def __init__(self, restored: Path, locks_dir: Path, cancel: threading.Event | None) -> None:
+    def __init__(self, restored: Path, cancel: threading.Event | None) -> None:
         self.restored = restored
-        self.locks_dir = locks_dir
         self.cancel = cancel
 
     def postgresql(self, server: PostgreSQL) -> str:
@@ -109,37 +100,36 @@ class _Proof:
             if scratch is None:
                 continue
             psql = ("psql", *connect, "--no-password", "--no-psqlrc", "-v", "ON_ERROR_STOP=1")
-            with scratch_lock(self.locks_dir, server, self.cancel):
-                for statement in (
-                    f'DROP DATABASE IF EXISTS "{scratch}"',
-                    f'CREATE DATABASE "{scratch}"',
-                ):
-                    self._run((*psql, "--command", statement, "postgres"), env, secrets=secrets)
-                try:
-                    load = (
-                        "pg_restore",
-                        *connect,
-                        "--no-password",
-                        "--no-owner",
-                        "--no-privileges",
-                        "--exit-on-error",
-                        f"--dbname={scratch}",
-                        str(dump),
-                    )
-                    self._run(load, env, what=f"loading {dump.name}", secrets=secrets)
-                    count = (
-                        *psql,
-                        "--no-align",
-                        "--tuples-only",
-                        "--field-separator= ",
-                        "--command",
-                        POSTGRESQL_ROWS,
-                        scratch,
-                    )
-                    counted = self._run(count, env, secrets=secrets)
-                finally:
-                    drop = (*psql, "--command", f'DROP DATABASE IF EXISTS "{scratch}"', "postgres")
-                    self._run(drop, env, check=False, secrets=secrets)
+            for statement in (
+                f'DROP DATABASE IF EXISTS "{scratch}"',
+                f'CREATE DATABASE "{scratch}"',
+            ):
+                self._run((*psql, "--command", statement, "postgres"), env, secrets=secrets)
+            try:
+                load = (
+                    "pg_restore",
+                    *connect,
+                    "--no-password",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--exit-on-error",
+                    f"--dbname={scratch}",
+                    str(dump),
+                )
+                self._run(load, env, what=f"loading {dump.name}", secrets=secrets)
+                count = (
+                    *psql,
+                    "--no-align",
+                    "--tuples-only",
+                    "--field-separator= ",
+                    "--command",
+                    POSTGRESQL_ROWS,
+                    scratch,
+                )
+                counted = self._run(count, env, secrets=secrets)
+            finally:
+                drop = (*psql, "--command", f'DROP DATABASE IF EXISTS "{scratch}"', "postgres")
+                self._run(drop, env, check=False, secrets=secrets)
             said[-1] += f", loaded into {scratch}: {_tables_and_rows(counted)}"
         if not said:
             raise DrillFailed("the snapshot holds no .pgdump file")
@@ -147,7 +137,6 @@ class _Proof:
 
     def mariadb(self, server: MariaDB) -> str:
         client = program("mariadb", "mysql")
-        env = inherited(os.environ)
         said = []
         for dump in sorted(self.restored.glob("*.sql")):
             with dump.open("rb") as handle:
@@ -159,25 +148,24 @@ class _Proof:
             if scratch is None:
                 continue
             login = MariaDBLogin(server, DrillScratchFailed)
+            env = login.env()
             base = (client, *login.args, "--batch", "--skip-column-names")
-            with scratch_lock(self.locks_dir, server, self.cancel):
-                renew = f"DROP DATABASE IF EXISTS `{scratch}`; CREATE DATABASE `{scratch}`"
-                self._run((*base, "--execute", renew), env, login=login)
-                try:
-                    self._run(
-                        (*base, scratch), env, stdin=dump, login=login, what=f"loading {dump.name}"
-                    )
-                    listed = self._run(
-                        (*base, "--execute", MARIADB_TABLES, scratch), env, login=login
-                    )
-                    tables = [line.strip() for line in listed.stdout_lines if line.strip()]
-                    query = _mariadb_row_count(tables)
-                    counted = self._run((*base, "--execute", query, scratch), env, login=login)
-                finally:
-                    drop = f"DROP DATABASE IF EXISTS `{scratch}`"
-                    self._run((*base, "--execute", drop), env, check=False, login=login)
+            renew = f"DROP DATABASE IF EXISTS `{scratch}`; CREATE DATABASE `{scratch}`"
+            self._run((*base, "--execute", renew), env, login=login)
+            try:
+                self._run(
+                    (*base, scratch), env, stdin=dump, login=login, what=f"loading {dump.name}"
+                )
+                listed = self._run((*base, "--execute", MARIADB_TABLES, scratch), env, login=login)
+                tables = [line.strip() for line in listed.stdout_lines if line.strip()]
+                query = _mariadb_row_count(tables)
+                counted = self._run((*base, "--execute", query, scratch), env, login=login)
+            finally:
+                drop = f"DROP DATABASE IF EXISTS `{scratch}`"
+                self._run((*base, "--execute", drop), env, check=False, login=login)
             rows = " ".join(counted.stdout_lines).strip() or "?"
-            said[-1] += f", loaded into {scratch}: {len(tables)} tables, {rows} rows"
+            counts = f"{plural(len(tables), 'table')}, {rows} {_noun(rows, 'row')}"
+            said[-1] += f", loaded into {scratch}: {counts}"
         if not said:
             raise DrillFailed("the snapshot holds no .sql file")
         return "; ".join(said)
@@ -201,7 +189,7 @@ class _Proof:
                 )
         except sqlite3.Error as exc:
             raise DrillFailed(f"{database.name} cannot be read as a database: {exc}") from None
-        return f"{database.name} intact: {len(tables)} tables, {rows} rows"
+        return f"{database.name} intact: {plural(len(tables), 'table')}, {plural(rows, 'row')}"
 
     def _run(
         self,
@@ -241,7 +229,8 @@ class _Proof:
 
 def _tables_and_rows(counted: ResticResult) -> str:
     words = [*" ".join(counted.stdout_lines).split(), "?", "?"]
-    return f"{words[0]} tables, {words[1]} rows"
+    tables, rows = words[0], words[1]
+    return f"{tables} {_noun(tables, 'table')}, {rows} {_noun(rows, 'row')}"
 
 
 def _mariadb_row_count(tables: list[str]) -> str:
@@ -259,3 +248,8 @@ def _mariadb_row_count(tables: list[str]) -> str:
 def _sqlite_name(name: str) -> str:
     """A table's name as an SQLite identifier, whatever it holds."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _noun(count: str, word: str) -> str:
+    """A noun after a count a database printed (``?`` when it printed none)."""
+    return word if count == "1" else word + "s"

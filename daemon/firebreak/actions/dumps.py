@@ -31,7 +31,7 @@ from firebreak.config.dumps import DATABASE_PATTERN, MariaDB, PostgreSQL, SQLite
 from firebreak.config.model import Source
 from firebreak.config.references import UnresolvedReference, resolve
 from firebreak.history.records import last_processed_bytes
-from firebreak.humanize import format_bytes, format_seconds
+from firebreak.humanize import format_bytes, format_seconds, plural
 from firebreak.outcomes import DumpFailed, Failure, Interrupted
 from firebreak.restic import runner
 from firebreak.restic.commands import inherited
@@ -47,17 +47,49 @@ DUMP_KILL_GRACE = 10.0
 MARIADB_SYSTEM = ("information_schema", "performance_schema", "mysql", "sys")
 # SQLite's online backup, in a process of its own so that the dump's timeout, stall timeout
 # and a stop on request apply to it as to every dump program. One step: the copy is of one
-# moment, and a busy database cannot make it start over and over.
+# moment, and a busy database cannot make it start over and over. Read-only: a WAL database
+# needs its -shm file, which this user may not be able to create (the application's
+# directory is not writable by the service): when the application is stopped and has left no
+# -wal, the file alone is the database, and it is read without SQLite's locking, checked
+# unchanged after; else the error says what to grant.
 SQLITE_BACKUP = """
-import sqlite3, sys
+import os, sqlite3, sys
+uri, target, path = sys.argv[1:4]
+
+def copy(source_uri):
+    source = sqlite3.connect(source_uri, uri=True, timeout=60)
+    try:
+        with sqlite3.connect(target) as out:
+            source.backup(out, pages=-1)
+        out.close()
+    finally:
+        source.close()
+
+def unchanged():
+    found = os.stat(path)
+    return found.st_size, found.st_mtime_ns
+
 try:
-    source = sqlite3.connect(sys.argv[1], uri=True, timeout=60)
-    with sqlite3.connect(sys.argv[2]) as copy:
-        source.backup(copy, pages=-1)
-    copy.close()
-    source.close()
+    try:
+        copy(uri)
+    except sqlite3.OperationalError as exc:
+        wal = path + "-wal"
+        if "readonly" not in str(exc) and "unable to open" not in str(exc):
+            raise
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            sys.exit(
+                f"{path} is in WAL mode and this user cannot create its -shm file: give it "
+                "write access to the database's directory, or stop the application first "
+                "(a before hook) so that SQLite folds its -wal file back in"
+            )
+        if os.path.exists(target):
+            os.unlink(target)
+        before = unchanged()
+        copy(uri + "&immutable=1")
+        if unchanged() != before or os.path.exists(wal):
+            sys.exit(f"{path} was written while it was read without SQLite's locking")
 except sqlite3.Error as exc:
-    sys.exit(f"{sys.argv[3]}: {exc}")
+    sys.exit(f"{path}: {exc}")
 """
 
 
@@ -86,7 +118,7 @@ def staged_dump(
             try:
                 stage.mkdir(parents=True, mode=0o700)
                 _check_space(rt.engine, source_name, stage)
-                Dumper(rt, source, stage, cancel).dump()
+                Dumper(source, stage, cancel).dump()
                 yield stage
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
@@ -124,10 +156,7 @@ def _check_space(engine: Engine, source: str, stage: Path) -> None:
 class Dumper:
     """Writes one source's dump files into its stage, by kind."""
 
-    def __init__(
-        self, rt: Runtime, source: Source, stage: Path, cancel: threading.Event | None
-    ) -> None:
-        self.rt = rt
+    def __init__(self, source: Source, stage: Path, cancel: threading.Event | None) -> None:
         self.source = source
         self.stage = stage
         self.cancel = cancel
@@ -225,6 +254,7 @@ class Dumper:
                     "SHOW DATABASES",
                 ),
                 "listing the databases",
+                env=login.env(),
                 login=login,
             )
             names = _safe_names(
@@ -242,6 +272,7 @@ class Dumper:
                     *login.args,
                     "--single-transaction",
                     "--quick",
+                    "--comments",  # its last line says the dump completed: drills read it
                     "--routines",
                     "--events",
                     "--triggers",
@@ -249,6 +280,7 @@ class Dumper:
                     name,
                 ),
                 f"{dump} of {name}",
+                env=login.env(),
                 login=login,
             )
 
@@ -347,10 +379,10 @@ def load_instructions(source: Source, target: Path) -> list[str]:
     elif source.sqlite is not None:
         live = source.sqlite.path
         copy = q(str(target / live.name))
-        wal = q(f"{live}-wal")
-        shm = q(f"{live}-shm")
+        # A journal beside the old file belongs to it: SQLite would replay it into the copy.
+        journals = " ".join(q(f"{live}-{end}") for end in ("wal", "shm", "journal"))
         lines.append(
-            f"  stop what writes {live}, then:  rm -f {wal} {shm} && cp {copy} {q(str(live))}"
+            f"  stop what writes {live}, then:  rm -f {journals} && cp {copy} {q(str(live))}"
         )
     elif source.command is not None and source.stdin_filename is not None:
         lines.append(
@@ -407,6 +439,15 @@ class MariaDBLogin:
         elif server.defaults_file is not None:
             options = (f"--defaults-extra-file={server.defaults_file}",)
         self.args = (*options, *connection_args(server))
+        self.explicit = bool(options)
+
+    def env(self) -> dict[str, str]:
+        """The program's environment. With credentials in the config, no ~/.my.cnf: MariaDB
+        reads it after the option file, and a password there would win over the config's."""
+        env = inherited(os.environ)
+        if self.explicit:
+            env["HOME"] = "/nonexistent"  # as Debian's users without a home have it
+        return env
 
 
 def _option_value(value: str) -> str:
@@ -440,7 +481,8 @@ def _safe_names(names: list[str], server: PostgreSQL | MariaDB) -> list[str]:
     odd = [name for name in names if not re.fullmatch(DATABASE_PATTERN, name)]
     if odd:
         raise DumpFailed(
-            f"cannot dump database(s) {', '.join(map(repr, odd))} by name safely (a name "
+            f"cannot dump {plural(len(odd), 'database')} ({', '.join(map(repr, odd))}) by name "
+            "safely (a name "
             "must be letters, digits and _.$-, at most 63): rename them, or dump them with a "
             "command source"
         )

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firebreak.actions.dump_drill import prove_dump
+from firebreak.actions.dump_drill import prove_dump, scratch_lock
 from firebreak.actions.live_files import untouched_since
+from firebreak.actions.locks import LockWaitCancelled
 from firebreak.actions.restore import restore_source, snapshot_age
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
@@ -60,9 +61,12 @@ def fire_drill(
             if source.dump_kind is not None:
                 # A dump has no live files to compare with: its own tools prove it.
                 try:
-                    drill.proven = prove_dump(source, target, rt.locks_dir, cancel)
+                    with scratch_lock(rt.locks_dir, source, cancel):
+                        drill.proven = prove_dump(source, target, cancel)
                 except Failure as exc:
                     drill.error = f"restored from {restored.site}, but {exc.message}"
+                except LockWaitCancelled:
+                    drill.error = f"restored from {restored.site}, but stopped on request"
         drill.seconds = time.monotonic() - started
         shutil.rmtree(target, ignore_errors=True)
         results.append(drill)

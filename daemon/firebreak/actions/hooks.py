@@ -59,6 +59,14 @@ def run_hooks(
     and is returned (the cycle must not back up); after it, every hook runs and a failure is
     only logged. Returns None when nothing stopped the cycle."""
     for number, hook in enumerate(hooks, 1):
+        if cancel is not None and cancel.is_set():
+            log.warning(
+                "[%s] %s hook %d and after: not run, firebreak is stopping",
+                context.source,
+                phase,
+                number,
+            )
+            return Interrupted(f"{phase} hook {number}: not run, firebreak is stopping")
         failure = _run_one(phase, number, as_command(hook), context, cancel)
         if failure is None:
             continue

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from firebreak.actions.dump_drill import prove_dump
+from firebreak.actions.dump_drill import prove_dump, scratch_lock
 from firebreak.actions.live_files import untouched_since
-from firebreak.actions.operation import at_site, run_restic, source_snapshots
+from firebreak.actions.locks import LockWaitCancelled
+from firebreak.actions.operation import at_site, not_run, run_restic, source_snapshots
 from firebreak.actions.restore import READER_KILL_GRACE
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run
@@ -43,7 +44,11 @@ def drill_site(
     def drill(access: SiteAccess, run_log: RunLog) -> RunOutcome:
         return _drill(rt, source, access, run_log, cancel)
 
-    return at_site(rt, source, site_name, Operation.DRILL, drill, cancel=cancel)
+    try:
+        with scratch_lock(rt.locks_dir, rt.config.sources[source], cancel):
+            return at_site(rt, source, site_name, Operation.DRILL, drill, cancel=cancel)
+    except LockWaitCancelled as exc:
+        return not_run(rt, source, site_name, Operation.DRILL, None, Interrupted(str(exc)))
 
 
 class _Sample:
@@ -95,7 +100,7 @@ def _drill(
     try:
         trouble = _verify(rt, access, snapshot, paths, scratch, cancel)
         if trouble is None and dump:
-            proven = prove_dump(rt.config.sources[source], scratch, rt.locks_dir, cancel)
+            proven = prove_dump(rt.config.sources[source], scratch, cancel)
     except Failure as exc:  # what the dump's own tools said
         trouble = RunOutcome.failed(exc)
     finally:

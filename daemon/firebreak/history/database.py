@@ -177,9 +177,12 @@ def require_current(engine: Engine) -> None:
     lose); one at an older revision needs ``firebreak db upgrade``, an operator's decision,
     because on PostgreSQL several hosts may share it.
     """
+    if engine.dialect.name != "sqlite" and schema_state(engine).up_to_date:
+        return  # the usual case, without waiting for a fleet's lock
     with _migrating(engine):
         # Looked at while no other firebreak changes it: two commands started at once on a
-        # new history must not both create its tables.
+        # new history must not both create its tables. (SQLite looks only under the lock: a
+        # first connection to a history being created can find it locked.)
         state = schema_state(engine)
         if state.up_to_date:
             return
@@ -224,12 +227,18 @@ def _migrating(engine: Engine) -> Iterator[None]:
         finally:
             os.close(fd)
     elif engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
+        try:
+            connection = engine.connect()
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
             connection.commit()
-            try:
-                yield
-            finally:
+        except SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"cannot open the database {describe(engine)}: {_reason(exc)}"
+            ) from None
+        try:
+            yield
+        finally:
+            with connection:  # closing the session releases its advisory lock in any case
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
                 connection.commit()
     else:
