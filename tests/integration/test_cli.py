@@ -23,7 +23,7 @@ def test_validate_accepts_a_good_file_and_warns_about_what_is_odd(setup: Setup) 
     setup.source("www", ["a"], paths=[str(setup.source_dir), str(setup.dir / "later")])
     done = firebreak(setup.write(), "validate")
     assert done.returncode == 0, done.stderr
-    assert f"{setup.path}: valid (1 sources, 2 sites)" in done.stdout
+    assert f"{setup.path}: valid (1 source, 2 sites)" in done.stdout
     assert "sources.www.paths[1]" in done.stdout and "does not exist" in done.stdout
     assert "sites.unused: no source uses this site" in done.stdout
 
@@ -42,7 +42,7 @@ def test_validate_lists_every_problem_and_exits_2(setup: Setup) -> None:
     ), lines
     assert any("sites.a.init:" in line for line in lines)
     assert any("sources.www.sites[1]: unknown site 'b'" in line for line in lines)
-    assert lines[-1] == f"3 problem(s) in {setup.path}"
+    assert lines[-1] == f"error: 3 problems in {setup.path}"
     assert done.stdout == ""
 
 
@@ -77,6 +77,12 @@ def test_backup_status_snapshots_and_their_exit_codes(
     assert timedelta(0) < upcoming - datetime.now(UTC) <= timedelta(days=1)
     shown = firebreak(config, "status")
     assert "  next cycle: in " in shown.stdout and "(0 3 * * *)" in shown.stdout
+    # Read by a script (not a terminal): plain columns, short snapshot ids, plurals.
+    assert not set("─│┃━┏┡└╭") & set(shown.stdout), shown.stdout
+    [row] = [line.split() for line in shown.stdout.splitlines() if line.split()[:1] == ["a"]]
+    assert row[1] == "fresh" and len(www["sites"][0]["snapshot_id"][:8]) == 8
+    assert www["sites"][0]["snapshot_id"][:8] in row
+    assert "every source is safe (1 source)" in shown.stdout
     assert [site["site"] for site in www["sites"]] == ["a", "b", "r"]
     assert all(site["snapshot_id"] and site["fresh"] for site in www["sites"])
 
@@ -182,6 +188,17 @@ def test_status_without_any_history_says_so_and_creates_nothing(setup: Setup) ->
     assert done.returncode == 5
     assert f"no run history at {setup.dir / 'typo' / 'firebreak.db'} (database.url)" in done.stderr
     assert not (setup.dir / "typo").exists()
+    # A script reading --json's stdout learns why there is no answer.
+    as_json = firebreak(setup.write(), "status", "--json")
+    assert as_json.returncode == 5
+    error = json.loads(as_json.stdout)
+    assert error["exit_code"] == 5 and "no run history at" in error["error"]
+    setup.sources["www"]["max_age"] = "soon"
+    broken = firebreak(setup.write(), "status", "--json")
+    assert broken.returncode == 2
+    error = json.loads(broken.stdout)
+    assert error["error"] == f"1 problem in {setup.path}"
+    assert "sources.www.max_age" in error["problems"][0]
 
 
 def test_backup_refuses_a_config_that_breaks_the_placement_policy(setup: Setup) -> None:
@@ -240,4 +257,80 @@ def test_a_site_that_hangs_cannot_hold_snapshots_past_its_stall_timeout(setup: S
     assert process.returncode == 130, out + err
     assert time.monotonic() - stopped < 15
     assert "SIGINT: stopping restic" in err
+    assert not restic_processes(str(setup.dir))
+
+
+def test_under_journald_log_lines_carry_a_priority_and_no_timestamp_of_their_own(
+    setup: Setup,
+) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a"])
+    setup.source("web", ["b"])
+    config = setup.write()
+    stderr = setup.dir / "stderr"
+    for journal, source in ((False, "www"), (True, "web")):
+        with stderr.open("wb") as sink:
+            # What systemd sets when stderr is a stream to the journal: its device and inode.
+            found = os.fstat(sink.fileno())
+            env = dict(os.environ)
+            env.pop("JOURNAL_STREAM", None)
+            if journal:
+                env["JOURNAL_STREAM"] = f"{found.st_dev}:{found.st_ino}"
+            command = [sys.executable, "-m", "firebreak", "-c", str(config), "backup", source]
+            done = subprocess.run(command, stderr=sink, stdout=subprocess.DEVNULL, env=env)
+        assert done.returncode == 0
+        [line] = [x for x in stderr.read_text().splitlines() if "creating it" in x]
+        if journal:
+            assert line.startswith("<4>WARNING firebreak.actions.operation: [web → b run ")
+        else:
+            assert line.startswith(f"{datetime.now(UTC).year}-")  # its own timestamp
+            assert " WARNING firebreak.actions.operation: " in line
+
+
+def test_restic_at_a_site_runs_any_command_with_its_secrets_and_its_exit_code(
+    setup: Setup,
+) -> None:
+    # The password arrives as firebreak hands it over (a pipe), from an environment variable.
+    env = dict(os.environ, FB_TEST_SITE_PW=PASSWORD)
+    setup.local_site("a", password_file=None, password="${FB_TEST_SITE_PW}")
+    with silent_server() as port:
+        setup.site("hung", f"rest:http://127.0.0.1:{port}/repo")
+        setup.source("www", ["a"])
+        config = setup.write()
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "firebreak", "-c", str(config), "restic", *args]
+            return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+        assert run("a", "--", "init").returncode == 0
+        backed = firebreak(config, "backup", "www", env=env)
+        assert backed.returncode == 0, backed.stdout + backed.stderr
+        listed = run("a", "--", "snapshots", "--json")
+        assert listed.returncode == 0, listed.stderr
+        [snapshot] = json.loads(listed.stdout)
+        assert "firebreak.source=www" in snapshot["tags"]
+        # Options after the command reach restic (no -- needed), and restic's exit code is
+        # firebreak's: 1 for a snapshot that is not there.
+        missing = run("a", "cat", "snapshot", "nothere")
+        assert missing.returncode == 1, missing.stderr
+        assert 'no matching ID found for prefix "nothere"' in missing.stderr
+        for output in (listed, missing):
+            assert PASSWORD not in output.stdout + output.stderr
+        unknown = run("nowhere", "snapshots")
+        assert unknown.returncode == 2 and "no site 'nowhere'" in unknown.stderr
+
+        # Ctrl-C reaches restic (waiting on a server that never answers) and ends both.
+        command = [sys.executable, "-m", "firebreak", "-c", str(config), "restic", "hung"]
+        process = subprocess.Popen(
+            [*command, "--", "snapshots"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, as a terminal's job is
+        )
+        time.sleep(3)
+        os.killpg(process.pid, signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 130, process.returncode
     assert not restic_processes(str(setup.dir))

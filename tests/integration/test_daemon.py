@@ -63,8 +63,8 @@ def test_scheduled_cycles_notify_systemd_and_stop_cleanly(
     daemon.ready()
     daemon.wait_for("three successful cycles", lambda: len(_backups(setup, Status.SUCCESS)) >= 6)
     messages = daemon.receive(1.5)
-    assert messages[0].startswith("READY=1\nSTATUS=1 sources, 2 sites, ")
-    assert any(m.startswith("WATCHDOG=1\nSTATUS=1 sources, 2 sites, ") for m in messages), messages
+    assert messages[0].startswith("READY=1\nSTATUS=1 source, 2 sites, ")
+    assert any(m.startswith("WATCHDOG=1\nSTATUS=1 source, 2 sites, ") for m in messages), messages
     assert any("next: www in " in m for m in messages)
     status, text = get(f"http://{setup.top['metrics']['listen']}/metrics")
     assert status == 200
@@ -276,7 +276,7 @@ def test_the_daemon_refuses_to_start_on_a_placement_violation(
         'placement: source "www": site "a"' in log
         and "is on the same filesystem as source path" in log
     )
-    assert "placement violation(s): refusing to run" in log
+    assert "placement violation" in log and ": refusing to run" in log
     assert not any("READY=1" in m for m in daemon.receive(0.3))
     assert not (setup.dir / "state" / "firebreak.db").exists(), "it got past preflight"
 

@@ -88,7 +88,7 @@ def test_a_copy_that_differs_from_an_untouched_file_is_caught(setup: Setup) -> N
     done = _drill(setup, "a")
 
     assert done.returncode == 4, done.stdout + done.stderr
-    assert "1 file(s) DIFFER" in done.stdout and f"differs: {readme}" in done.stdout
+    assert "1 file DIFFER" in done.stdout and f"differs: {readme}" in done.stdout
 
 
 def test_a_file_changed_with_its_mtime_set_back_is_not_taken_for_damage(setup: Setup) -> None:

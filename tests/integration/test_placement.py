@@ -299,7 +299,7 @@ def test_validate_refuses_the_strasbourg_mistake(setup: Setup) -> None:
         f'{setup.path}: placement: source "www": sites "sbg-1" and "sbg-2" are both in datacenter "SBG" — one fire there destroys both'
         in errors
     )
-    assert errors[-1] == f"3 placement violation(s) in {setup.path}"
+    assert errors[-1] == f"3 placement violations in {setup.path}"
 
 
 def test_warn_mode_says_so_loudly_and_exits_0(setup: Setup) -> None:

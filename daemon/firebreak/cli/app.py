@@ -27,6 +27,7 @@ COMMANDS = {
     "forget": "forget:forget",
     "drill": "drill:drill",
     "site": "site:site",
+    "restic": "restic:restic",
 }
 
 

@@ -16,10 +16,11 @@ from firebreak.cli.common import (
     console,
     fail,
     load,
+    new_table,
     runtime,
 )
 from firebreak.cli.placement import print_report
-from firebreak.humanize import format_bytes
+from firebreak.humanize import format_bytes, plural, short_id
 from firebreak.notify.sender import CycleNotifier
 from firebreak.outcomes import Status
 from firebreak.placement.check import check_placement
@@ -53,7 +54,7 @@ def backup(
     print_report(options, placement)
     if placement.errors:
         count = len(placement.errors)
-        fail(f"{count} placement violation(s); nothing was backed up", Exit.CONFIG)
+        fail(f"{plural(count, 'placement violation')}; nothing was backed up", Exit.CONFIG)
     rt = runtime(config)
     cancel = threading.Event()
     notifier = CycleNotifier(config)
@@ -81,10 +82,10 @@ def backup(
 
 def _table(report: CycleReport) -> Table:
     ok = len(report.runs) - len(report.failed)
-    table = Table(
+    table = new_table(
         title=(
             f"{report.source}: {report.status} "
-            f"({ok} of {len(report.sites)} sites, cycle {report.cycle_id})"
+            f"({ok} of {plural(len(report.sites), 'site')}, cycle {report.cycle_id})"
         ),
         title_justify="left",
     )
@@ -94,7 +95,7 @@ def _table(report: CycleReport) -> Table:
         table.add_row(
             run.site,
             _colour(run.status),
-            run.snapshot_id or "-",
+            short_id(run.snapshot_id),
             format_bytes(run.bytes_added),
             f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else "-",
             run.error_class or "",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import signal
@@ -12,14 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, ClassVar, NoReturn, TextIO
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.history.database import DatabaseError
+from firebreak.humanize import plural
 from firebreak.outcomes import ResticUnavailable
 
 DEFAULT_CONFIG = Path("/etc/firebreak/firebreak.yaml")
@@ -49,8 +53,31 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=width)
 
 
-def fail(message: str, code: int) -> NoReturn:
+# Set by a command run with --json: its errors are JSON on stdout too, so that a script
+# reading stdout learns why there is no answer.
+_errors_as_json = False
+
+
+def errors_as_json() -> None:
+    global _errors_as_json
+    _errors_as_json = True
+
+
+def new_table(**kwargs: Any) -> Table:
+    """A table as rich draws it on a terminal; in a pipe or a file, plain columns without
+    box-drawing characters, for grep and awk."""
+    if not sys.stdout.isatty():
+        kwargs.setdefault("box", None)
+    return Table(**kwargs)
+
+
+def fail(message: str, code: int, problems: list[str] | None = None) -> NoReturn:
     click.echo(f"error: {message}", err=True)
+    if _errors_as_json:
+        error: dict[str, object] = {"error": message, "exit_code": code}
+        if problems is not None:
+            error["problems"] = problems
+        click.echo(json.dumps(error, indent=2))
     sys.exit(code)
 
 
@@ -58,9 +85,13 @@ def load(options: Options, *, check_environment: bool = False) -> Config:
     try:
         return load_config(options.config_path, check_environment=check_environment)
     except ConfigError as exc:
-        click.echo(exc.render(), err=True)
-        click.echo(f"{len(exc.problems)} problem(s) in {exc.file}", err=True)
-        sys.exit(Exit.CONFIG)
+        rendered = exc.render()
+        click.echo(rendered, err=True)
+        fail(
+            f"{plural(len(exc.problems), 'problem')} in {exc.file}",
+            Exit.CONFIG,
+            problems=rendered.splitlines(),
+        )
 
 
 @contextmanager
@@ -103,11 +134,46 @@ def runtime(config: Config) -> Runtime:
 
 def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if to_journal(sys.stderr):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # Alembic and APScheduler narrate every step at INFO; that is debug detail for us.
     for chatty in ("alembic", "apscheduler"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+
+
+def to_journal(stream: TextIO) -> bool:
+    """Whether the stream is systemd's journal (JOURNAL_STREAM names its device and inode):
+    then the journal stamps each line itself."""
+    given = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = given.partition(":")
+    try:
+        found = os.fstat(stream.fileno())
+        return (found.st_dev, found.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+class JournalFormatter(logging.Formatter):
+    """A line for the journal: no timestamp of its own, and its level as a syslog priority
+    prefix (``<3>``), so that ``journalctl -p err`` finds firebreak's errors."""
+
+    PRIORITIES: ClassVar[dict[int, int]] = {
+        logging.CRITICAL: 2,
+        logging.ERROR: 3,
+        logging.WARNING: 4,
+        logging.INFO: 6,
+        logging.DEBUG: 7,
+    }
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 6)
+        # Every line of a traceback is its own journal entry: each gets the priority.
+        lines = super().format(record).splitlines() or [""]
+        return "\n".join(f"<{priority}>{line}" for line in lines)

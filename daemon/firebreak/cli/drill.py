@@ -19,7 +19,7 @@ from firebreak.cli.common import (
     load,
     runtime,
 )
-from firebreak.humanize import humanize_age
+from firebreak.humanize import humanize_age, plural
 from firebreak.outcomes import Status
 
 
@@ -81,7 +81,7 @@ def drill(
             click.echo(f"{result.source}: LOST — {result.error}")
             continue
         age = humanize_age(result.recovery_point_seconds or 0)
-        verdict = "intact" if result.passed else f"{len(result.different)} file(s) DIFFER"
+        verdict = "intact" if result.passed else f"{plural(len(result.different), 'file')} DIFFER"
         click.echo(
             f"{result.source}: survives the loss of {lost}: restored from {result.site} in "
             f"{result.seconds:.1f}s, recovery point {age} ago, {result.files_compared} files "

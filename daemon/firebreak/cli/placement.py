@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from firebreak.cli.common import Exit, Options, check_names, console, fail, load
+from firebreak.cli.common import Exit, Options, check_names, console, fail, load, new_table
 from firebreak.config.model import Config
 from firebreak.placement.check import PlacementReport, check_placement
 from firebreak.placement.targets import site_target
@@ -66,7 +66,7 @@ def placement(options: Options, source: str | None, losses: tuple[str, ...], off
     out = console()
     if parsed:
         outcomes = [o for o in simulate(config, parsed) if o.source in names]
-        table = Table(title=f"after losing {', '.join(map(str, parsed))}", title_justify="left")
+        table = new_table(title=f"after losing {', '.join(map(str, parsed))}", title_justify="left")
         for column in ("source", "lost", "surviving", "needs", "verdict"):
             table.add_column(column, overflow="fold")
         for item in outcomes:
@@ -92,7 +92,7 @@ def placement(options: Options, source: str | None, losses: tuple[str, ...], off
 
 
 def _sites_table(config: Config, source: str) -> Table:
-    table = Table(title=f"{source}: where its copies are", title_justify="left")
+    table = new_table(title=f"{source}: where its copies are", title_justify="left")
     for column in ("site", "provider", "region", "datacenter", "country", "lat, lon", "reached at"):
         table.add_column(column, overflow="fold")
     for name in config.sources[source].sites:
@@ -115,7 +115,7 @@ def _sites_table(config: Config, source: str) -> Table:
 def _what_if_table(config: Config, source: str) -> Table:
     required = config.sources[source].required_fresh_sites
     must = required_domains(config, source)
-    table = Table(
+    table = new_table(
         title=f"{source}: what if one place is lost (needs {required} sites)",
         title_justify="left",
     )

@@ -17,8 +17,10 @@ from firebreak.cli.common import (
     cancel_on_signals,
     check_names,
     console,
+    errors_as_json,
     fail,
     load,
+    new_table,
 )
 from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.commands import SOURCE_TAG_PREFIX
@@ -34,6 +36,8 @@ def snapshots(options: Options, source: str, sites: tuple[str, ...], as_json: bo
 
     Exit 0 when every site answered, 4 when one or more could not.
     """
+    if as_json:
+        errors_as_json()
     config = load(options, check_environment=True)
     check_names(options, config, [source], sites)
     names = list(sites) or list(config.sources[source].sites)
@@ -69,7 +73,7 @@ def _as_json(entry: SiteSnapshots) -> dict[str, object]:
 
 def _table(source: str, entry: SiteSnapshots) -> Table:
     title = f"{source} at {entry.site}: {len(entry.snapshots)} snapshots"
-    table = Table(title=title, title_justify="left")
+    table = new_table(title=title, title_justify="left")
     for column in ("id", "time (UTC)", "host", "paths", "tags"):
         table.add_column(column, overflow="fold")
     for snapshot in entry.snapshots:

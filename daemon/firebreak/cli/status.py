@@ -12,7 +12,15 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from firebreak.cli.common import Exit, Options, console, fail, load
+from firebreak.cli.common import (
+    Exit,
+    Options,
+    console,
+    errors_as_json,
+    fail,
+    load,
+    new_table,
+)
 from firebreak.clock import utcnow
 from firebreak.config import Config
 from firebreak.config.schedules import Cron, parse_schedule
@@ -21,7 +29,7 @@ from firebreak.daemon.schedules import next_fire
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
 from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness, freshness
 from firebreak.history.records import latest_runs
-from firebreak.humanize import format_bytes, format_seconds, humanize_age
+from firebreak.humanize import format_bytes, format_seconds, humanize_age, plural, short_id
 from firebreak.placement.whatif import degradation
 
 
@@ -33,6 +41,8 @@ def status(options: Options, as_json: bool) -> None:
 
     Exit 0 when every source is safe, 4 when one or more is not.
     """
+    if as_json:
+        errors_as_json()
     config = load(options)
     history = sqlite_path(config.database_url)
     if history is not None and not history.exists():
@@ -75,7 +85,7 @@ def status(options: Options, as_json: bool) -> None:
         if unsafe:
             out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
         else:
-            out.print(f"[green]every source is safe ({len(report)})[/]")
+            out.print(f"[green]every source is safe ({plural(len(report), 'source')})[/]")
     raise SystemExit(Exit.OK if all(source.safe for source in report) else Exit.FAILED)
 
 
@@ -131,10 +141,11 @@ def _as_json(
 def _table(source: SourceFreshness) -> Table:
     verdict = "[green]safe[/]" if source.safe else "[bold red]NOT SAFE[/]"
     max_age = format_seconds(source.max_age_seconds)
-    table = Table(
+    table = new_table(
         title=(
-            f"{source.source}: {verdict} — {source.fresh_sites} of {len(source.sites)} sites "
-            f"count (fresh, not damaged or lost), {source.required_fresh_sites} required, "
+            f"{source.source}: {verdict} — {source.fresh_sites} of "
+            f"{plural(len(source.sites), 'site')} count (fresh, not damaged or lost), "
+            f"{source.required_fresh_sites} required, "
             f"max_age {max_age}"
         ),
         title_justify="left",
@@ -152,7 +163,7 @@ def _table(source: SourceFreshness) -> Table:
             if site.last_attempt_at
             else "never",
             site.last_outcome or "-",
-            site.snapshot_id or "-",
+            short_id(site.snapshot_id),
             format_bytes(site.bytes_added),
             _drill(site, now),
         )

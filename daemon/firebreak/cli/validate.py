@@ -6,6 +6,7 @@ import click
 
 from firebreak.cli.common import Exit, Options, load
 from firebreak.cli.placement import print_report
+from firebreak.humanize import plural
 from firebreak.placement.check import check_placement
 from firebreak.placement.whatif import degradation
 
@@ -27,7 +28,8 @@ def validate(options: Options, offline: bool) -> None:
     print_report(options, report)
     if report.errors:
         click.echo(
-            f"{len(report.errors)} placement violation(s) in {options.config_path}", err=True
+            f"{plural(len(report.errors), 'placement violation')} in {options.config_path}",
+            err=True,
         )
         raise SystemExit(Exit.CONFIG)
     warnings = []
@@ -49,6 +51,7 @@ def validate(options: Options, offline: bool) -> None:
     for warning in warnings:
         click.echo(f"{options.config_path}: warning: {warning}")
     click.echo(
-        f"{options.config_path}: valid ({len(config.sources)} sources, {len(config.sites)} sites)"
+        f"{options.config_path}: valid ({plural(len(config.sources), 'source')}, "
+        f"{plural(len(config.sites), 'site')})"
     )
     raise SystemExit(Exit.OK)

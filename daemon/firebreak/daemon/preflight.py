@@ -11,6 +11,7 @@ from pathlib import Path
 from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.history.database import DatabaseError
+from firebreak.humanize import plural
 from firebreak.outcomes import ResticUnavailable
 from firebreak.placement.check import check_placement
 
@@ -51,15 +52,14 @@ def verify_placement(config: Config) -> None:
         log.error("placement: %s", violation.message)
     if report.errors:
         raise StartupError(
-            f"{len(report.errors)} placement violation(s): refusing to run "
+            f"{plural(len(report.errors), 'placement violation')}: refusing to run "
             "(firebreak validate explains them)",
             2,
         )
     if report.warnings:
         log.warning(
-            "PLACEMENT POLICY IN WARN MODE: %d violation(s) — copies of these sources can be "
-            "lost together",
-            len(report.warnings),
+            "PLACEMENT POLICY IN WARN MODE: %s — copies of these sources can be lost together",
+            plural(len(report.warnings), "violation"),
         )
         for violation in report.warnings:
             log.warning("placement: %s", violation.message)

@@ -34,7 +34,7 @@ from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, ve
 from firebreak.daemon.systemd import Notifier
 from firebreak.daemon.triggers import trigger
 from firebreak.history.records import interrupt_leftovers
-from firebreak.humanize import humanize_age
+from firebreak.humanize import humanize_age, plural
 from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
 from firebreak.metrics.http import MetricsServer
@@ -237,7 +237,8 @@ class Daemon:
     def status_line(self) -> str:
         config = self.rt.config
         running = len(self.jobs.running())
-        text = f"{len(config.sources)} sources, {len(config.sites)} sites, {running} running"
+        sources, sites = len(config.sources), len(config.sites)
+        text = f"{plural(sources, 'source')}, {plural(sites, 'site')}, {running} running"
         upcoming = [
             (job.next_run_time, job.args[0])
             for job in self.scheduler.get_jobs()

@@ -68,3 +68,19 @@ def test_the_unit_verifies_cleanly_and_is_hardened(tmp_path: Path) -> None:
     )
     assert exposure <= 2.0
     assert "Type=notify" in text and "AmbientCapabilities=CAP_DAC_READ_SEARCH" in text
+
+
+def test_the_unit_yields_to_the_workload_and_its_documentation_exists_after_install() -> None:
+    text = (ROOT / "deploy" / "systemd" / "firebreak.service").read_text()
+    for setting in ("Nice=10", "IOSchedulingClass=best-effort", "IOWeight=50", "CPUWeight=50"):
+        assert setting in text.splitlines(), setting
+    # install.md clones the repository to /usr/local/src/firebreak: the pages are there.
+    install = (ROOT / "docs" / "install.md").read_text()
+    assert "git clone <this repository> /usr/local/src/firebreak" in install
+    pages = [
+        line.split("file:///usr/local/src/firebreak/", 1)[1]
+        for line in text.splitlines()
+        if line.startswith("Documentation=")
+    ]
+    assert pages and all((ROOT / page).is_file() for page in pages), pages
+    assert "CacheDirectory=" not in text, "a cache directory nothing uses"
