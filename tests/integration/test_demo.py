@@ -41,7 +41,7 @@ def test_demo_backs_up_to_three_sites_and_shows_status(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING: placement policy is in warn mode" in done.stdout
     assert "sample: success (3 of 3 sites" in done.stdout
-    assert "every source is safe (1)" in done.stdout
+    assert "every source is safe (1 source)" in done.stdout
     assert sorted(p.name for p in (tmp_path / "demo" / "sites").iterdir()) == [
         "frankfurt-rest",
         "london",
