@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -334,3 +336,32 @@ def test_restic_at_a_site_runs_any_command_with_its_secrets_and_its_exit_code(
         process.communicate(timeout=30)
     assert process.returncode == 130, process.returncode
     assert not restic_processes(str(setup.dir))
+
+
+def test_backup_on_a_terminal_shows_each_sites_progress_and_in_a_pipe_nothing(
+    setup: Setup,
+) -> None:
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(1_500_000))
+    setup.local_site("fast")
+    setup.local_site("slow", limit_upload=300)  # ~5 s: restic reports on the way
+    setup.source("www", ["fast", "slow"])
+    config = setup.write()
+    command = shlex.join([sys.executable, "-m", "firebreak", "-c", str(config), "backup", "www"])
+    # script(1) gives the command a pseudo-terminal, as a sysadmin's shell would.
+    done = subprocess.run(
+        ["script", "-qefc", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "www → slow" in done.stdout and "www → fast" in done.stdout
+    assert re.search(r"\d+/\d+ files", done.stdout), done.stdout
+    assert re.search(r"\d+%", done.stdout)
+    assert "www: success (2 of 2 sites" in done.stdout
+    # The same in a pipe: the result alone.
+    piped = firebreak(config, "backup", "www")
+    assert piped.returncode == 0
+    assert "www → " not in piped.stdout and not re.search(r"\d+/\d+ files", piped.stdout)

@@ -43,6 +43,36 @@ def test_keep_last_keeps_exactly_that_at_every_site_and_spares_other_sources(set
     assert len(_snapshot_ids(setup, "db", "a")) == 1, "another source's snapshot was forgotten"
 
 
+def test_forget_lists_what_it_keeps_and_why_and_what_it_removes(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"], retention={"keep_last": 1, "keep_daily": 7})
+    rt = setup.runtime()
+    for number in range(3):
+        (setup.source_dir / "changes.txt").write_text(f"version {number}\n")
+        assert run_cycle(rt, "www").status == Status.SUCCESS
+    ids = [snapshot[:8] for snapshot in _snapshot_ids(setup, "www", "a")]
+
+    dry = firebreak(setup.path, "forget", "www", "--dry-run", timeout=120)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == "a: would forget 2 snapshots, keeps 1"
+    # Newest first; the kept one says which rules keep it (restic's own words).
+    assert lines[1].split()[:2] == ["keep", ids[2]]
+    assert "last snapshot" in lines[1] and "daily snapshot" in lines[1]
+    assert [line.split()[:2] for line in lines[2:]] == [["remove", ids[1]], ["remove", ids[0]]]
+    assert len(_snapshot_ids(setup, "www", "a")) == 3, "a dry run deleted something"
+
+    done = firebreak(setup.path, "forget", "www", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == "a: forgot 2 snapshots, keeps 1"
+    assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == [
+        "keep",
+        "removed",
+        "removed",
+    ]
+    assert [snapshot[:8] for snapshot in _snapshot_ids(setup, "www", "a")] == [ids[2]]
+
+
 def _three_snapshots_beside_a_vault(setup: Setup, vault: RestServer, *, declared: bool) -> Runtime:
     """Site a and an append-only REST site 'vault' (declared so or not), keep_last 1, three
     backups at both."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from firebreak.actions.identity import location
 from firebreak.actions.operation import at_site, create_repository, run_restic
@@ -30,6 +33,9 @@ from firebreak.restic.messages import backup_summary, unreadable_items
 from firebreak.restic.result import ResticResult
 
 logger = logging.getLogger(__name__)
+
+# Told each of restic's status lines of a backup: the source, the site, the line.
+BackupProgress = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -62,16 +68,17 @@ def back_up_site(
     cancel: threading.Event | None = None,
     retry: RetryPlan | None = None,
     stage: Path | None = None,
+    progress: BackupProgress | None = None,
 ) -> Run:
     """Back up one source (its paths, or its dump's stage) to one site and return the last
-    run row.
+    run row. ``progress`` hears restic's status lines, for a terminal's bars.
 
     Every try is its own row, written as ``running`` before restic starts and finished
     whatever happens. Transient failures are retried when a RetryPlan is given.
     """
     attempt = 0
     while True:
-        run = _one_try(rt, source_name, site_name, cycle_id, cancel, stage)
+        run = _one_try(rt, source_name, site_name, cycle_id, cancel, stage, progress)
         if run.status in (Status.SUCCESS, Status.PARTIAL) or retry is None:
             return run
         if not is_transient(run.error_class) or (cancel is not None and cancel.is_set()):
@@ -94,10 +101,12 @@ def _one_try(
     cycle_id: int | None,
     cancel: threading.Event | None,
     stage: Path | None,
+    progress: BackupProgress | None,
 ) -> Run:
     def back_up(access: SiteAccess, log: RunLog) -> RunOutcome:
         log.info("backup started")
-        return _back_up(rt, source_name, access, log, cycle_id, cancel, stage)
+        heard = None if progress is None else functools.partial(progress, source_name, site_name)
+        return _back_up(rt, source_name, access, log, cycle_id, cancel, stage, heard)
 
     run = at_site(
         rt, source_name, site_name, Operation.BACKUP, back_up, cycle_id=cycle_id, cancel=cancel
@@ -114,6 +123,7 @@ def _back_up(
     cycle_id: int | None,
     cancel: threading.Event | None,
     stage: Path | None,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunOutcome:
     invocation = commands.backup(
         rt.restic_at(access),
@@ -122,7 +132,7 @@ def _back_up(
         host=rt.host,
         stage=stage,
     )
-    result = run_restic(rt, invocation, access, cancel)
+    result = run_restic(rt, invocation, access, cancel, on_status=on_status)
     error = classify(result)
     initialized = False
     # A site that held a repository is lost when it has none, never created anew
@@ -137,7 +147,7 @@ def _back_up(
         if failed is not None:
             return failed
         initialized = True
-        result = run_restic(rt, invocation, access, cancel)
+        result = run_restic(rt, invocation, access, cancel, on_status=on_status)
         error = classify(result)
     outcome = backup_outcome(result, error, initialized=initialized)
     if isinstance(error, RepositoryNotFound):

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
-from firebreak.actions.backup import RetryPlan, back_up_site
+from firebreak.actions.backup import BackupProgress, RetryPlan, back_up_site
 from firebreak.actions.dumps import staged_dump
 from firebreak.actions.hooks import HookContext, run_hooks
 from firebreak.actions.operation import not_run
@@ -87,6 +87,7 @@ def run_cycle(
     cancel: threading.Event | None = None,
     retry: RetryPlan | None = None,
     notifier: CycleNotifier | None = None,
+    progress: BackupProgress | None = None,
 ) -> CycleReport:
     """Back up a source to its sites (all of them, or the ones named) and record the cycle:
     its before hooks, its dump (if it is one), every site at once, then its after hooks,
@@ -107,7 +108,7 @@ def run_cycle(
         ended = replace(context, outcome=Status.FAILED, failed_sites=names)
         try:
             report = _back_up_and_record(
-                rt, source_name, names, cycle_id, hooks, context, cancel, retry
+                rt, source_name, names, cycle_id, hooks, context, cancel, retry, progress
             )
             ended = replace(context, outcome=report.status, failed_sites=report.failed_sites)
         except KeyboardInterrupt:
@@ -138,9 +139,12 @@ def _back_up_and_record(
     context: HookContext,
     cancel: threading.Event | None,
     retry: RetryPlan | None,
+    progress: BackupProgress | None,
 ) -> CycleReport:
     try:
-        _back_up_everywhere(rt, source_name, names, cycle_id, hooks, context, cancel, retry)
+        _back_up_everywhere(
+            rt, source_name, names, cycle_id, hooks, context, cancel, retry, progress
+        )
     except BaseException as exc:
         # A failure in firebreak itself: every site it left without a run gets one, so the
         # cycle is recorded as failed there.
@@ -221,6 +225,7 @@ def _back_up_everywhere(
     context: HookContext,
     cancel: threading.Event | None,
     retry: RetryPlan | None,
+    progress: BackupProgress | None,
 ) -> None:
     """The before hooks, the dump, then every site at once. What fails before the sites fails
     the cycle at every one of them, recorded, and no backup runs."""
@@ -254,6 +259,7 @@ def _back_up_everywhere(
                     cancel=cancel,
                     retry=retry,
                     stage=stage,
+                    progress=progress,
                 )
                 for name in names
             ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from firebreak.actions.operation import at_site, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
@@ -13,10 +14,14 @@ from firebreak.outcomes import DeletionRefused, Operation, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify, refuses_deletion
+from firebreak.restic.messages import ForgetDecision, forget_decisions
 
 log = logging.getLogger(__name__)
 
 DECLARED = "the site is append-only (append_only: true); nothing is deleted there"
+# Told, per site, which snapshots a forget kept (and why) and removed.
+DecisionsHeard = Callable[[str, list[ForgetDecision]], None]
+
 REFUSED = (
     "the site refused to delete ({why}), so it is append-only; nothing is deleted there "
     "(declare append_only: true on the site to skip it without asking)"
@@ -30,7 +35,10 @@ def forget_at_site(
     *,
     dry_run: bool = False,
     cancel: threading.Event | None = None,
+    on_decisions: DecisionsHeard | None = None,
 ) -> Run:
+    """Forget (and prune) the source's snapshots at the site as its retention says; the
+    snapshots kept and removed, with why, go to ``on_decisions`` and the run's log."""
     retention = rt.config.sources[source].retention
     assert retention is not None, "the caller checks that the source has a retention policy"
 
@@ -50,6 +58,12 @@ def forget_at_site(
         result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
         error = classify(result)
         if error is None:
+            decisions = forget_decisions(result)
+            removed = sum(1 for decision in decisions if not decision.keep)
+            verb = "would forget" if dry_run else "forgot"
+            run_log.info("%s %d, kept %d snapshots", verb, removed, len(decisions) - removed)
+            if on_decisions is not None:
+                on_decisions(site_name, decisions)
             return RunOutcome(Status.SUCCESS, exit_code=0)
         if isinstance(error, DeletionRefused):
             reason = REFUSED.format(why=error.message.removeprefix("the site refused to delete "))
@@ -72,11 +86,16 @@ def apply_retention(
     *,
     dry_run: bool = False,
     cancel: threading.Event | None = None,
+    on_decisions: DecisionsHeard | None = None,
 ) -> list[Run]:
     """Forget and prune at each site in turn; one site's failure does not stop the others."""
     runs = []
     for name in sites or rt.config.sources[source].sites:
         if cancel is not None and cancel.is_set():
             break
-        runs.append(forget_at_site(rt, source, name, dry_run=dry_run, cancel=cancel))
+        runs.append(
+            forget_at_site(
+                rt, source, name, dry_run=dry_run, cancel=cancel, on_decisions=on_decisions
+            )
+        )
     return runs

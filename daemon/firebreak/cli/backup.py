@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
+from typing import Any
 
 import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from firebreak.actions.cycle import CycleReport, run_cycle
@@ -20,7 +32,7 @@ from firebreak.cli.common import (
     runtime,
 )
 from firebreak.cli.placement import print_report
-from firebreak.humanize import format_bytes, plural, short_id
+from firebreak.humanize import format_bytes, humanize_age, plural, short_id
 from firebreak.notify.sender import CycleNotifier
 from firebreak.outcomes import Status
 from firebreak.placement.check import check_placement
@@ -58,12 +70,17 @@ def backup(
     rt = runtime(config)
     cancel = threading.Event()
     notifier = CycleNotifier(config)
-    with cancel_on_signals(cancel):
+    # Live bars on a terminal; nothing in a script, a pipe or under systemd.
+    bars = _Bars() if sys.stdout.isatty() else None
+    with cancel_on_signals(cancel), bars or contextlib.nullcontext():
         reports = []
         for name in names:
             if cancel.is_set():
                 break
-            reports.append(run_cycle(rt, name, sites=chosen, cancel=cancel, notifier=notifier))
+            cycle = run_cycle(
+                rt, name, sites=chosen, cancel=cancel, notifier=notifier, progress=bars
+            )
+            reports.append(cycle)
     notifier.wait(timeout=10)  # a short-lived process: let notifications in flight finish
     out = console()
     for report in reports:
@@ -115,3 +132,47 @@ def _problems(report: CycleReport) -> list[str]:
 def _colour(status: str) -> str:
     colour = {"success": "green", "partial": "yellow"}.get(status, "red")
     return f"[{colour}]{status}[/]"
+
+
+class _Bars:
+    """A bar per source and site while restic backs up: its share done, bytes and files
+    against what it found to back up, its speed and the time it says is left."""
+
+    def __init__(self) -> None:
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(binary_units=True),
+            TextColumn("{task.fields[files]}"),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[left]}"),
+            console=console(),
+        )
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.lock = threading.Lock()  # the sites report from threads of their own
+
+    def __enter__(self) -> _Bars:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def __call__(self, source: str, site: str, status: dict[str, Any]) -> None:
+        with self.lock:
+            task = self.tasks.get((source, site))
+            if task is None:
+                task = self.bars.add_task(f"{source} → {site}", total=None, files="", left="")
+                self.tasks[(source, site)] = task
+        total = status.get("total_bytes")
+        files = f"{status.get('files_done', 0)}/{status.get('total_files', '?')} files"
+        remaining = status.get("seconds_remaining")
+        left = f"{humanize_age(remaining)} left" if isinstance(remaining, int | float) else ""
+        self.bars.update(
+            task,
+            completed=status.get("bytes_done", 0),
+            total=total if isinstance(total, int) and total > 0 else None,
+            files=files,
+            left=left,
+        )

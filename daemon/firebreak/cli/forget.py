@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC
 
 import click
 
 from firebreak.actions.retention import apply_retention
 from firebreak.cli.common import Exit, Options, cancel_on_signals, check_names, fail, load, runtime
+from firebreak.humanize import plural
 from firebreak.outcomes import Status
+from firebreak.restic.messages import ForgetDecision
 
 
 @click.command()
@@ -28,12 +31,37 @@ def forget(options: Options, source: str, sites: tuple[str, ...], dry_run: bool)
         fail(f"source {source!r} has no retention: it keeps every snapshot", Exit.CONFIG)
     rt = runtime(config)
     cancel = threading.Event()
+    decided: dict[str, list[ForgetDecision]] = {}
     with cancel_on_signals(cancel):
-        runs = apply_retention(rt, source, list(sites) or None, dry_run=dry_run, cancel=cancel)
+        runs = apply_retention(
+            rt,
+            source,
+            list(sites) or None,
+            dry_run=dry_run,
+            cancel=cancel,
+            on_decisions=decided.__setitem__,
+        )
     for run in runs:
-        detail = run.error_message or ("dry run" if dry_run else "done")
-        cause = f"{run.error_class}: " if run.error_class else ""
-        click.echo(f"{run.site}: {run.status}: {cause}{detail}")
+        decisions = decided.get(run.site)
+        if decisions is None:
+            cause = f"{run.error_class}: " if run.error_class else ""
+            click.echo(f"{run.site}: {run.status}: {cause}{run.error_message or ''}".rstrip(": "))
+            continue
+        removed = [decision for decision in decisions if not decision.keep]
+        verb = "would forget" if dry_run else "forgot"
+        click.echo(
+            f"{run.site}: {verb} {plural(len(removed), 'snapshot')}, "
+            f"keeps {len(decisions) - len(removed)}"
+        )
+        for decision in decisions:
+            when = decision.snapshot.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if decision.keep:
+                why = ", ".join(decision.reasons) or "kept"
+                click.echo(f"  keep    {decision.snapshot.short}  {when}  {why}")
+            else:
+                click.echo(
+                    f"  {'remove' if dry_run else 'removed'}  {decision.snapshot.short}  {when}"
+                )
     if cancel.is_set():
         raise SystemExit(Exit.INTERRUPTED)
     ok = all(run.status in (Status.SUCCESS, Status.SKIPPED) for run in runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +61,39 @@ def snapshot_list(result: ResticResult) -> list[Snapshot]:
         (Snapshot.model_validate(item) for item in listed if isinstance(item, dict)),
         key=lambda snapshot: snapshot.time,
     )
+
+
+@dataclass(frozen=True)
+class ForgetDecision:
+    """One snapshot of a ``restic forget --json``: kept (and by which rules) or removed."""
+
+    snapshot: Snapshot
+    keep: bool
+    reasons: tuple[str, ...] = ()
+
+
+def forget_decisions(result: ResticResult) -> list[ForgetDecision]:
+    """What ``restic forget --json`` kept and removed, newest first. (restic 0.14 gives a
+    reason's snapshot without its id: it is matched by time.)"""
+    decisions = []
+    for message in result.messages:
+        for group in message if isinstance(message, list) else []:
+            if not isinstance(group, dict):
+                continue
+            why = {
+                str((reason.get("snapshot") or {}).get("time")): tuple(reason.get("matches") or ())
+                for reason in group.get("reasons") or ()
+                if isinstance(reason, dict)
+            }
+            for keep, key in ((True, "keep"), (False, "remove")):
+                for item in group.get(key) or ():
+                    try:
+                        snapshot = Snapshot.model_validate(item)
+                    except ValidationError:
+                        continue
+                    reasons = why.get(str(item.get("time")), ()) if keep else ()
+                    decisions.append(ForgetDecision(snapshot, keep, reasons))
+    return sorted(decisions, key=lambda decision: decision.snapshot.time, reverse=True)
 
 
 def unreadable_items(result: ResticResult, limit: int = 3) -> str:
