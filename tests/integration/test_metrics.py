@@ -39,6 +39,10 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
 
     found = samples(text)
     assert value(found, "firebreak_database_up") == 1
+    # The default schedules: checks weekly, drills daily; none where drills are off.
+    assert value(found, "firebreak_check_interval_seconds", site="a") == 7 * 86400
+    assert value(found, "firebreak_drill_interval_seconds", site="a") == 86400
+    assert ("firebreak_drill_interval_seconds", frozenset({("site", "b")})) not in found
     first = "firebreak_first_success_timestamp_seconds"
     assert value(found, first, source="www", site="a") == pytest.approx(
         by_site["a"].started_at.timestamp()

@@ -70,6 +70,14 @@ def last_due(schedule: Schedule, zone: tzinfo, now: datetime, slack: timedelta) 
     return previous_fire(schedule, now - slack, zone)
 
 
+def period(schedule: Schedule, now: datetime, zone: tzinfo) -> timedelta:
+    """How far apart the schedule's runs are around now: its interval, or for a cron line the
+    gap between its last time and its next (a monthly line's changes with the month)."""
+    if isinstance(schedule, Every):
+        return schedule.interval
+    return next_fire(schedule, now, zone) - previous_fire(schedule, now, zone)
+
+
 def _day_matches(cron: Cron, day: date) -> bool:
     if day.month not in cron.months:
         return False

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,6 +23,8 @@ from sqlalchemy import Engine
 from firebreak import __version__
 from firebreak.clock import utcnow
 from firebreak.config.model import Config
+from firebreak.config.schedules import parse_schedule
+from firebreak.daemon.schedules import period
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.records import (
@@ -121,6 +124,7 @@ class FirebreakCollector(Collector):
         )
         yield from _counters(counts)
         yield _histogram(durations)
+        yield from _schedule_metrics(config)
 
     def _complain(self, trouble: str | None) -> None:
         """Log why the history cannot be read when that changes (and when it is back)."""
@@ -325,3 +329,22 @@ def _histogram(durations: list[tuple[str, float]]) -> Metric:
         ]
         family.add_metric([operation], buckets, sum_value=sum(values))
     return family
+
+
+def _schedule_metrics(config: Config) -> Iterator[Metric]:
+    """How often checks and drills are due at each site (only where they are scheduled): the
+    alerts that say they stopped compare the time since the last passing one with it."""
+    now = utcnow()
+    zone = ZoneInfo(config.timezone)
+    for kind, what in (("check", "restic check"), ("drill", "restore drill")):
+        family = GaugeMetricFamily(
+            f"firebreak_{kind}_interval_seconds",
+            f"How far apart the site's {kind}_schedule runs a {what}, around now",
+            labels=["site"],
+        )
+        for name, site in config.sites.items():
+            text = getattr(site, f"{kind}_schedule")
+            if text is not None:
+                gap = period(parse_schedule(text), now, zone)
+                family.add_metric([name], gap.total_seconds())
+        yield family
