@@ -46,8 +46,11 @@ def preflight(config_path: Path) -> tuple[Config, Runtime]:
         raise StartupError(str(exc), 5) from None
 
 
-def verify_placement(config: Config) -> None:
-    report = check_placement(config)
+def verify_placement(config: Config, *, probe_repositories: bool = True) -> None:
+    """The placement policy; raises StartupError on a violation in error mode. The sites are
+    asked for their repository ids only when ``probe_repositories`` (at start, before any
+    run: those restic processes count toward no run slot)."""
+    report = check_placement(config, probe_repositories=probe_repositories)
     for violation in report.errors:
         log.error("placement: %s", violation.message)
     if report.errors:

@@ -258,7 +258,9 @@ class Daemon:
         log.info("SIGHUP: reloading %s", self.config_path)
         try:
             config = load_config(self.config_path, check_environment=True)
-            verify_placement(config)
+            # Not asking the sites: runs are going on, and those restic processes would hold
+            # no run slot (`firebreak validate`, run before a reload, asks them).
+            verify_placement(config, probe_repositories=False)
         except ConfigError as exc:
             self._reload_failed(exc.render())
             return
