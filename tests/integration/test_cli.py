@@ -241,7 +241,7 @@ def test_a_site_that_hangs_cannot_hold_snapshots_past_its_stall_timeout(setup: S
         elapsed = time.monotonic() - started
         assert listed.returncode == 4, listed.stdout + listed.stderr
         assert "Stalled: stopped after 3s without progress" in listed.stdout
-        assert "www at a: 1 snapshots" in listed.stdout
+        assert "www at a: 1 snapshot" in listed.stdout
         assert elapsed < 30
 
         # With a long stall_timeout, Ctrl-C is what ends it.

@@ -58,10 +58,8 @@ def drill(
             run = drill_site(rt, source, name)
             if run.status == Status.SUCCESS:
                 proven = f"; {run.error_message}" if run.error_message else ""
-                click.echo(
-                    f"{name}: ok, {run.files_new or 0} files verified from {run.snapshot_id}"
-                    f"{proven}"
-                )
+                verified = plural(run.files_new or 0, "file")
+                click.echo(f"{name}: ok, {verified} verified from {run.snapshot_id}{proven}")
             else:
                 failed = True
                 click.echo(f"{name}: {run.status}: {run.error_class}: {run.error_message}")

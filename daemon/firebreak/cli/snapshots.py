@@ -22,6 +22,7 @@ from firebreak.cli.common import (
     load,
     new_table,
 )
+from firebreak.humanize import plural
 from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.commands import SOURCE_TAG_PREFIX
 
@@ -72,7 +73,7 @@ def _as_json(entry: SiteSnapshots) -> dict[str, object]:
 
 
 def _table(source: str, entry: SiteSnapshots) -> Table:
-    title = f"{source} at {entry.site}: {len(entry.snapshots)} snapshots"
+    title = f"{source} at {entry.site}: {plural(len(entry.snapshots), 'snapshot')}"
     table = new_table(title=title, title_justify="left")
     for column in ("id", "time (UTC)", "host", "paths", "tags"):
         table.add_column(column, overflow="fold")

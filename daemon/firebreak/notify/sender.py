@@ -16,6 +16,7 @@ from string import Template
 from firebreak.config.model import Config
 from firebreak.config.notify import Webhook
 from firebreak.config.references import UnresolvedReference, interpolate
+from firebreak.humanize import plural
 from firebreak.outcomes import Status
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ class CycleNotifier:
             "sites_total": str(sites_total),
             "failed_sites": ", ".join(failed_sites),
         }
-        message = f"firebreak: {source} {event}: {fields['sites_ok']} of {sites_total} sites ok"
+        message = (
+            f"firebreak: {source} {event}: {fields['sites_ok']} of {plural(sites_total, 'site')} ok"
+        )
         if failed_sites:
             message += f"; failed: {fields['failed_sites']}"
         fields["message"] = message

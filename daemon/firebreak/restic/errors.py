@@ -43,6 +43,9 @@ _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
         (r"wrong password or no key found", WrongPassword),
         (r"repository is already locked", RepositoryLocked),
         (r"all (target|source) directories/files do not exist", SourceMissing),
+        # ssh refusing the server's host key (unknown, or changed: someone may stand in the
+        # middle) is no network trouble to retry: an operator must look.
+        (r"host key verification failed|remote host identification has changed", AccessDenied),
         (
             r"connection refused|no route to host|network is unreachable|i/o timeout"
             r"|connection reset|no such host|connection timed out|tls handshake timeout"

@@ -111,6 +111,25 @@ CASES = [
         ),
         outcomes.SourceMissing,
     ),
+    # ssh refusing the server's key (when its words reach restic's stderr in time): an
+    # operator must look; no network hiccup to retry.
+    (
+        _result(
+            1,
+            "subprocess ssh: Host key verification failed.",
+            "Fatal: unable to open repository at sftp:x:/r: unable to start the sftp session, "
+            "error: EOF",
+        ),
+        outcomes.AccessDenied,
+    ),
+    (
+        _result(
+            1,
+            "subprocess ssh: @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+            "Fatal: unable to open repository at sftp:x:/r: unable to start the sftp session",
+        ),
+        outcomes.AccessDenied,
+    ),
 ]
 
 
