@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 from typing import Any
@@ -154,9 +155,18 @@ class _Bars:
 
     def __enter__(self) -> _Bars:
         self.bars.start()
+        # Log lines (a site that is busy, a repository created) go above the bars, not
+        # through them: rich redirected sys.stderr, but the handlers hold the old one.
+        self.streams = [
+            (handler, handler.setStream(sys.stderr))
+            for handler in logging.getLogger().handlers
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__
+        ]
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for handler, stream in self.streams:
+            handler.setStream(stream)
         self.bars.stop()
 
     def __call__(self, source: str, site: str, status: dict[str, Any]) -> None:

@@ -153,8 +153,8 @@ def to_journal(stream: TextIO) -> bool:
     try:
         found = os.fstat(stream.fileno())
         return (found.st_dev, found.st_ino) == (int(device), int(inode))
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return False
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False  # AttributeError: no stderr at all (started with 2>&-)
 
 
 class JournalFormatter(logging.Formatter):

@@ -17,6 +17,9 @@ from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import build_env, global_args
 
+# What a pipe holds before a write blocks (the password is written before restic reads it).
+PIPE_LIMIT = 60_000
+
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("site")
@@ -24,7 +27,8 @@ from firebreak.restic.commands import build_env, global_args
 @click.pass_obj
 def restic(options: Options, site: str, args: tuple[str, ...]) -> None:
     """Run restic ARGS at SITE: its repository, password and environment as firebreak uses
-    them, never shown or put on the command line.
+    them, never shown or put on the command line. Put ARGS after -- when they hold --help
+    (else it is firebreak's).
 
     \b
       firebreak restic fsn -- snapshots --tag firebreak.source=www
@@ -46,8 +50,13 @@ def restic(options: Options, site: str, args: tuple[str, ...]) -> None:
         fail(f"sites.{site}: {exc}", Exit.CONFIG)
     env = build_env(access, os.environ)
     env.pop("RESTIC_PROGRESS_FPS", None)  # restic's own pace on a terminal
+    for name in ("TERM", "COLUMNS"):  # restic draws its progress only on a terminal it knows
+        if name in os.environ:
+            env[name] = os.environ[name]
     handed = []
     if access.password is not None:
+        if len(access.password.encode()) > PIPE_LIMIT:
+            fail(f"sites.{site}: the password is longer than {PIPE_LIMIT} bytes", Exit.CONFIG)
         read_fd, write_fd = os.pipe()
         os.write(write_fd, access.password.encode())
         os.close(write_fd)
@@ -56,8 +65,11 @@ def restic(options: Options, site: str, args: tuple[str, ...]) -> None:
     argv = [config.restic.binary, *global_args(access.site, config.site_cache_dir(site)), *args]
     # restic is in the terminal's process group: Ctrl-C reaches it, and it stops as it would
     # by itself (removing its lock); firebreak only waits for it. (A handler, not SIG_IGN:
-    # an ignored signal would stay ignored in restic too.)
+    # an ignored signal would stay ignored in restic too.) A SIGTERM is passed on to restic,
+    # also one that came while it was starting.
+    terms: list[int] = []
     signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: terms.append(signum))
     try:
         process = subprocess.Popen(argv, env=env, pass_fds=handed)
     except OSError as exc:
@@ -66,5 +78,7 @@ def restic(options: Options, site: str, args: tuple[str, ...]) -> None:
         for fd in handed:
             os.close(fd)
     signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
+    if terms:
+        process.send_signal(signal.SIGTERM)
     code = process.wait()
     sys.exit(code if code >= 0 else 128 - code)  # killed by signal N: 128 + N, as a shell says

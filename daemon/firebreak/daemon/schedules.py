@@ -71,11 +71,15 @@ def last_due(schedule: Schedule, zone: tzinfo, now: datetime, slack: timedelta) 
 
 
 def period(schedule: Schedule, now: datetime, zone: tzinfo) -> timedelta:
-    """How far apart the schedule's runs are around now: its interval, or for a cron line the
-    gap between its last time and its next (a monthly line's changes with the month)."""
+    """How far apart the schedule's runs are around now, in elapsed time: its interval, or for
+    a cron line the longer of the gap it is in and the one before (a monthly line's gaps
+    differ from month to month: what has passed since the last run can be the longer)."""
     if isinstance(schedule, Every):
         return schedule.interval
-    return next_fire(schedule, now, zone) - previous_fire(schedule, now, zone)
+    last = previous_fire(schedule, now, zone).astimezone(UTC)
+    before = previous_fire(schedule, last - timedelta(seconds=1), zone).astimezone(UTC)
+    upcoming = next_fire(schedule, now, zone).astimezone(UTC)
+    return max(upcoming - last, last - before)
 
 
 def _day_matches(cron: Cron, day: date) -> bool:

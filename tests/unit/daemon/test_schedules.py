@@ -11,7 +11,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from firebreak.config.schedules import Cron, parse_schedule
-from firebreak.daemon.schedules import last_due, next_fire, previous_fire
+from firebreak.daemon.schedules import last_due, next_fire, period, previous_fire
 from firebreak.daemon.triggers import CrontabTrigger, trigger
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -199,3 +199,21 @@ def test_what_is_due_allows_a_scheduled_run_its_jitter() -> None:
     every = parse_schedule("every 6h")
     now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     assert last_due(every, UTC, now, slack) == now - timedelta(hours=6, minutes=6)
+
+
+def test_the_period_of_a_schedule_is_elapsed_time_and_the_longer_of_its_last_gaps() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    monthly = parse_schedule("0 6 1 * *")
+    assert isinstance(monthly, Cron)
+    # Just after February's run: since January's, 31 days have passed (February has 28).
+    just_after = datetime(2025, 2, 1, 5, 0, 30, tzinfo=UTC)
+    assert period(monthly, just_after, paris) == timedelta(days=31)
+    # Daily at 02:30 over the spring change (02:30 does not exist that night): elapsed time,
+    # not the wall clock's difference.
+    nightly = parse_schedule("30 2 * * *")
+    spring = period(nightly, datetime(2025, 3, 30, 12, 0, tzinfo=UTC), paris)
+    assert timedelta(hours=23) <= spring <= timedelta(hours=24)
+    half_hourly = parse_schedule("*/30 2 * * *")
+    autumn = datetime(2025, 10, 26, 0, 40, tzinfo=UTC)  # inside the hour the clock repeats
+    assert timedelta(0) < period(half_hourly, autumn, paris) <= timedelta(days=1)
+    assert period(parse_schedule("every 6h"), autumn, paris) == timedelta(hours=6)

@@ -69,7 +69,7 @@ def test_alertmanager_example_is_valid() -> None:
         [_tool("amtool"), "check-config", str(config)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 inhibit rules" in done.stdout
+    assert "2 inhibit rules" in done.stdout
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
