@@ -204,3 +204,62 @@ def test_a_failure_inside_firebreak_still_records_every_site_and_runs_the_after_
         ("b", Status.FAILED, "InternalError"),
     }
     assert journal.read_text() == "failed a,b\n"
+
+
+def test_a_database_server_stopped_mid_dump_fails_every_site_and_stores_nothing(
+    setup: Setup, tmp_path: Path
+) -> None:
+    from tests.support.servers import PostgresCluster, ServerUnavailable
+
+    cluster = PostgresCluster(tmp_path / "pg")
+    try:
+        cluster.start()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        cluster.create_database("big")
+        # Enough rows that pg_dump takes a while: it is stopped in the middle.
+        subprocess.run(
+            [
+                "psql",
+                cluster.dsn("big"),
+                "--quiet",
+                "--command",
+                "CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS body "
+                "FROM generate_series(1, 1500000) g",
+            ],
+            check=True,
+            timeout=300,
+        )
+        for site in ("a", "b", "c"):
+            setup.local_site(site)
+        setup.source(
+            "big",
+            ["a", "b", "c"],
+            paths=[],
+            postgresql={
+                "databases": ["big"],
+                "host": "127.0.0.1",
+                "port": cluster.port,
+                "user": "postgres",
+            },
+        )
+        config = setup.write()
+        command = [sys.executable, "-m", "firebreak", "-c", str(config), "backup", "big"]
+        backup = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        dump = setup.dir / "state" / "dumps" / "big" / "big.pgdump"
+        deadline = time.monotonic() + 120
+        while not dump.exists() and time.monotonic() < deadline and backup.poll() is None:
+            time.sleep(0.05)
+        assert dump.exists(), "the dump never started"
+        cluster.stop()  # the server goes away mid-dump
+        out, _ = backup.communicate(timeout=120)
+    finally:
+        cluster.close()
+    assert backup.returncode == 4, out
+    runs = [r for r in setup.runs() if r.operation == "backup"]
+    assert {r.site for r in runs} == {"a", "b", "c"}
+    assert {(r.status, r.error_class) for r in runs} == {(Status.FAILED, "DumpFailed")}
+    assert "pg_dump of big exited 1" in (runs[0].error_message or ""), runs[0].error_message
+    assert not any((setup.dir / f"repo-{site}").exists() for site in ("a", "b", "c"))
+    assert not (setup.dir / "state" / "dumps" / "big").exists()
