@@ -16,9 +16,7 @@ from firebreak.config.references import UnresolvedReference
 from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import build_env, global_args
-
-# What a pipe holds before a write blocks (the password is written before restic reads it).
-PIPE_LIMIT = 60_000
+from firebreak.restic.runner import hand_over
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -55,13 +53,11 @@ def restic(options: Options, site: str, args: tuple[str, ...]) -> None:
             env[name] = os.environ[name]
     handed = []
     if access.password is not None:
-        if len(access.password.encode()) > PIPE_LIMIT:
-            fail(f"sites.{site}: the password is longer than {PIPE_LIMIT} bytes", Exit.CONFIG)
-        read_fd, write_fd = os.pipe()
-        os.write(write_fd, access.password.encode())
-        os.close(write_fd)
-        env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{read_fd}"
-        handed.append(read_fd)
+        try:
+            handed.append(hand_over(access.password))
+        except ValueError as exc:
+            fail(f"sites.{site}: the password: {exc}", Exit.CONFIG)
+        env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{handed[-1]}"
     argv = [config.restic.binary, *global_args(access.site, config.site_cache_dir(site)), *args]
     # restic is in the terminal's process group: Ctrl-C reaches it, and it stops as it would
     # by itself (removing its lock); firebreak only waits for it. (A handler, not SIG_IGN:

@@ -36,6 +36,8 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re
 # Where an argument names Invocation.piped's pipe: replaced by /dev/fd/N when the program
 # starts. (A NUL cannot be in a real argument, so this cannot be mistaken for one.)
 PIPED_FILE = "\0piped\0"
+# What hand_over writes at most: a pipe holds 64 KiB before a write blocks.
+PIPE_LIMIT = 60_000
 
 
 @dataclass(frozen=True)
@@ -140,12 +142,15 @@ def _start(invocation: Invocation) -> subprocess.Popen[bytes]:
     handed: list[int] = []
     with contextlib.ExitStack() as files:
         files.callback(_close_all, handed)
-        if invocation.password is not None:
-            handed.append(_hand_over(invocation.password))
-            env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{handed[-1]}"
-        if invocation.piped is not None:
-            handed.append(_hand_over(invocation.piped))
-            argv = tuple(arg.replace(PIPED_FILE, f"/dev/fd/{handed[-1]}") for arg in argv)
+        try:
+            if invocation.password is not None:
+                handed.append(hand_over(invocation.password))
+                env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{handed[-1]}"
+            if invocation.piped is not None:
+                handed.append(hand_over(invocation.piped))
+                argv = tuple(arg.replace(PIPED_FILE, f"/dev/fd/{handed[-1]}") for arg in argv)
+        except ValueError as exc:
+            raise unavailable(f"cannot start {program}: {exc}") from None
         try:
             stdin: IO[bytes] | int = subprocess.DEVNULL
             stdout: IO[bytes] | int = subprocess.PIPE
@@ -174,12 +179,16 @@ def _close_all(fds: list[int]) -> None:
         os.close(fd)
 
 
-def _hand_over(content: str) -> int:
-    """A pipe holding content, to be read once by the child: its reading end. (A pipe holds
-    64 KiB before a write blocks; a password or an option file is far smaller.)"""
+def hand_over(content: str) -> int:
+    """A pipe holding content, to be read once by a child it is passed to: its reading end.
+    Raises ValueError for more than a pipe holds before a write would block (the content is
+    written before the child starts)."""
+    data = content.encode()
+    if len(data) > PIPE_LIMIT:
+        raise ValueError(f"a secret of {len(data)} bytes is more than a pipe holds ({PIPE_LIMIT})")
     read_fd, write_fd = os.pipe()
     try:
-        os.write(write_fd, content.encode())
+        os.write(write_fd, data)
     finally:
         os.close(write_fd)
     return read_fd
