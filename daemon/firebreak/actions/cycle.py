@@ -107,9 +107,10 @@ def run_cycle(
     with _grace(cancel, rt.kill_grace) as hooks_cancel:
         ended = replace(context, outcome=Status.FAILED, failed_sites=names)
         try:
-            report = _back_up_and_record(
+            cycle = _Cycle(
                 rt, source_name, names, cycle_id, hooks, context, cancel, retry, progress
             )
+            report = cycle.back_up_and_record()
             ended = replace(context, outcome=report.status, failed_sites=report.failed_sites)
         except KeyboardInterrupt:
             ended = replace(context, outcome=Status.INTERRUPTED)
@@ -128,60 +129,6 @@ def run_cycle(
         len(names),
     )
     return report
-
-
-def _back_up_and_record(
-    rt: Runtime,
-    source_name: str,
-    names: list[str],
-    cycle_id: int,
-    hooks: Hooks,
-    context: HookContext,
-    cancel: threading.Event | None,
-    retry: RetryPlan | None,
-    progress: BackupProgress | None,
-) -> CycleReport:
-    try:
-        _back_up_everywhere(
-            rt, source_name, names, cycle_id, hooks, context, cancel, retry, progress
-        )
-    except BaseException as exc:
-        # A failure in firebreak itself: every site it left without a run gets one, so the
-        # cycle is recorded as failed there.
-        crash: Failure = InternalError(f"{type(exc).__name__} in firebreak")
-        if isinstance(exc, KeyboardInterrupt):
-            crash = Interrupted("stopped by an interrupt (Ctrl-C)")
-        else:
-            log.exception("cycle %d of %s: %s", cycle_id, source_name, crash.message)
-        _record_unrun(rt, source_name, names, cycle_id, crash)
-        _finished(rt, source_name, names, cycle_id)
-        raise
-    return _finished(rt, source_name, names, cycle_id)
-
-
-def _finished(rt: Runtime, source_name: str, names: list[str], cycle_id: int) -> CycleReport:
-    """The cycle's report from what its sites recorded, and the cycle recorded as ended."""
-    # The last backup try at each site decides (earlier tries were retried).
-    last: dict[str, Run] = {}
-    for run in runs_of_cycle(rt.engine, cycle_id):
-        if run.operation == Operation.BACKUP:
-            last[run.site] = run
-    runs = [last[name] for name in names if name in last]
-    status = cycle_status(runs, expected=len(names))
-    report = CycleReport(
-        cycle_id=cycle_id, source=source_name, status=status, runs=runs, sites=names
-    )
-    finish_cycle(rt.engine, cycle_id, status=status, succeeded=report.succeeded)
-    return report
-
-
-def _record_unrun(
-    rt: Runtime, source_name: str, names: list[str], cycle_id: int, failure: Failure
-) -> None:
-    ran = {run.site for run in runs_of_cycle(rt.engine, cycle_id)}
-    for name in names:
-        if name not in ran:
-            not_run(rt, source_name, name, Operation.BACKUP, cycle_id, failure)
 
 
 def _after(hooks: Hooks, ended: HookContext, cancel: threading.Event | None) -> None:
@@ -216,59 +163,107 @@ def _grace(cancel: threading.Event | None, grace: float) -> Iterator[threading.E
         follower.join()
 
 
-def _back_up_everywhere(
-    rt: Runtime,
-    source_name: str,
-    names: list[str],
-    cycle_id: int,
-    hooks: Hooks,
-    context: HookContext,
-    cancel: threading.Event | None,
-    retry: RetryPlan | None,
-    progress: BackupProgress | None,
-) -> None:
-    """The before hooks, the dump, then every site at once. What fails before the sites fails
-    the cycle at every one of them, recorded, and no backup runs."""
-    failure = run_hooks("before", hooks.before or [], context, cancel)
-    with ExitStack() as cleanup:
-        stage = None
-        if failure is None and rt.config.sources[source_name].dump_kind is not None:
-            try:
-                stage = cleanup.enter_context(staged_dump(rt, source_name, cancel))
-            except (DumpFailed, Interrupted) as exc:
-                failure = exc
-        if failure is not None:
-            log.error(
-                "cycle %d of %s: %s: %s",
-                cycle_id,
-                source_name,
-                failure.error_class,
-                failure.message,
-            )
-            for name in names:
-                not_run(rt, source_name, name, Operation.BACKUP, cycle_id, failure)
-            return
-        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=source_name) as pool:
-            futures = [
-                pool.submit(
-                    back_up_site,
-                    rt,
+@dataclass(frozen=True)
+class _Cycle:
+    """One cycle of a source while it backs up: what its steps share."""
+
+    rt: Runtime
+    source_name: str
+    names: list[str]
+    cycle_id: int
+    hooks: Hooks
+    context: HookContext
+    cancel: threading.Event | None
+    retry: RetryPlan | None
+    progress: BackupProgress | None
+
+    def back_up_and_record(self) -> CycleReport:
+        try:
+            self.back_up_everywhere()
+        except BaseException as exc:
+            # A failure in firebreak itself: every site it left without a run gets one, so
+            # the cycle is recorded as failed there.
+            crash: Failure = InternalError(f"{type(exc).__name__} in firebreak")
+            if isinstance(exc, KeyboardInterrupt):
+                crash = Interrupted("stopped by an interrupt (Ctrl-C)")
+            else:
+                log.exception("cycle %d of %s: %s", self.cycle_id, self.source_name, crash.message)
+            self.record_unrun(crash)
+            self.finished()
+            raise
+        return self.finished()
+
+    def back_up_everywhere(self) -> None:
+        """The before hooks, the dump, then every site at once. What fails before the sites
+        fails the cycle at every one of them, recorded, and no backup runs."""
+        rt, source_name, names, cycle_id = self.rt, self.source_name, self.names, self.cycle_id
+        failure = run_hooks("before", self.hooks.before or [], self.context, self.cancel)
+        with ExitStack() as cleanup:
+            stage = None
+            if failure is None and rt.config.sources[source_name].dump_kind is not None:
+                try:
+                    stage = cleanup.enter_context(staged_dump(rt, source_name, self.cancel))
+                except (DumpFailed, Interrupted) as exc:
+                    failure = exc
+            if failure is not None:
+                log.error(
+                    "cycle %d of %s: %s: %s",
+                    cycle_id,
                     source_name,
-                    name,
-                    cycle_id=cycle_id,
-                    cancel=cancel,
-                    retry=retry,
-                    stage=stage,
-                    progress=progress,
+                    failure.error_class,
+                    failure.message,
                 )
-                for name in names
-            ]
-            crashed = False
-            for future in futures:
-                crash = future.exception()
-                if crash is not None:
-                    crashed = True
-                    log.error("cycle %d: a site run crashed: %r", cycle_id, crash, exc_info=crash)
-        if crashed:  # a site whose thread failed before its run was recorded gets one
-            failure = InternalError("firebreak failed before this site's run started")
-            _record_unrun(rt, source_name, names, cycle_id, failure)
+                for name in names:
+                    not_run(rt, source_name, name, Operation.BACKUP, cycle_id, failure)
+                return
+            with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=source_name) as pool:
+                futures = [
+                    pool.submit(
+                        back_up_site,
+                        rt,
+                        source_name,
+                        name,
+                        cycle_id=cycle_id,
+                        cancel=self.cancel,
+                        retry=self.retry,
+                        stage=stage,
+                        progress=self.progress,
+                    )
+                    for name in names
+                ]
+                crashed = False
+                for future in futures:
+                    crash = future.exception()
+                    if crash is not None:
+                        crashed = True
+                        log.error(
+                            "cycle %d: a site run crashed: %r", cycle_id, crash, exc_info=crash
+                        )
+            if crashed:  # a site whose thread failed before its run was recorded gets one
+                self.record_unrun(InternalError("firebreak failed before this site's run started"))
+
+    def record_unrun(self, failure: Failure) -> None:
+        """A run for every site of the cycle that has none yet, ended in this failure."""
+        ran = {run.site for run in runs_of_cycle(self.rt.engine, self.cycle_id)}
+        for name in self.names:
+            if name not in ran:
+                not_run(self.rt, self.source_name, name, Operation.BACKUP, self.cycle_id, failure)
+
+    def finished(self) -> CycleReport:
+        """The cycle's report from what its sites recorded, and the cycle recorded as ended."""
+        # The last backup try at each site decides (earlier tries were retried).
+        last: dict[str, Run] = {}
+        for run in runs_of_cycle(self.rt.engine, self.cycle_id):
+            if run.operation == Operation.BACKUP:
+                last[run.site] = run
+        runs = [last[name] for name in self.names if name in last]
+        status = cycle_status(runs, expected=len(self.names))
+        report = CycleReport(
+            cycle_id=self.cycle_id,
+            source=self.source_name,
+            status=status,
+            runs=runs,
+            sites=self.names,
+        )
+        finish_cycle(self.rt.engine, self.cycle_id, status=status, succeeded=report.succeeded)
+        return report
