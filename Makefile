@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 	nft:nftables ip:iproute2 runuser:util-linux promtool:prometheus \
 	amtool:prometheus-alertmanager pg_dump:postgresql-client mariadb-dump:mariadb-client \
-	mkfs.ext4:e2fsprogs
+	mkfs.ext4:e2fsprogs chromium:chromium
 
 .PHONY: help deps venv lint typecheck generate test test-fast bench demo demo-once demo-stop clean
 

@@ -81,6 +81,7 @@ In another terminal, try:
   $firebreak -c $config status               # is everything safe? (from the run history)
   $firebreak -c $config placement            # where the copies are, what survives a loss
   $firebreak -c $config snapshots sample     # what each site holds (asks restic)
+  open http://127.0.0.1:9188/                  # the status page (curl works too); /metrics beside it
   make demo-stop                             # the REST site goes down: watch status turn STALE
   kill -HUP \$(pgrep -f 'firebreak.*run')     # reload the config after editing $config
 

@@ -135,7 +135,7 @@ def test_a_healthy_default_setup_raises_no_alarm_and_one_stale_site_one(
                             "summary": "Site c is stale for source www",
                             "description": "The newest successful backup of www at c is older "
                             "than the source's max_age (or there is none).",
-                            "runbook_url": "docs/runbook.md#firebreaksitestale",
+                            "runbook_url": "http://h1/runbook#firebreaksitestale",
                         },
                     }
                 ]

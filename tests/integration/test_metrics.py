@@ -36,6 +36,8 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
         assert get(f"{base}/healthz")[0] == 200
         assert get(f"{base}/readyz") == (200, "ready\n")
         assert get(f"{base}/nope")[0] == 404
+        status, page = get(f"{base}/")
+        assert status == 200 and "NOT SAFE" not in page and 'id="site-down"' in page
 
     found = samples(text)
     assert value(found, "firebreak_database_up") == 1
@@ -203,6 +205,10 @@ def test_the_endpoint_speaks_tls_and_wants_a_password_for_metrics(
         assert fetch("/metrics", "wrong")[0] == 401
         status, body = fetch("/metrics", "scrape-pw")
         assert status == 200 and 'firebreak_source_safe{source="www"} 1.0' in body
+        for page in ("/", "/runbook"):  # the pages want the same password
+            assert fetch(page)[0] == 401
+            status, body = fetch(page, "scrape-pw")
+            assert status == 200 and body.startswith("<!doctype html>")
         assert fetch("/healthz")[0] == 200  # health stays open for load balancers and systemd
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=5)  # untrusted cert
@@ -235,8 +241,14 @@ def test_the_exporter_on_a_history_it_cannot_read_says_so_once_and_needs_no_secr
             status, text = get(f"{base}/metrics")
             assert status == 200
             assert value(samples(text), "firebreak_database_up") == 0
+        # The status page says the status is unknown, and why, rather than a guess.
+        status, page = get(f"{base}/")
+        assert status == 503 and "status unknown: the run history cannot be read" in page
+        assert "firebreak db upgrade" in page
         assert firebreak(config, "db", "upgrade").returncode == 0
         assert get(f"{base}/readyz") == (200, "ready\n")
+        status, page = get(f"{base}/")
+        assert status == 200 and "NOT SAFE: www" in page
         assert value(samples(get(f"{base}/metrics")[1]), "firebreak_database_up") == 1
     said = log.read_text()
     assert "Traceback" not in said

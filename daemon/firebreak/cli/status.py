@@ -7,7 +7,6 @@ import socket
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -22,15 +21,10 @@ from firebreak.cli.common import (
     new_table,
 )
 from firebreak.clock import utcnow
-from firebreak.config import Config
-from firebreak.config.schedules import Cron, parse_schedule
-from firebreak.daemon.catchup import is_overdue, last_runs
-from firebreak.daemon.schedules import next_fire
+from firebreak.daemon.overview import SourceOverview, overview
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
-from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness, freshness
-from firebreak.history.records import latest_runs
+from firebreak.history.freshness import SiteFreshness, SourceFreshness
 from firebreak.humanize import format_bytes, format_seconds, humanize_age, plural, short_id
-from firebreak.placement.whatif import degradation
 
 
 @click.command()
@@ -54,83 +48,44 @@ def status(options: Options, as_json: bool) -> None:
     try:
         engine = make_engine(config.database_url)
         require_current(engine)
-        latest = latest_runs(engine)
-        proof = Proof.read(engine, socket.gethostname())
-        started = last_runs(config, engine)
+        seen = overview(config, engine, socket.gethostname(), utcnow())
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
-    now = utcnow()
-    report = freshness(config, latest, now, proof)
     if as_json:
         click.echo(
             json.dumps(
                 {
-                    "generated_at": now.isoformat(),
-                    "sources": [_as_json(config, s, started, now) for s in report],
+                    "generated_at": seen.generated_at.isoformat(),
+                    "sources": [_as_json(source) for source in seen.sources],
                 },
                 indent=2,
             )
         )
     else:
         out = console()
-        for source in report:
-            out.print(_table(source))
-            for line in _problems(source):
+        for source in seen.sources:
+            out.print(_table(source.freshness))
+            for line in _problems(source.freshness):
                 click.echo(line)
-            degraded = degradation(config, source.source)
-            if degraded is not None:
-                click.echo(f"  placement DEGRADED: {degraded}")
-            click.echo(f"  next cycle: {_next_cycle_text(config, source.source, started, now)}")
-        unsafe = [s.source for s in report if not s.safe]
+            if source.degraded is not None:
+                click.echo(f"  placement DEGRADED: {source.degraded}")
+            click.echo(f"  next cycle: {source.next_cycle.text}")
+        unsafe = [s.freshness.source for s in seen.sources if not s.freshness.safe]
         if unsafe:
             out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
         else:
-            out.print(f"[green]every source is safe ({plural(len(report), 'source')})[/]")
-    raise SystemExit(Exit.OK if all(source.safe for source in report) else Exit.FAILED)
+            out.print(f"[green]every source is safe ({plural(len(seen.sources), 'source')})[/]")
+    raise SystemExit(Exit.OK if seen.safe else Exit.FAILED)
 
 
-def _next_cycle(
-    config: Config, source: str, started: dict[str, datetime], now: datetime
-) -> tuple[datetime | None, bool]:
-    """When the source's next cycle is due (cron only: an interval counts from the daemon's
-    start, which the history does not know), and whether it is overdue now."""
-    schedule = parse_schedule(config.sources[source].schedule)
-    upcoming = (
-        next_fire(schedule, now, ZoneInfo(config.timezone)) if isinstance(schedule, Cron) else None
-    )
-    return upcoming, is_overdue(config, source, started.get(source), now)
-
-
-def _next_cycle_text(
-    config: Config, source: str, started: dict[str, datetime], now: datetime
-) -> str:
-    upcoming, overdue = _next_cycle(config, source, started, now)
-    schedule = config.sources[source].schedule
-    last = started.get(source)
-    ran = (
-        "never ran"
-        if last is None
-        else f"last ran {humanize_age((now - last).total_seconds())} ago"
-    )
-    if overdue:
-        return f"OVERDUE ({schedule}; {ran}): the daemon catches up as soon as it runs"
-    if upcoming is None:
-        return f"{schedule}, counted from the daemon's start ({ran})"
-    local = upcoming.astimezone(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M %Z")
-    return f"in {humanize_age((upcoming - now).total_seconds())}, {local} ({schedule})"
-
-
-def _as_json(
-    config: Config, source: SourceFreshness, started: dict[str, datetime], now: datetime
-) -> dict[str, Any]:
-    data = asdict(source)
-    upcoming, overdue = _next_cycle(config, source.source, started, now)
+def _as_json(source: SourceOverview) -> dict[str, Any]:
+    data = asdict(source.freshness)
+    upcoming = source.next_cycle.at
     data["next_cycle_at"] = None if upcoming is None else upcoming.isoformat()
-    data["cycle_overdue"] = overdue
-    data["max_age"] = format_seconds(source.max_age_seconds)
-    degraded = degradation(config, source.source)
-    data["placement_degraded"] = None if degraded is None else str(degraded)
-    for site, counted in zip(data["sites"], source.sites, strict=True):
+    data["cycle_overdue"] = source.next_cycle.overdue
+    data["max_age"] = format_seconds(source.freshness.max_age_seconds)
+    data["placement_degraded"] = source.degraded
+    for site, counted in zip(data["sites"], source.freshness.sites, strict=True):
         site["counts"] = counted.counts
         for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):
             if site[key] is not None:
@@ -157,7 +112,7 @@ def _table(source: SourceFreshness) -> Table:
     for site in source.sites:
         table.add_row(
             site.site,
-            _state(site),
+            STATES[site.state],
             f"{humanize_age(site.age_seconds)} ago" if site.age_seconds is not None else "never",
             f"{humanize_age((now - site.last_attempt_at).total_seconds())} ago"
             if site.last_attempt_at
@@ -170,12 +125,12 @@ def _table(source: SourceFreshness) -> Table:
     return table
 
 
-def _state(site: SiteFreshness) -> str:
-    if site.lost:
-        return "[bold red]LOST[/]"
-    if site.damaged:
-        return "[bold red]DAMAGED[/]"
-    return "[green]fresh[/]" if site.fresh else "[red]STALE[/]"
+STATES = {
+    "lost": "[bold red]LOST[/]",
+    "damaged": "[bold red]DAMAGED[/]",
+    "fresh": "[green]fresh[/]",
+    "stale": "[red]STALE[/]",
+}
 
 
 def _drill(site: SiteFreshness, now: datetime) -> str:

@@ -97,6 +97,15 @@ class SiteFreshness:
     lost: str | None = None
 
     @property
+    def state(self) -> str:
+        """``lost``, ``damaged``, ``fresh`` or ``stale``: the worst that holds."""
+        if self.lost:
+            return "lost"
+        if self.damaged:
+            return "damaged"
+        return "fresh" if self.fresh else "stale"
+
+    @property
     def counts(self) -> bool:
         """Counts toward the source's safety: fresh, not damaged, not lost."""
         return self.fresh and self.damaged is None and self.lost is None

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, ProcessCollector
 from sqlalchemy import Engine
 
+from firebreak.clock import utcnow
 from firebreak.config.model import Metrics
+from firebreak.daemon.overview import overview
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
-from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs
+from firebreak.metrics import page
+from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs, history_trouble
 from firebreak.metrics.http import Check, MetricsServer
 
 
@@ -30,6 +33,20 @@ def database_ready(engine: Callable[[], Engine]) -> Check:
     return check
 
 
+def status_answer(inputs: ScrapeInputs) -> tuple[int, str]:
+    """The status page, or why it cannot be had (503): read afresh for every request."""
+    host = inputs.host()
+    try:
+        engine = inputs.engine()
+        state = schema_state(engine)
+        if not state.up_to_date:
+            return 503, page.trouble_page(host, schema_advice(state))
+        seen = overview(inputs.config(), engine, host, utcnow())
+    except Exception as exc:  # the page must answer even when the database does not
+        return 503, page.trouble_page(host, history_trouble(inputs.engine, exc))
+    return 200, page.status_page(seen, host, inputs.restic_version())
+
+
 def serve(
     settings: Metrics, inputs: ScrapeInputs, healthy: Check, ready: Check, listen: str | None = None
 ) -> MetricsServer:
@@ -43,6 +60,10 @@ def serve(
         registry,
         healthy,
         ready,
+        pages={
+            "/": lambda: status_answer(inputs),
+            "/runbook": lambda: (200, page.runbook_page()),
+        },
         users=settings.basic_auth_users,
         tls=tls,
     )

@@ -1,4 +1,5 @@
-"""The HTTP endpoint: /metrics (Prometheus text format), /healthz, /readyz.
+"""The HTTP endpoint: /metrics (Prometheus text format), the status page at / and the
+runbook at /runbook (behind the same auth), and /healthz, /readyz (open, for probes).
 
 A small threaded server from the standard library: each scrape runs the collector in its own
 thread, and reads only the database.
@@ -12,7 +13,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import bcrypt
@@ -21,6 +22,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 log = logging.getLogger(__name__)
 
 Check = Callable[[], tuple[bool, str]]
+# A page: its HTTP status and its HTML.
+Page = Callable[[], tuple[int, str]]
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -71,34 +74,43 @@ class MetricsServer:
         healthy: Check,
         ready: Check,
         *,
+        pages: Mapping[str, Page] | None = None,
         users: dict[str, str] | None = None,
         tls: tuple[str, str] | None = None,
     ) -> None:
         host, port = parse_listen(listen)
         server = self
         guard = BasicAuth(users or {})
+        served = dict(pages or {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    if not guard.allows(self.headers.get("Authorization")):
-                        self.send_response(401)
-                        self.send_header("WWW-Authenticate", 'Basic realm="firebreak"')
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self._answer(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
+                if path in ("/healthz", "/readyz"):
                     ok, why = (server.healthy if path == "/healthz" else server.ready)()
                     self._answer(200 if ok else 503, f"{why}\n".encode(), "text/plain")
-                else:
-                    self._answer(404, b"/metrics, /healthz, /readyz\n", "text/plain")
+                    return
+                if path != "/metrics" and path not in served:
+                    known = ", ".join(["/metrics", *served, "/healthz", "/readyz"])
+                    self._answer(404, f"{known}\n".encode(), "text/plain")
+                    return
+                if not guard.allows(self.headers.get("Authorization")):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="firebreak"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if path == "/metrics":
+                    self._answer(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                    return
+                code, html = served[path]()
+                self._answer(code, html.encode(), "text/html; charset=utf-8")
 
             def _answer(self, code: int, body: bytes, content_type: str) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Content-Type-Options", "nosniff")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -125,7 +137,7 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("serving /metrics, /healthz, /readyz on port %d", self.port)
+        log.info("serving /metrics, the status page, /healthz and /readyz on port %d", self.port)
 
     def stop(self) -> None:
         self._server.shutdown()

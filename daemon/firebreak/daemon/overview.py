@@ -1,0 +1,86 @@
+"""What ``firebreak status`` and the status page show: every source's freshness at every
+site, its placement, and when its next cycle is due. Read from the run history only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from firebreak.config import Config
+from firebreak.config.schedules import Cron, parse_schedule
+from firebreak.daemon.catchup import is_overdue, last_runs
+from firebreak.daemon.schedules import next_fire
+from firebreak.history.freshness import Proof, SourceFreshness, freshness
+from firebreak.history.records import latest_runs
+from firebreak.humanize import humanize_age
+from firebreak.placement.whatif import degradation
+
+
+@dataclass(frozen=True)
+class NextCycle:
+    # When the next cycle is due (cron only: an interval counts from the daemon's start,
+    # which the history does not know).
+    at: datetime | None
+    overdue: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class SourceOverview:
+    freshness: SourceFreshness
+    # Why placement is degraded (a site lost or damaged leaves too few places), or None.
+    degraded: str | None
+    next_cycle: NextCycle
+
+
+@dataclass(frozen=True)
+class Overview:
+    generated_at: datetime
+    sources: list[SourceOverview]
+
+    @property
+    def safe(self) -> bool:
+        return all(source.freshness.safe for source in self.sources)
+
+
+def overview(config: Config, engine: Engine, host: str, now: datetime) -> Overview:
+    """Raises DatabaseError (or a driver's error) when the history cannot be read."""
+    proof = Proof.read(engine, host)
+    started = last_runs(config, engine)
+    report = freshness(config, latest_runs(engine), now, proof)
+    sources = []
+    for source in report:
+        degraded = degradation(config, source.source)
+        sources.append(
+            SourceOverview(
+                freshness=source,
+                degraded=None if degraded is None else str(degraded),
+                next_cycle=next_cycle(config, source.source, started.get(source.source), now),
+            )
+        )
+    return Overview(now, sources)
+
+
+def next_cycle(config: Config, source: str, last: datetime | None, now: datetime) -> NextCycle:
+    """The source's next cycle, given when its last one started."""
+    schedule_text = config.sources[source].schedule
+    schedule = parse_schedule(schedule_text)
+    zone = ZoneInfo(config.timezone)
+    upcoming = next_fire(schedule, now, zone) if isinstance(schedule, Cron) else None
+    overdue = is_overdue(config, source, last, now)
+    ran = (
+        "never ran"
+        if last is None
+        else f"last ran {humanize_age((now - last).total_seconds())} ago"
+    )
+    if overdue:
+        text = f"OVERDUE ({schedule_text}; {ran}): the daemon catches up as soon as it runs"
+    elif upcoming is None:
+        text = f"{schedule_text}, counted from the daemon's start ({ran})"
+    else:
+        local = upcoming.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        text = f"in {humanize_age((upcoming - now).total_seconds())}, {local} ({schedule_text})"
+    return NextCycle(upcoming, overdue, text)

@@ -1,0 +1,1 @@
+"""docs/ ships inside the package as firebreak.docs: the daemon serves runbook.md at /runbook."""
