@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from firebreak.config.base import Strict, checking, readable_file
-from firebreak.config.references import ENV_ONLY, check_reference
+from firebreak.config.references import ENV_ONLY, check_reference, is_file_reference
 
 # A database name firebreak puts in a file name and on a command line: no path, no option.
 DATABASE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}$"
@@ -35,10 +35,10 @@ class _Server(Strict):
     password: str | None = Field(
         default=None,
         description=(
-            "The password as an ${ENV_VAR} or file: reference, handed to the dump program "
-            "in its environment (PostgreSQL) or an option file on a pipe (MariaDB): never in "
-            "its arguments, never on disk. Prefer the server's own files (passfile, "
-            "defaults_file) or peer authentication."
+            "The password as an ${ENV_VAR}, file: or credential:NAME reference, handed to the "
+            "dump program in its environment (PostgreSQL) or an option file on a pipe "
+            "(MariaDB): never in its arguments, never on disk. Prefer the server's own files "
+            "(passfile, defaults_file) or peer authentication."
         ),
     )
     scratch_database: Database | None = Field(
@@ -56,9 +56,10 @@ class _Server(Strict):
     def _reference(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        if not (ENV_ONLY.match(value) or value.startswith("file:")):
+        if not (ENV_ONLY.match(value) or is_file_reference(value)):
             raise ValueError(
-                "a password is never written in the config: use an ${ENV_VAR} or file: reference"
+                "a password is never written in the config: use an ${ENV_VAR}, file: or "
+                "credential:NAME reference"
             )
         if checking(info):
             why = check_reference(value, Path("/"))

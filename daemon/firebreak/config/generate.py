@@ -67,7 +67,7 @@ EXAMPLE: dict[str, Any] = {
         },
         "fsn": {
             "repository": "rest:https://backup:${FSN_REST_PASSWORD}@fsn.example.net:8000/www",
-            "password": "${FSN_RESTIC_PASSWORD}",
+            "password": "credential:fsn.restic-password",
             "location": {
                 "provider": "hetzner",
                 "region": "eu-central",
@@ -83,7 +83,7 @@ EXAMPLE: dict[str, Any] = {
             "password_command": "/usr/local/bin/fetch-secret restic-dub",
             "env": {
                 "AWS_ACCESS_KEY_ID": "file:/etc/firebreak/dub.key-id",
-                "AWS_SECRET_ACCESS_KEY": "file:/etc/firebreak/dub.secret",
+                "AWS_SECRET_ACCESS_KEY": "credential:dub.s3-secret",
             },
             "location": {
                 "provider": "aws",

@@ -1,4 +1,10 @@
-"""``${ENV_VAR}`` and ``file:`` references: how secrets are named in the YAML without being in it.
+"""``${ENV_VAR}``, ``file:`` and ``credential:`` references: how secrets are named in the YAML
+without being in it.
+
+``credential:NAME`` is a systemd credential (``LoadCredential=NAME`` in the unit): the file
+NAME in ``$CREDENTIALS_DIRECTORY``. Where systemd did not start firebreak (a command run by
+hand), the same name is looked up where ``LoadCredential=NAME`` itself finds it: systemd's
+credential stores, /etc/credstore and /run/credstore.
 
 A reference is kept as written in the config model and resolved only when a restic process is
 about to start, so a secret's value never sits in the model, a log line or an error message.
@@ -16,6 +22,10 @@ from typing import Literal
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_ONLY = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 FILE_PREFIX = "file:"
+CREDENTIAL_PREFIX = "credential:"
+# What systemd accepts as a credential name that is also a plain file name.
+CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$")
+CREDENTIAL_STORES = (Path("/etc/credstore"), Path("/run/credstore"))
 
 
 class UnresolvedReference(ValueError):
@@ -23,12 +33,63 @@ class UnresolvedReference(ValueError):
 
 
 def is_file_reference(text: str) -> bool:
-    return text.startswith(FILE_PREFIX)
+    """A ``file:`` or ``credential:`` reference: a file holds the value."""
+    return text.startswith((FILE_PREFIX, CREDENTIAL_PREFIX))
 
 
-def file_reference_path(text: str, base_dir: Path) -> Path:
+def is_credential_reference(text: str) -> bool:
+    return text.startswith(CREDENTIAL_PREFIX)
+
+
+def file_reference_path(
+    text: str, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> Path:
+    """The file a ``file:`` or ``credential:`` reference names (see credential_path)."""
+    if is_credential_reference(text):
+        return credential_path(text[len(CREDENTIAL_PREFIX) :], environ)
     path = Path(text[len(FILE_PREFIX) :]).expanduser()
     return path if path.is_absolute() else base_dir / path
+
+
+def credential_path(name: str, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the credential NAME is: in ``$CREDENTIALS_DIRECTORY`` when systemd set it,
+    else in the first credential store that has it (else the first store, so that an error
+    names a path)."""
+    if not CREDENTIAL_NAME.match(name):
+        raise UnresolvedReference(f"{name!r} is not a credential name")
+    env = os.environ if environ is None else environ
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        return Path(directory) / name
+    for store in CREDENTIAL_STORES:
+        if (store / name).exists():
+            return store / name
+    return CREDENTIAL_STORES[0] / name
+
+
+def credential_problem(text: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why a credential reference cannot be read here, said so that the fix is plain."""
+    name = text[len(CREDENTIAL_PREFIX) :]
+    try:
+        path = credential_path(name, environ)
+    except UnresolvedReference as exc:
+        return str(exc)
+    env = os.environ if environ is None else environ
+    if env.get("CREDENTIALS_DIRECTORY"):
+        if not path.exists():
+            return (
+                f"credential {name} is not loaded: add LoadCredential={name} to the unit "
+                f"($CREDENTIALS_DIRECTORY has no {name})"
+            )
+        return file_problem(path)
+    why = file_problem(path)
+    if why is None:
+        return None
+    stores = " or ".join(str(store) for store in CREDENTIAL_STORES)
+    return (
+        f"credential {name}: not started by systemd with LoadCredential={name}, and {why} "
+        f"(looked in {stores}; they are root's: run this through systemd-run, docs/install.md)"
+    )
 
 
 def interpolate(text: str, environ: Mapping[str, str] | None = None) -> str:
@@ -53,7 +114,10 @@ def resolve(text: str, base_dir: Path, environ: Mapping[str, str] | None = None)
     """The value a reference stands for: a file's content (one trailing newline dropped),
     an interpolated ``${VAR}`` string, or the literal text."""
     if is_file_reference(text):
-        path = file_reference_path(text, base_dir)
+        why = credential_problem(text, environ) if is_credential_reference(text) else None
+        if why is not None:
+            raise UnresolvedReference(why)
+        path = file_reference_path(text, base_dir, environ)
         try:
             content = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -68,6 +132,8 @@ def resolve(text: str, base_dir: Path, environ: Mapping[str, str] | None = None)
 
 def check_reference(text: str, base_dir: Path) -> str | None:
     """Why a reference cannot be resolved now, or None when it can."""
+    if is_credential_reference(text):
+        return credential_problem(text) or _content_problem(file_reference_path(text, base_dir))
     if is_file_reference(text):
         path = file_reference_path(text, base_dir)
         return file_problem(path) or _content_problem(path)

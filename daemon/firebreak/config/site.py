@@ -27,6 +27,7 @@ from firebreak.config.references import (
     SecretReaders,
     check_reference,
     file_reference_path,
+    is_credential_reference,
     is_file_reference,
     missing_variables,
     permission_problem,
@@ -92,15 +93,17 @@ class Site(Strict):
     password: str | None = Field(
         default=None,
         description=(
-            "The password as an ${ENV_VAR} reference only; handed to restic through a pipe. "
-            "A literal password in the file is refused."
+            "The password as an ${ENV_VAR} or credential:NAME reference (a systemd "
+            "credential, LoadCredential=NAME); handed to restic through a pipe. A literal "
+            "password in the file is refused."
         ),
     )
     env: dict[str, str] = Field(
         default_factory=dict,
         description=(
             "Environment for restic's backend (AWS_ACCESS_KEY_ID, B2_ACCOUNT_KEY, ...). "
-            "Values may be literal, ${ENV_VAR} or file:/path references."
+            "Values may be literal, ${ENV_VAR}, file:/path or credential:NAME (a systemd "
+            "credential) references."
         ),
     )
     secret_file_readers: SecretReaders = Field(
@@ -194,11 +197,16 @@ class Site(Strict):
     def _password_reference(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
+        if is_credential_reference(value):
+            why = check_reference(value, Path("/")) if checking(info) else None
+            if why:
+                raise ValueError(why)
+            return value
         match = ENV_ONLY.match(value)
         if not match:
             raise ValueError(
                 "a password is never written in the config: use password_file, "
-                "password_command, or an ${ENV_VAR} reference"
+                "password_command, an ${ENV_VAR} or a credential:NAME reference"
             )
         if checking(info) and missing_variables(value):
             raise ValueError(f"environment variable {match.group(1)} is not set")
@@ -237,10 +245,11 @@ class Site(Strict):
                     problems.append(f"{key}: {why}")
         if problems:
             raise ValueError("; ".join(problems))
-        # file: references are kept absolute, so they resolve the same from any directory.
+        # file: references are kept absolute, so they resolve the same from any directory
+        # (credential: ones are found when used: systemd's directory, or a credential store).
         return {
             key: f"{FILE_PREFIX}{file_reference_path(text, base)}"
-            if is_file_reference(text)
+            if is_file_reference(text) and not is_credential_reference(text)
             else text
             for key, text in value.items()
         }
@@ -284,7 +293,7 @@ class Site(Strict):
         files += [
             (f"env.{key}", file_reference_path(text, Path("/")))
             for key, text in self.env.items()
-            if is_file_reference(text)
+            if is_file_reference(text) and not is_credential_reference(text)
         ]
         problems = [
             f"{key}: {why}"

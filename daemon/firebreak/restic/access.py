@@ -1,4 +1,5 @@
-"""Resolving a site's references (``${VAR}``, ``file:``) just before restic starts.
+"""Resolving a site's references (``${VAR}``, ``file:``, ``credential:``) just before restic
+starts.
 
 This is the only place secrets are read; the values go into a SiteAccess that is handed to
 the runner and dropped after the run.
@@ -26,7 +27,7 @@ def resolve_site(name: str, site: Site, *, environ: Mapping[str, str] | None = N
     secrets += [env_source[var] for var in ENV_REFERENCE.findall(site.repository)]
     password = None
     if site.password is not None:
-        password = interpolate(site.password, env_source)
+        password = resolve(site.password, Path("/"), env_source)
         secrets.append(password)
     env: dict[str, str] = {}
     for key, text in site.env.items():

@@ -448,3 +448,67 @@ def test_min_fresh_sites_defaults_to_all_sites_but_one(
     }
     config = load_config(_write(tmp_path, data))
     assert config.sources["www"].required_fresh_sites == required
+
+
+def test_a_systemd_credential_names_a_password_or_an_env_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firebreak.restic.access import resolve_site
+
+    credentials = tmp_path / "credentials"  # what systemd makes for LoadCredential=
+    credentials.mkdir()
+    (credentials / "gra.password").write_text("from-systemd\n")
+    (credentials / "gra.s3-key").write_text("key-from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    data = _config()
+    del data["sites"]["gra"]["password_file"]
+    data["sites"]["gra"].update(
+        password="credential:gra.password", env={"AWS_SECRET_ACCESS_KEY": "credential:gra.s3-key"}
+    )
+    config = load_config(_write(tmp_path, data), check_environment=True)
+    site = config.sites["gra"]
+    assert site.env["AWS_SECRET_ACCESS_KEY"] == "credential:gra.s3-key"  # found when used
+    access = resolve_site("gra", site)
+    assert access.password == "from-systemd"
+    assert access.env["AWS_SECRET_ACCESS_KEY"] == "key-from-systemd"
+    assert {"from-systemd", "key-from-systemd"} <= set(access.secrets)
+
+
+def test_a_credential_the_unit_does_not_load_says_what_to_add(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    data = _config()
+    del data["sites"]["gra"]["password_file"]
+    data["sites"]["gra"]["password"] = "credential:gra.password"
+    problems = _problems(tmp_path, data)
+    assert any(
+        "sites.gra.password: credential gra.password is not loaded: "
+        "add LoadCredential=gra.password to the unit" in p
+        for p in problems
+    ), problems
+
+
+def test_a_credential_outside_systemd_comes_from_the_credential_store_or_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firebreak.config import references
+
+    store = tmp_path / "credstore"
+    store.mkdir()
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setattr(references, "CREDENTIAL_STORES", (store, tmp_path / "run-credstore"))
+    why = references.check_reference("credential:gra.password", Path("/"))
+    assert why is not None
+    assert why.startswith(
+        f"credential gra.password: not started by systemd with LoadCredential=gra.password, "
+        f"and file {store / 'gra.password'} does not exist"
+    )
+    (store / "gra.password").write_text("from-the-store\n")
+    assert references.check_reference("credential:gra.password", Path("/")) is None
+    assert references.resolve("credential:gra.password", Path("/")) == "from-the-store"
+    for bad in ("../etc/shadow", "a/b", ""):
+        with pytest.raises(references.UnresolvedReference, match="is not a credential name"):
+            references.resolve(f"credential:{bad}", Path("/"))
