@@ -80,6 +80,9 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     names = {variable["name"] for variable in dashboard["templating"]["list"]}
     assert {"datasource", "source", "site"} <= names
     assert "__inputs" not in dashboard, "an import prompt for a data source nothing uses"
+    # The status page and the runbook, one click away, served by the firebreak picked.
+    links = {link["title"]: link["url"] for link in dashboard["links"]}
+    assert links == {"Status page": "http://${instance}/", "Runbook": "http://${instance}/runbook"}
     rules = []
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
