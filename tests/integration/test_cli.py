@@ -365,3 +365,22 @@ def test_backup_on_a_terminal_shows_each_sites_progress_and_in_a_pipe_nothing(
     piped = firebreak(config, "backup", "www")
     assert piped.returncode == 0
     assert "www → " not in piped.stdout and not re.search(r"\d+/\d+ files", piped.stdout)
+    # check and drills say what they are doing while they do it; in a pipe, results alone.
+    for args, doing in (
+        (["check", "www"], "restic check at slow (structure and a part of the data)"),
+        (["drill", "www", "--site", "fast"], "restore drill of www at fast: restoring a sample"),
+    ):
+        command = shlex.join([sys.executable, "-m", "firebreak", "-c", str(config), *args])
+        shown = subprocess.run(
+            ["script", "-qefc", command, "/dev/null"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+        )
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert doing in shown.stdout, shown.stdout
+        piped = firebreak(config, *args)
+        assert piped.returncode == 0 and doing not in piped.stdout + piped.stderr
+        assert re.search(r"^(slow|fast): ok", piped.stdout, re.MULTILINE), piped.stdout

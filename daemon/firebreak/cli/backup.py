@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import threading
 from typing import Any
@@ -29,6 +28,7 @@ from firebreak.cli.common import (
     console,
     fail,
     load,
+    logs_above,
     new_table,
     runtime,
 )
@@ -154,20 +154,12 @@ class _Bars:
         self.lock = threading.Lock()  # the sites report from threads of their own
 
     def __enter__(self) -> _Bars:
-        self.bars.start()
-        # Log lines (a site that is busy, a repository created) go above the bars, not
-        # through them: rich redirected sys.stderr, but the handlers hold the old one.
-        self.streams = [
-            (handler, handler.setStream(sys.stderr))
-            for handler in logging.getLogger().handlers
-            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__
-        ]
+        self._shown = logs_above(self.bars)
+        self._shown.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handler, stream in self.streams:
-            handler.setStream(stream)
-        self.bars.stop()
+        self._shown.__exit__(None, None, None)
 
     def __call__(self, source: str, site: str, status: dict[str, Any]) -> None:
         with self.lock:

@@ -7,7 +7,16 @@ import threading
 import click
 
 from firebreak.actions.check import check_site
-from firebreak.cli.common import Exit, Options, cancel_on_signals, check_names, fail, load, runtime
+from firebreak.cli.common import (
+    Exit,
+    Options,
+    Working,
+    cancel_on_signals,
+    check_names,
+    fail,
+    load,
+    runtime,
+)
 from firebreak.outcomes import Status
 
 
@@ -42,9 +51,11 @@ def check(
     rt = runtime(config)
     cancel = threading.Event()
     failed = False
-    with cancel_on_signals(cancel):
+    what = "every pack" if read_all_data else "structure and a part of the data"
+    with cancel_on_signals(cancel), Working() as working:
         for name in names:
-            run = check_site(rt, name, cancel, read_all_data=read_all_data)
+            with working.on(f"restic check at {name} ({what})"):
+                run = check_site(rt, name, cancel, read_all_data=read_all_data)
             if run.status == Status.SUCCESS:
                 click.echo(f"{name}: ok ({run.duration_seconds or 0:.1f}s)")
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, NoReturn, TextIO
 
 import click
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from firebreak.actions.runtime import Runtime, open_runtime
@@ -51,6 +53,64 @@ def console() -> Console:
     # A pipe or a log file gets wide tables rather than folded cells; a terminal its width.
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
     return Console(highlight=False, soft_wrap=False, width=width)
+
+
+@contextmanager
+def logs_above(live: Progress) -> Iterator[None]:
+    """Show live while the block runs, with log lines above it rather than through it (rich
+    redirects sys.stderr, but the logging handlers hold the old one)."""
+    live.start()
+    moved = [
+        (handler, handler.setStream(sys.stderr))
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__
+    ]
+    try:
+        yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
+        live.stop()
+
+
+class Working:
+    """On a terminal, a line with a spinner and the time spent for each step under way
+    (``with working.on("restic check at gra"):``), gone when it ends; in a script, a pipe or
+    under systemd, nothing."""
+
+    def __init__(self) -> None:
+        self.live = (
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console(),
+                transient=True,
+            )
+            if sys.stdout.isatty()
+            else None
+        )
+        self._shown: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+    def __enter__(self) -> Working:
+        if self.live is not None:
+            self._shown = logs_above(self.live)
+        self._shown.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._shown.__exit__(None, None, None)
+
+    @contextmanager
+    def on(self, what: str) -> Iterator[None]:
+        if self.live is None:
+            yield
+            return
+        task = self.live.add_task(what, total=None)
+        try:
+            yield
+        finally:
+            self.live.remove_task(task)
 
 
 # Set by a command run with --json: its errors are JSON on stdout too, so that a script

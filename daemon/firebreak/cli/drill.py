@@ -13,6 +13,7 @@ from firebreak.actions.restore_drill import drill_site
 from firebreak.cli.common import (
     Exit,
     Options,
+    Working,
     cancel_on_signals,
     check_names,
     fail,
@@ -54,15 +55,17 @@ def drill(
         check_names(options, config, [source], sites)
         rt = runtime(config)
         failed = False
-        for name in list(sites) or config.sources[source].sites:
-            run = drill_site(rt, source, name)
-            if run.status == Status.SUCCESS:
-                proven = f"; {run.error_message}" if run.error_message else ""
-                verified = plural(run.files_new or 0, "file")
-                click.echo(f"{name}: ok, {verified} verified from {run.snapshot_id}{proven}")
-            else:
-                failed = True
-                click.echo(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
+        with Working() as working:
+            for name in list(sites) or config.sources[source].sites:
+                with working.on(f"restore drill of {source} at {name}: restoring a sample"):
+                    run = drill_site(rt, source, name)
+                if run.status == Status.SUCCESS:
+                    proven = f"; {run.error_message}" if run.error_message else ""
+                    verified = plural(run.files_new or 0, "file")
+                    click.echo(f"{name}: ok, {verified} verified from {run.snapshot_id}{proven}")
+                else:
+                    failed = True
+                    click.echo(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
         raise SystemExit(Exit.FAILED if failed else Exit.OK)
     if lost not in config.sites:
         fail(f"no site {lost!r} in {options.config_path}", Exit.CONFIG)
@@ -70,7 +73,12 @@ def drill(
     cancel = threading.Event()
     base = scratch or config.state_dir / "drills"
     base.mkdir(parents=True, exist_ok=True)
-    with cancel_on_signals(cancel), tempfile.TemporaryDirectory(prefix="fire-", dir=base) as work:
+    with (
+        cancel_on_signals(cancel),
+        tempfile.TemporaryDirectory(prefix="fire-", dir=base) as work,
+        Working() as working,
+        working.on(f"rehearsing the loss of {lost}: restoring its sources from the others"),
+    ):
         results = fire_drill(rt, lost, Path(work), cancel)
     if not results:
         fail(f"no source uses site {lost!r}: nothing to rehearse", Exit.CONFIG)

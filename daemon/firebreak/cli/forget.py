@@ -8,7 +8,16 @@ from datetime import UTC
 import click
 
 from firebreak.actions.retention import apply_retention
-from firebreak.cli.common import Exit, Options, cancel_on_signals, check_names, fail, load, runtime
+from firebreak.cli.common import (
+    Exit,
+    Options,
+    Working,
+    cancel_on_signals,
+    check_names,
+    fail,
+    load,
+    runtime,
+)
 from firebreak.humanize import plural
 from firebreak.outcomes import Status
 from firebreak.restic.messages import ForgetDecision
@@ -32,7 +41,13 @@ def forget(options: Options, source: str, sites: tuple[str, ...], dry_run: bool)
     rt = runtime(config)
     cancel = threading.Event()
     decided: dict[str, list[ForgetDecision]] = {}
-    with cancel_on_signals(cancel):
+    chosen = list(sites) or config.sources[source].sites
+    doing = "looking at" if dry_run else "forgetting and pruning"
+    with (
+        cancel_on_signals(cancel),
+        Working() as working,
+        working.on(f"{doing} {source}'s snapshots at {', '.join(chosen)}"),
+    ):
         runs = apply_retention(
             rt,
             source,
