@@ -15,14 +15,15 @@ PYTEST_ARGS ?=
 APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 	nft:nftables ip:iproute2 runuser:util-linux promtool:prometheus \
 	amtool:prometheus-alertmanager pg_dump:postgresql-client mariadb-dump:mariadb-client \
-	mkfs.ext4:e2fsprogs chromium:chromium
+	mkfs.ext4:e2fsprogs chromium:chromium \
+	qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debootstrap:debootstrap socat:socat
 
-.PHONY: help deps venv lint typecheck generate test test-fast bench demo demo-once demo-stop clean
+.PHONY: help deps venv lint typecheck generate test test-fast test-systemd bench demo demo-once demo-stop clean
 
 help:
 	@echo "make demo    - set everything up, run the daemon on a demo config (three demo sites, a cycle a minute)"
 	@echo "make test    - set everything up, then lint, type-check and run the whole test suite"
-	@echo "make lint | typecheck | test-fast | generate | demo-once | demo-stop | clean"
+	@echo "make lint | typecheck | test-fast | test-systemd | generate | demo-once | demo-stop | clean"
 
 deps:
 	@missing=""; \
@@ -62,6 +63,9 @@ test: deps venv lint typecheck
 
 bench: deps venv  ## firebreak against plain restic, side by side (BENCH_MB, BENCH_FILES, BENCH_REPEAT)
 	$(BIN)/python -m tests.benchmarks.bench
+
+test-systemd: deps venv  ## the service on a real systemd, in a qemu guest (make test runs it too)
+	$(BIN)/pytest tests/systemd $(PYTEST_ARGS)
 
 test-fast: venv  ## unit tests only, no servers (about 30 s)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

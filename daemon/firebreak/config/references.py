@@ -62,8 +62,11 @@ def credential_path(name: str, environ: Mapping[str, str] | None = None) -> Path
     if directory:
         return Path(directory) / name
     for store in CREDENTIAL_STORES:
-        if (store / name).exists():
-            return store / name
+        try:
+            (store / name).stat()
+        except OSError:  # missing, or in a store this user may not look into
+            continue
+        return store / name
     return CREDENTIAL_STORES[0] / name
 
 
@@ -145,10 +148,16 @@ def check_reference(text: str, base_dir: Path) -> str | None:
 
 def file_problem(path: Path) -> str | None:
     """Why a file the config names cannot be read now, or None."""
-    if path.is_dir():
-        return f"file {path} is a directory, not a file"
-    if not path.is_file():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         return f"file {path} does not exist"
+    except OSError as exc:  # a directory on the way this user may not enter, a loop
+        return f"file {path} cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return f"file {path} is a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return f"file {path} is not a regular file"
     if not os.access(path, os.R_OK):
         return f"file {path} is not readable"
     return None

@@ -512,3 +512,32 @@ def test_a_credential_outside_systemd_comes_from_the_credential_store_or_says_wh
     for bad in ("../etc/shadow", "a/b", ""):
         with pytest.raises(references.UnresolvedReference, match="is not a credential name"):
             references.resolve(f"credential:{bad}", Path("/"))
+
+
+def test_a_secret_in_a_directory_this_user_cannot_enter_is_an_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firebreak.config import references
+
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    (closed / "pw").write_text("x")
+    monkeypatch.setattr(Path, "stat", _denied_under(closed, Path.stat))
+    assert references.file_problem(closed / "pw") == (
+        f"file {closed / 'pw'} cannot be read: Permission denied"
+    )
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setattr(references, "CREDENTIAL_STORES", (closed,))
+    why = references.check_reference("credential:pw", Path("/"))
+    assert why is not None and "cannot be read: Permission denied" in why
+
+
+def _denied_under(directory: Path, stat: Any) -> Any:
+    """Path.stat as a user who may not enter directory sees it (root may enter anything)."""
+
+    def denied(self: Path, **kwargs: Any) -> Any:
+        if directory in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    return denied
