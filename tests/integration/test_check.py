@@ -121,6 +121,9 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
     assert value(found, "firebreak_last_check_outcome", site="bad", outcome="failed") == 1
     assert value(found, "firebreak_site_damaged", source="www", site="bad") == 1
     assert value(found, "firebreak_site_damaged", source="www", site="good") == 0
+    # The check's own verdict, which FirebreakCheckFailing keeps firing on while checks run.
+    assert value(found, "firebreak_site_check_damaged", site="bad") == 1
+    assert value(found, "firebreak_site_check_damaged", site="good") == 0
     assert value(found, "firebreak_source_fresh_sites", source="www") == 1
     assert value(found, "firebreak_source_safe", source="www") == 0
 

@@ -381,6 +381,9 @@ def test_backup_on_a_terminal_shows_each_sites_progress_and_in_a_pipe_nothing(
         )
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert doing in shown.stdout, shown.stdout
+        # Each result on a line of its own, not written into the spinner's line.
+        screen = re.split(r"[\r\n]+", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.stdout))
+        assert any(re.match(r"(slow|fast): ok", line) for line in screen), screen
         piped = firebreak(config, *args)
         assert piped.returncode == 0 and doing not in piped.stdout + piped.stderr
         assert re.search(r"^(slow|fast): ok", piped.stdout, re.MULTILINE), piped.stdout

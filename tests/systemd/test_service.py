@@ -213,6 +213,17 @@ def test_installed_as_install_md_says_it_backs_up_reloads_stops_and_keeps_its_se
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert listed.stdout.count("/srv/data") >= 3, listed.stdout
 
+    # A credential missing from the store: systemd starts the command without it, and
+    # firebreak names what is missing.
+    guest.run("mv /etc/credstore/a.restic-password /root/", check=True)
+    missing = guest.run(f"{command} validate", timeout=300)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert (
+        "credential a.restic-password is not loaded: the unit needs "
+        "LoadCredential=a.restic-password, and the file /etc/credstore/a.restic-password"
+    ) in missing.stdout + missing.stderr
+    guest.run("mv /root/a.restic-password /etc/credstore/", check=True)
+
     # The hardening holds on the real systemd.
     security = guest.run("systemd-analyze security firebreak --no-pager").stdout
     exposure = re.search(r"Overall exposure level for firebreak.service: ([\d.]+) (\w+)", security)

@@ -57,10 +57,10 @@ def check(
             with working.on(f"restic check at {name} ({what})"):
                 run = check_site(rt, name, cancel, read_all_data=read_all_data)
             if run.status == Status.SUCCESS:
-                click.echo(f"{name}: ok ({run.duration_seconds or 0:.1f}s)")
+                working.say(f"{name}: ok ({run.duration_seconds or 0:.1f}s)")
             else:
                 failed = True
-                click.echo(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
+                working.say(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
             if cancel.is_set():
                 raise SystemExit(Exit.INTERRUPTED)
     raise SystemExit(Exit.FAILED if failed else Exit.OK)

@@ -101,6 +101,13 @@ class Working:
     def __exit__(self, *exc: object) -> None:
         self._shown.__exit__(None, None, None)
 
+    def say(self, line: str) -> None:
+        """A result line, printed above the spinners (click.echo would write through them)."""
+        if self.live is None:
+            click.echo(line)
+        else:
+            self.live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     @contextmanager
     def on(self, what: str) -> Iterator[None]:
         if self.live is None:

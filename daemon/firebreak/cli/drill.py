@@ -62,10 +62,10 @@ def drill(
                 if run.status == Status.SUCCESS:
                     proven = f"; {run.error_message}" if run.error_message else ""
                     verified = plural(run.files_new or 0, "file")
-                    click.echo(f"{name}: ok, {verified} verified from {run.snapshot_id}{proven}")
+                    working.say(f"{name}: ok, {verified} verified from {run.snapshot_id}{proven}")
                 else:
                     failed = True
-                    click.echo(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
+                    working.say(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
         raise SystemExit(Exit.FAILED if failed else Exit.OK)
     if lost not in config.sites:
         fail(f"no site {lost!r} in {options.config_path}", Exit.CONFIG)

@@ -4,7 +4,7 @@ without being in it.
 ``credential:NAME`` is a systemd credential (``LoadCredential=NAME`` in the unit): the file
 NAME in ``$CREDENTIALS_DIRECTORY``. Where systemd did not start firebreak (a command run by
 hand), the same name is looked up where ``LoadCredential=NAME`` itself finds it: systemd's
-credential stores, /etc/credstore and /run/credstore.
+credential stores (/etc/credstore, /run/credstore, /usr/local/lib/credstore, /usr/lib/credstore).
 
 A reference is kept as written in the config model and resolved only when a restic process is
 about to start, so a secret's value never sits in the model, a log line or an error message.
@@ -25,7 +25,15 @@ FILE_PREFIX = "file:"
 CREDENTIAL_PREFIX = "credential:"
 # What systemd accepts as a credential name that is also a plain file name.
 CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$")
-CREDENTIAL_STORES = (Path("/etc/credstore"), Path("/run/credstore"))
+CREDENTIAL_STORES = tuple(
+    Path(store)
+    for store in (
+        "/etc/credstore",
+        "/run/credstore",
+        "/usr/local/lib/credstore",
+        "/usr/lib/credstore",
+    )
+)
 
 
 class UnresolvedReference(ValueError):
@@ -55,7 +63,7 @@ def credential_path(name: str, environ: Mapping[str, str] | None = None) -> Path
     """Where the credential NAME is: in ``$CREDENTIALS_DIRECTORY`` when systemd set it,
     else in the first credential store that has it (else the first store, so that an error
     names a path)."""
-    if not CREDENTIAL_NAME.match(name):
+    if not CREDENTIAL_NAME.fullmatch(name):
         raise UnresolvedReference(f"{name!r} is not a credential name")
     env = os.environ if environ is None else environ
     directory = env.get("CREDENTIALS_DIRECTORY")
@@ -78,13 +86,13 @@ def credential_problem(text: str, environ: Mapping[str, str] | None = None) -> s
     except UnresolvedReference as exc:
         return str(exc)
     env = os.environ if environ is None else environ
-    if env.get("CREDENTIALS_DIRECTORY"):
-        if not path.exists():
-            return (
-                f"credential {name} is not loaded: add LoadCredential={name} to the unit "
-                f"($CREDENTIALS_DIRECTORY has no {name})"
-            )
-        return file_problem(path)
+    if env.get("CREDENTIALS_DIRECTORY") or env.get("INVOCATION_ID"):  # started by systemd
+        if env.get("CREDENTIALS_DIRECTORY") and path.exists():
+            return file_problem(path)
+        return (
+            f"credential {name} is not loaded: the unit needs LoadCredential={name}, and "
+            f"the file {CREDENTIAL_STORES[0] / name} (systemd skips a missing one silently)"
+        )
     why = file_problem(path)
     if why is None:
         return None

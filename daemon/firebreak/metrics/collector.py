@@ -114,6 +114,7 @@ class FirebreakCollector(Collector):
         yield from _site_metrics(report, latest, failures, first)
         yield from _source_metrics(config, report)
         yield _lost_sites(config, proof)
+        yield _check_damage(config, proof)
         site_checks = [((site,), entry) for site, entry in checks.items()]
         yield from _proof_metrics(
             Operation.CHECK, "restic check of the site", site_checks, ["site"]
@@ -251,6 +252,21 @@ def _lost_sites(config: Config, proof: Proof) -> Metric:
     for site in config.sites:
         lost.add_metric([site], 1 if site in proof.lost else 0)
     return lost
+
+
+def _check_damage(config: Config, proof: Proof) -> Metric:
+    damaged = GaugeMetricFamily(
+        "firebreak_site_check_damaged",
+        "1 if the newest restic check that judged the site's repository found errors (every "
+        "source there is damaged until a check passes), whatever checks run since",
+        labels=["site"],
+    )
+    for site in config.sites:
+        verdict = proof.checks.get(site)
+        damaged.add_metric(
+            [site], 1 if verdict is not None and verdict.status == Status.FAILED else 0
+        )
+    return damaged
 
 
 def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[Metric]:

@@ -103,7 +103,12 @@ class MetricsServer:
                 if path == "/metrics":
                     self._answer(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
                     return
-                code, html = served[path]()
+                try:
+                    code, html = served[path]()
+                except Exception:  # a page that fails is a 500, never a dropped connection
+                    log.exception("serving %s failed", path)
+                    self._answer(500, b"internal error: see the daemon's log\n", "text/plain")
+                    return
                 self._answer(code, html.encode(), "text/html; charset=utf-8")
 
             def _answer(self, code: int, body: bytes, content_type: str) -> None:

@@ -485,8 +485,8 @@ def test_a_credential_the_unit_does_not_load_says_what_to_add(
     data["sites"]["gra"]["password"] = "credential:gra.password"
     problems = _problems(tmp_path, data)
     assert any(
-        "sites.gra.password: credential gra.password is not loaded: "
-        "add LoadCredential=gra.password to the unit" in p
+        "sites.gra.password: credential gra.password is not loaded: the unit needs "
+        "LoadCredential=gra.password, and the file /etc/credstore/gra.password" in p
         for p in problems
     ), problems
 
@@ -499,6 +499,7 @@ def test_a_credential_outside_systemd_comes_from_the_credential_store_or_says_wh
     store = tmp_path / "credstore"
     store.mkdir()
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
     monkeypatch.setattr(references, "CREDENTIAL_STORES", (store, tmp_path / "run-credstore"))
     why = references.check_reference("credential:gra.password", Path("/"))
     assert why is not None
@@ -509,7 +510,7 @@ def test_a_credential_outside_systemd_comes_from_the_credential_store_or_says_wh
     (store / "gra.password").write_text("from-the-store\n")
     assert references.check_reference("credential:gra.password", Path("/")) is None
     assert references.resolve("credential:gra.password", Path("/")) == "from-the-store"
-    for bad in ("../etc/shadow", "a/b", ""):
+    for bad in ("../etc/shadow", "a/b", "", "name\n"):
         with pytest.raises(references.UnresolvedReference, match="is not a credential name"):
             references.resolve(f"credential:{bad}", Path("/"))
 
@@ -527,6 +528,7 @@ def test_a_secret_in_a_directory_this_user_cannot_enter_is_an_error_not_a_crash(
         f"file {closed / 'pw'} cannot be read: Permission denied"
     )
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
     monkeypatch.setattr(references, "CREDENTIAL_STORES", (closed,))
     why = references.check_reference("credential:pw", Path("/"))
     assert why is not None and "cannot be read: Permission denied" in why
@@ -541,3 +543,19 @@ def _denied_under(directory: Path, stat: Any) -> Any:
         return stat(self, **kwargs)
 
     return denied
+
+
+def test_under_systemd_a_credential_it_did_not_load_says_what_the_unit_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from firebreak.config import references
+
+    # A service with no LoadCredential= at all gets no $CREDENTIALS_DIRECTORY.
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+    why = references.check_reference("credential:fsn.restic-password", Path("/"))
+    assert why == (
+        "credential fsn.restic-password is not loaded: the unit needs "
+        "LoadCredential=fsn.restic-password, and the file /etc/credstore/fsn.restic-password "
+        "(systemd skips a missing one silently)"
+    )

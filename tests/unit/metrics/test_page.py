@@ -125,3 +125,36 @@ def test_the_runbook_has_an_anchor_for_every_alert_rule() -> None:
     alerts = [rule["alert"] for group in rules["groups"] for rule in group["rules"]]
     ids = {a.get("id") for tag, a in Text(runbook_page()).tags if tag == "h2"}
     assert alerts and {alert.lower() for alert in alerts} <= ids
+
+
+def test_a_page_that_fails_answers_500_and_the_listener_goes_on() -> None:
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from firebreak.metrics.http import MetricsServer
+
+    def broken() -> tuple[int, str]:
+        raise RuntimeError("boom")
+
+    server = MetricsServer(
+        "127.0.0.1:0",
+        CollectorRegistry(),
+        lambda: (True, "ok"),
+        lambda: (True, "ready"),
+        pages={"/": broken, "/fine": lambda: (200, "<p>fine</p>")},
+    )
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            urllib.request.urlopen(f"{base}/", timeout=5)  # loopback only
+            raise AssertionError("a failing page answered 200")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 500
+            assert b"boom" not in exc.read()
+        with urllib.request.urlopen(f"{base}/fine", timeout=5) as answer:
+            assert answer.read() == b"<p>fine</p>"
+    finally:
+        server.stop()
