@@ -113,8 +113,7 @@ class FirebreakCollector(Collector):
         report = freshness(config, latest, utcnow(), proof)
         yield from _site_metrics(report, latest, failures, first)
         yield from _source_metrics(config, report)
-        yield _lost_sites(config, proof)
-        yield _check_damage(config, proof)
+        yield from _site_flags(config, proof)
         site_checks = [((site,), entry) for site, entry in checks.items()]
         yield from _proof_metrics(
             Operation.CHECK, "restic check of the site", site_checks, ["site"]
@@ -242,31 +241,32 @@ def _site_metrics(
     yield outcome
 
 
-def _lost_sites(config: Config, proof: Proof) -> Metric:
-    lost = GaugeMetricFamily(
-        "firebreak_site_lost",
-        "1 if the site's repository is gone or replaced by another (until it comes back or "
-        "firebreak site reset records a new one)",
-        labels=["site"],
-    )
-    for site in config.sites:
-        lost.add_metric([site], 1 if site in proof.lost else 0)
-    return lost
+def _site_flags(config: Config, proof: Proof) -> Iterator[Metric]:
+    """Per configured site, 0 or 1: lost, and damaged by a check."""
 
-
-def _check_damage(config: Config, proof: Proof) -> Metric:
-    damaged = GaugeMetricFamily(
-        "firebreak_site_check_damaged",
-        "1 if the newest restic check that judged the site's repository found errors (every "
-        "source there is damaged until a check passes), whatever checks run since",
-        labels=["site"],
-    )
-    for site in config.sites:
+    def check_damaged(site: str) -> bool:
         verdict = proof.checks.get(site)
-        damaged.add_metric(
-            [site], 1 if verdict is not None and verdict.status == Status.FAILED else 0
-        )
-    return damaged
+        return verdict is not None and verdict.status == Status.FAILED
+
+    flags: list[tuple[str, str, Callable[[str], bool]]] = [
+        (
+            "firebreak_site_lost",
+            "1 if the site's repository is gone or replaced by another (until it comes back "
+            "or firebreak site reset records a new one)",
+            lambda site: site in proof.lost,
+        ),
+        (
+            "firebreak_site_check_damaged",
+            "1 if the newest restic check that judged the site's repository found errors "
+            "(every source there is damaged until a check passes), whatever checks run since",
+            check_damaged,
+        ),
+    ]
+    for name, text, holds in flags:
+        family = GaugeMetricFamily(name, text, labels=["site"])
+        for site in config.sites:
+            family.add_metric([site], 1 if holds(site) else 0)
+        yield family
 
 
 def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[Metric]:
