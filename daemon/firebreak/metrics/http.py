@@ -84,7 +84,18 @@ class MetricsServer:
         served = dict(pages or {})
 
         class Handler(BaseHTTPRequestHandler):
+            head_only = False
+
             def do_GET(self) -> None:
+                self.head_only = False
+                self._serve()
+
+            def do_HEAD(self) -> None:
+                """What GET would answer, without the body (uptime checkers ask this way)."""
+                self.head_only = True
+                self._serve()
+
+            def _serve(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path in ("/healthz", "/readyz"):
                     ok, why = (server.healthy if path == "/healthz" else server.ready)()
@@ -117,7 +128,8 @@ class MetricsServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Content-Type-Options", "nosniff")
                 self.end_headers()
-                self.wfile.write(body)
+                if not self.head_only:
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("%s %s", self.address_string(), format % args)

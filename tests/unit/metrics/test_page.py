@@ -158,3 +158,32 @@ def test_a_page_that_fails_answers_500_and_the_listener_goes_on() -> None:
             assert answer.read() == b"<p>fine</p>"
     finally:
         server.stop()
+
+
+def test_head_answers_what_get_would_without_the_body() -> None:
+    import http.client
+
+    from prometheus_client import CollectorRegistry
+
+    from firebreak.metrics.http import MetricsServer
+
+    server = MetricsServer(
+        "127.0.0.1:0",
+        CollectorRegistry(),
+        lambda: (True, "ok"),
+        lambda: (False, "the history is at revision 0001"),
+        pages={"/": lambda: (200, "<p>page</p>")},
+    )
+    server.start()
+    try:
+        for path, code, length in (("/", 200, 11), ("/readyz", 503, 32), ("/nope", 404, None)):
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            connection.request("HEAD", path)
+            answer = connection.getresponse()
+            assert answer.status == code, path
+            assert answer.read() == b""
+            if length is not None:
+                assert answer.getheader("Content-Length") == str(length), path
+            connection.close()
+    finally:
+        server.stop()
