@@ -387,3 +387,48 @@ def test_backup_on_a_terminal_shows_each_sites_progress_and_in_a_pipe_nothing(
         piped = firebreak(config, *args)
         assert piped.returncode == 0 and doing not in piped.stdout + piped.stderr
         assert re.search(r"^(slow|fast): ok", piped.stdout, re.MULTILINE), piped.stdout
+
+
+def test_a_second_host_with_a_source_of_the_same_name_does_not_make_the_first_safe(
+    setup: Setup,
+) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], min_fresh_sites=2)
+    # Both hosts record into one history and back up to the same sites, each its own "www".
+    elsewhere = setup.dir / "web2-www"
+    elsewhere.mkdir()
+    (elsewhere / "web2-only.txt").write_text("web2's data\n")
+    setup.top["host"] = "web2"
+    setup.sources["www"]["paths"] = [str(elsewhere)]
+    config = setup.write()
+    assert firebreak(config, "backup", "www").returncode == 0
+    setup.top["host"] = "web1"
+    setup.sources["www"]["paths"] = [str(setup.source_dir)]
+    config = setup.write()
+    status = firebreak(config, "status", "--json")
+    assert status.returncode == 4, status.stdout + status.stderr
+    [www] = json.loads(status.stdout)["sources"]
+    assert www["fresh_sites"] == 0 and not www["safe"]
+    assert all(site["last_success_at"] is None for site in www["sites"])
+    assert www["cycle_overdue"]  # web1's catch-up would back it up at once
+    assert firebreak(config, "backup", "www").returncode == 0
+    assert firebreak(config, "status").returncode == 0
+    # Each host's snapshots carry its name, so retention and drills keep to their own.
+    hosts = firebreak(config, "snapshots", "www", "--json")
+    assert hosts.returncode == 0, hosts.stderr
+    assert {"web1", "web2"} <= set(re.findall(r'"hostname": "([^"]+)"', hosts.stdout)), hosts.stdout
+    # web2 backs up again, last; web1's restore and drill still take web1's own snapshot.
+    setup.top["host"] = "web2"
+    setup.sources["www"]["paths"] = [str(elsewhere)]
+    assert firebreak(setup.write(), "backup", "www").returncode == 0
+    setup.top["host"] = "web1"
+    setup.sources["www"]["paths"] = [str(setup.source_dir)]
+    config = setup.write()
+    target = setup.dir / "restored"
+    restored = firebreak(config, "restore", "www", "--site", "a", "--target", str(target))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert not list(target.rglob("web2-only.txt"))
+    assert any(target.rglob("*")) and setup.source_dir.name in {p.name for p in target.rglob("*")}
+    drilled = firebreak(config, "drill", "www", "--site", "a")
+    assert drilled.returncode == 0, drilled.stdout + drilled.stderr

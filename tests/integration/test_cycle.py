@@ -50,7 +50,7 @@ def test_one_cycle_to_local_rest_sftp_and_s3_then_restore_each(
         restore_snapshot(rt.config, site, report_by_site[site].snapshot_id or "", target)
         assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
 
-    status = freshness(rt.config, latest_runs(rt.engine), utcnow())
+    status = freshness(rt.config, latest_runs(rt.engine, host=rt.host), utcnow())
     assert status[0].safe and status[0].fresh_sites == 4
 
 

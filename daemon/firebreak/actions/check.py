@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def next_subset(rt: Runtime, site: str) -> tuple[int, int]:
     """(n, N): the part after the one the last finished check at this site read."""
     total = rt.config.sites[site].check_read_data_subsets
-    return finished_runs(rt.engine, site, Operation.CHECK) % total + 1, total
+    return finished_runs(rt.engine, site, Operation.CHECK, host=rt.host) % total + 1, total
 
 
 def check_site(

@@ -118,7 +118,7 @@ def run_cycle(
         finally:
             _after(hooks, ended, hooks_cancel)
     if notifier is not None and report.status != Status.INTERRUPTED:
-        previous = previous_cycle_status(rt.engine, source_name, cycle_id)
+        previous = previous_cycle_status(rt.engine, source_name, cycle_id, host=rt.host)
         notifier.finished(source_name, report.status, report.failed_sites, len(names), previous)
     log.info(
         "cycle %d of %s: %s (%d of %d sites succeeded)",

@@ -117,7 +117,7 @@ def staged_dump(
             shutil.rmtree(stage, ignore_errors=True)  # whatever a killed firebreak left
             try:
                 stage.mkdir(parents=True, mode=0o700)
-                _check_space(rt.engine, source_name, stage)
+                _check_space(rt.engine, source_name, stage, rt.host)
                 Dumper(source, stage, cancel).dump()
                 yield stage
             finally:
@@ -139,9 +139,9 @@ def remove_leftover_stages(rt: Runtime) -> None:
                 shutil.rmtree(stage, ignore_errors=True)
 
 
-def _check_space(engine: Engine, source: str, stage: Path) -> None:
+def _check_space(engine: Engine, source: str, stage: Path, host: str) -> None:
     """Refuse to start a dump the stage's filesystem cannot hold (judged by the last one)."""
-    last = last_processed_bytes(engine, source)
+    last = last_processed_bytes(engine, source, host=host)
     if last is None:
         return
     usage = shutil.disk_usage(stage)

@@ -75,12 +75,20 @@ def run_restic(
 
 
 def source_snapshots(
-    rt: Runtime, access: SiteAccess, source: str, cancel: threading.Event | None
+    rt: Runtime,
+    access: SiteAccess,
+    source: str,
+    cancel: threading.Event | None,
+    *,
+    every_host: bool = False,
 ) -> list[Snapshot] | RunOutcome:
-    """The source's snapshots at the site, oldest first, or how asking for them failed."""
+    """This host's snapshots of the source at the site (every host's with every_host: a
+    repository may hold another host's source of the same name), oldest first, or how
+    asking for them failed."""
+    host = None if every_host else rt.host
     listed = run_restic(
         rt,
-        commands.snapshots(rt.restic_at(access), source_name=source),
+        commands.snapshots(rt.restic_at(access), source_name=source, host=host),
         access,
         cancel,
     )

@@ -59,7 +59,7 @@ def site_order(rt: Runtime, source: str, only: str | None, without: str | None =
     site is not tried unless named: its repository is gone, or not the site's."""
     if only is not None:
         return [only]
-    latest = latest_runs(rt.engine, sources=[source])
+    latest = latest_runs(rt.engine, sources=[source], host=rt.host)
     lost = lost_sites(rt.engine, rt.host)
     for name in sorted(set(rt.config.sources[source].sites) & set(lost)):
         log.warning("restore of %s: site %s is lost; not tried", source, name)
@@ -133,7 +133,9 @@ def _restore_from(
     chosen: list[Snapshot] = []
 
     def restore(access: SiteAccess, run_log: RunLog) -> RunOutcome:
-        snapshots = source_snapshots(rt, access, source, cancel)
+        # The newest of this host's, or the one named by its id, whichever host wrote it
+        # (a machine rebuilt under another name restores its predecessor's).
+        snapshots = source_snapshots(rt, access, source, cancel, every_host=snapshot != "latest")
         if isinstance(snapshots, RunOutcome):
             return snapshots
         if snapshot == "latest":

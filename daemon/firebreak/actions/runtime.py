@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -113,7 +112,7 @@ def open_runtime(config: Config, *, engine: Engine | None = None) -> Runtime:
     version = prepare_restic(config)
     engine = engine or make_engine(config.database_url)
     require_current(engine)
-    return Runtime(config=config, engine=engine, restic_version=version, host=socket.gethostname())
+    return Runtime(config=config, engine=engine, restic_version=version, host=config.host_name)
 
 
 class RunLog(logging.LoggerAdapter[logging.Logger]):

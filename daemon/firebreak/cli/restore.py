@@ -48,7 +48,7 @@ from firebreak.humanize import format_bytes, humanize_age
     "--snapshot",
     default="latest",
     show_default=True,
-    help="A snapshot id (with --site), or latest.",
+    help="A snapshot id (with --site; any host's), or latest (this host's newest).",
 )
 @click.option(
     "--include", "include", multiple=True, help="Only this path from the snapshot (repeatable)."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -48,7 +47,7 @@ def status(options: Options, as_json: bool) -> None:
     try:
         engine = make_engine(config.database_url)
         require_current(engine)
-        seen = overview(config, engine, socket.gethostname(), utcnow())
+        seen = overview(config, engine, utcnow())
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
     if as_json:

@@ -7,6 +7,7 @@ and ``docs/configuration.md`` are generated from these classes (see ``generate.p
 from __future__ import annotations
 
 import shutil
+import socket
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -366,6 +367,19 @@ class Config(Strict):
     )
     metrics: Metrics = Field(default_factory=Metrics, description="The Prometheus endpoint.")
     notify: Notify = Field(default_factory=Notify, description="Webhooks after cycles.")
+    host: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\s/]+$",
+        description=(
+            "This machine's name in the run history and in restic's snapshots (--host): its "
+            "freshness, catch-up, metrics and retention see only its own runs. Default: the "
+            "hostname. Set it when two machines share a hostname, or to keep the history of "
+            "a machine renamed. Read at start (a reload keeps the old name)."
+        ),
+        examples=["web1"],
+    )
     timezone: str = Field(
         default="UTC",
         description="Time zone of cron schedules (an IANA name such as Europe/Paris).",
@@ -404,6 +418,11 @@ class Config(Strict):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.state_dir / 'firebreak.db'}"
+
+    @property
+    def host_name(self) -> str:
+        """The name this machine's runs are recorded under: host, or the hostname."""
+        return self.host or socket.gethostname()
 
     @property
     def cache_dir(self) -> Path:

@@ -22,10 +22,11 @@ def slack(config: Config) -> timedelta:
 
 
 def last_runs(config: Config, engine: Engine) -> dict[str, datetime]:
-    """When each source last ran: its newest finished cycle or its freshest success,
-    whichever started later (a manual backup counts)."""
-    started = dict(last_cycle_starts(engine))
-    for (source, _site), entry in latest_runs(engine).items():
+    """When each source of this host last ran: its newest finished cycle or its freshest
+    success, whichever started later (a manual backup counts)."""
+    host = config.host_name
+    started = dict(last_cycle_starts(engine, host=host))
+    for (source, _site), entry in latest_runs(engine, host=host).items():
         if entry.last_success is not None:
             began = entry.last_success.started_at
             if source not in started or began > started[source]:

@@ -46,11 +46,13 @@ class Overview:
         return all(source.freshness.safe for source in self.sources)
 
 
-def overview(config: Config, engine: Engine, host: str, now: datetime) -> Overview:
-    """Raises DatabaseError (or a driver's error) when the history cannot be read."""
+def overview(config: Config, engine: Engine, now: datetime) -> Overview:
+    """This host's view (config.host_name). Raises DatabaseError (or a driver's error)
+    when the history cannot be read."""
+    host = config.host_name
     proof = Proof.read(engine, host)
     started = last_runs(config, engine)
-    report = freshness(config, latest_runs(engine), now, proof)
+    report = freshness(config, latest_runs(engine, host=host), now, proof)
     sources = []
     for source in report:
         degraded = degradation(config, source.source)

@@ -48,10 +48,10 @@ class Proof:
 
     @classmethod
     def read(cls, engine: Engine, host: str) -> Proof:
-        """What the history proves; lost sites as this host found them."""
-        checks = latest_site_verdicts(engine, Operation.CHECK)
-        drills = latest_verdicts(engine, Operation.DRILL)
-        drill_runs = latest_runs(engine, operation=Operation.DRILL)
+        """What the history proves of this host's sources and sites."""
+        checks = latest_site_verdicts(engine, Operation.CHECK, host=host)
+        drills = latest_verdicts(engine, Operation.DRILL, host=host)
+        drill_runs = latest_runs(engine, operation=Operation.DRILL, host=host)
         return cls(drills, checks, drill_runs, lost_sites(engine, host))
 
     def loss(self, site: str, now: datetime) -> str | None:

@@ -154,9 +154,12 @@ def latest_runs(
     engine: Engine,
     operation: Operation = Operation.BACKUP,
     sources: Iterable[str] | None = None,
+    *,
+    host: str,
 ) -> dict[tuple[str, str], Latest]:
-    """Latest attempt and latest success per (source, site): two indexed group-by queries."""
-    wanted = Run.operation == operation
+    """Latest attempt and latest success per (source, site) of this host: two indexed
+    group-by queries. (Another host's source of the same name is another source.)"""
+    wanted = (Run.operation == operation) & (Run.host == host)
     if sources is not None:
         wanted &= Run.source.in_(list(sources))
     attempts = _by_source(_newest(engine, wanted, Run.source, Run.site))
@@ -169,10 +172,10 @@ def latest_runs(
     }
 
 
-def latest_site_runs(engine: Engine, operation: Operation) -> dict[str, Latest]:
-    """Latest attempt and latest success per site, whatever source a run was recorded under
-    (for operations on the whole repository: check)."""
-    wanted = Run.operation == operation
+def latest_site_runs(engine: Engine, operation: Operation, *, host: str) -> dict[str, Latest]:
+    """Latest attempt and latest success of this host per site, whatever source a run was
+    recorded under (for operations on the whole repository: check)."""
+    wanted = (Run.operation == operation) & (Run.host == host)
     attempts = {r.site: r for r in _newest(engine, wanted, Run.site)}
     successes = {
         r.site: r for r in _newest(engine, wanted & (Run.status == Status.SUCCESS), Run.site)
@@ -194,10 +197,12 @@ def _newest(
     return runs
 
 
-def first_successes(engine: Engine) -> dict[tuple[str, str], datetime]:
-    """When the oldest recorded successful backup of each source at each site started (a
-    site's drills are overdue some days after it, even if none ever ran)."""
-    wanted = (Run.operation == Operation.BACKUP) & (Run.status == Status.SUCCESS)
+def first_successes(engine: Engine, *, host: str) -> dict[tuple[str, str], datetime]:
+    """When this host's oldest recorded successful backup of each source at each site
+    started (a site's drills are overdue some days after it, even if none ever ran)."""
+    wanted = (
+        (Run.operation == Operation.BACKUP) & (Run.status == Status.SUCCESS) & (Run.host == host)
+    )
     oldest = select(func.min(Run.id)).where(wanted).group_by(Run.source, Run.site)
     query = select(Run.source, Run.site, Run.started_at).where(Run.id.in_(oldest))
     with Session(engine) as session:
@@ -227,12 +232,16 @@ def all_runs(engine: Engine) -> list[Run]:
     return runs
 
 
-def last_cycle_starts(engine: Engine) -> dict[str, datetime]:
-    """When each source's newest finished cycle started, failed or not; an interrupted one
-    does not count (its work is still to be done)."""
+def last_cycle_starts(engine: Engine, *, host: str) -> dict[str, datetime]:
+    """When each of this host's sources' newest finished cycle started, failed or not; an
+    interrupted one does not count (its work is still to be done)."""
     finished = (Status.SUCCESS, Status.PARTIAL, Status.FAILED)
     newest = func.max(Cycle.started_at)
-    query = select(Cycle.source, newest).where(Cycle.status.in_(finished)).group_by(Cycle.source)
+    query = (
+        select(Cycle.source, newest)
+        .where(Cycle.status.in_(finished), Cycle.host == host)
+        .group_by(Cycle.source)
+    )
     with Session(engine) as session:
         return {source: started for source, started in session.execute(query) if started}
 
@@ -284,11 +293,11 @@ class RunCount:
     count: int
 
 
-def run_counts(engine: Engine) -> list[RunCount]:
-    """Finished runs by source, site, operation and status (the counters' values)."""
+def run_counts(engine: Engine, *, host: str) -> list[RunCount]:
+    """This host's finished runs by source, site, operation and status (the counters)."""
     query = (
         select(Run.source, Run.site, Run.operation, Run.status, func.count())
-        .where(Run.status != Status.RUNNING)
+        .where(Run.status != Status.RUNNING, Run.host == host)
         .group_by(Run.source, Run.site, Run.operation, Run.status)
     )
     with Session(engine) as session:
@@ -296,13 +305,14 @@ def run_counts(engine: Engine) -> list[RunCount]:
 
 
 def consecutive_failures(
-    engine: Engine, operation: Operation = Operation.BACKUP
+    engine: Engine, operation: Operation = Operation.BACKUP, *, host: str
 ) -> dict[tuple[str, str], int]:
-    """Failed runs since the last success, per (source, site)."""
+    """This host's failed runs since its last success, per (source, site)."""
     success = aliased(Run)
     last_success = (
         select(func.coalesce(func.max(success.id), 0))
         .where(
+            success.host == host,
             success.source == Run.source,
             success.site == Run.site,
             success.operation == operation,
@@ -312,7 +322,12 @@ def consecutive_failures(
     )
     query = (
         select(Run.source, Run.site, func.count())
-        .where(Run.operation == operation, Run.status == Status.FAILED, Run.id > last_success)
+        .where(
+            Run.host == host,
+            Run.operation == operation,
+            Run.status == Status.FAILED,
+            Run.id > last_success,
+        )
         .group_by(Run.source, Run.site)
     )
     with Session(engine) as session:
@@ -323,21 +338,28 @@ def consecutive_failures(
         }
 
 
-def finished_durations(engine: Engine) -> list[tuple[str, float]]:
-    """(operation, seconds) of every finished run, for the duration histogram."""
-    query = select(Run.operation, Run.duration_seconds).where(Run.duration_seconds.is_not(None))
+def finished_durations(engine: Engine, *, host: str) -> list[tuple[str, float]]:
+    """(operation, seconds) of every finished run of this host, for the duration histogram."""
+    query = select(Run.operation, Run.duration_seconds).where(
+        Run.duration_seconds.is_not(None), Run.host == host
+    )
     with Session(engine) as session:
         return [
             (op, float(seconds)) for op, seconds in session.execute(query) if seconds is not None
         ]
 
 
-def previous_cycle_status(engine: Engine, source: str, before: int) -> Status | None:
-    """How the source's last finished cycle before cycle ``before`` ended."""
+def previous_cycle_status(engine: Engine, source: str, before: int, *, host: str) -> Status | None:
+    """How this host's source's last finished cycle before cycle ``before`` ended."""
     finished = (Status.SUCCESS, Status.PARTIAL, Status.FAILED)
     query = (
         select(Cycle.status)
-        .where(Cycle.source == source, Cycle.id < before, Cycle.status.in_(finished))
+        .where(
+            Cycle.source == source,
+            Cycle.host == host,
+            Cycle.id < before,
+            Cycle.status.in_(finished),
+        )
         .order_by(Cycle.id.desc())
         .limit(1)
     )
@@ -346,10 +368,14 @@ def previous_cycle_status(engine: Engine, source: str, before: int) -> Status | 
     return Status(status) if status else None
 
 
-def finished_runs(engine: Engine, site: str, operation: Operation) -> int:
-    """How many runs of this operation at this site have ended, whatever their outcome."""
+def finished_runs(engine: Engine, site: str, operation: Operation, *, host: str) -> int:
+    """How many of this host's runs of this operation at this site have ended, whatever
+    their outcome."""
     query = select(func.count()).where(
-        Run.site == site, Run.operation == operation, Run.status != Status.RUNNING
+        Run.site == site,
+        Run.operation == operation,
+        Run.status != Status.RUNNING,
+        Run.host == host,
     )
     with Session(engine) as session:
         return int(session.scalar(query) or 0)
@@ -363,16 +389,20 @@ def _data_verdict() -> ColumnElement[bool]:
     )
 
 
-def latest_verdicts(engine: Engine, operation: Operation) -> dict[tuple[str, str], Run]:
-    """Per (source, site), the newest run of this operation with a verdict on the data."""
-    condition = (Run.operation == operation) & _data_verdict()
+def latest_verdicts(
+    engine: Engine, operation: Operation, *, host: str
+) -> dict[tuple[str, str], Run]:
+    """Per (source, site), this host's newest run of this operation with a verdict on the
+    data."""
+    condition = (Run.operation == operation) & _data_verdict() & (Run.host == host)
     return _by_source(_newest(engine, condition, Run.source, Run.site))
 
 
-def latest_site_verdicts(engine: Engine, operation: Operation) -> dict[str, Run]:
-    """Per site, the newest run of this operation with a verdict on the data, whichever
-    source it was recorded under (a check covers the whole repository)."""
-    condition = (Run.operation == operation) & _data_verdict()
+def latest_site_verdicts(engine: Engine, operation: Operation, *, host: str) -> dict[str, Run]:
+    """Per site, this host's newest run of this operation with a verdict on the data,
+    whichever source it was recorded under (a check covers the whole repository; another
+    host's site of the same name may be another repository)."""
+    condition = (Run.operation == operation) & _data_verdict() & (Run.host == host)
     return {run.site: run for run in _newest(engine, condition, Run.site)}
 
 
@@ -423,12 +453,13 @@ def had_repository(engine: Engine, repository: str, host: str, site: str) -> boo
     return last_written_snapshot(engine, host, site) is not None
 
 
-def last_processed_bytes(engine: Engine, source: str) -> int | None:
-    """How much the source's newest successful backup read (for a dump: its size)."""
+def last_processed_bytes(engine: Engine, source: str, *, host: str) -> int | None:
+    """How much this host's source's newest successful backup read (for a dump: its size)."""
     query = (
         select(Run.bytes_processed)
         .where(
             Run.source == source,
+            Run.host == host,
             Run.operation == Operation.BACKUP,
             Run.status == Status.SUCCESS,
             Run.bytes_processed.is_not(None),

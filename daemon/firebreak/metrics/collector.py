@@ -4,7 +4,6 @@ so a restart resets nothing and a scrape never waits on a running backup (it rea
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,8 +54,11 @@ class ScrapeInputs:
     engine: Callable[[], Engine]
     restic_version: Callable[[], str]
     reload_ok: Callable[[], bool | None] = lambda: None
-    # The host whose view of lost sites is exported.
-    host: Callable[[], str] = socket.gethostname
+    # The host whose runs are exported (None: the config's host).
+    host: Callable[[], str] | None = None
+
+    def host_name(self) -> str:
+        return self.host() if self.host is not None else self.config().host_name
 
 
 class FirebreakCollector(Collector):
@@ -89,18 +91,19 @@ class FirebreakCollector(Collector):
             if not state.up_to_date:
                 # Rows of another revision may read, or may not: neither is an answer.
                 raise _NotCurrent(schema_advice(state))
-            latest = latest_runs(engine)
-            failures = consecutive_failures(engine)
-            counts = run_counts(engine)
-            durations = finished_durations(engine)
-            checks = latest_site_runs(engine, Operation.CHECK)
+            host = self.inputs.host_name()
+            latest = latest_runs(engine, host=host)
+            failures = consecutive_failures(engine, host=host)
+            counts = run_counts(engine, host=host)
+            durations = finished_durations(engine, host=host)
+            checks = latest_site_runs(engine, Operation.CHECK, host=host)
             # Drills are due only where they are scheduled (drill_schedule: null turns them off).
             first = {
                 key: began
-                for key, began in first_successes(engine).items()
+                for key, began in first_successes(engine, host=host).items()
                 if key[1] in config.sites and config.sites[key[1]].drill_schedule is not None
             }
-            proof = Proof.read(engine, self.inputs.host())
+            proof = Proof.read(engine, host)
         except Exception as exc:  # a scrape must answer even when the database does not
             self._complain(history_trouble(self.inputs.engine, exc))
             log.debug("reading the run history for /metrics failed", exc_info=True)

@@ -35,13 +35,13 @@ def database_ready(engine: Callable[[], Engine]) -> Check:
 
 def status_answer(inputs: ScrapeInputs) -> tuple[int, str]:
     """The status page, or why it cannot be had (503): read afresh for every request."""
-    host = inputs.host()
+    host = inputs.host_name()
     try:
         engine = inputs.engine()
         state = schema_state(engine)
         if not state.up_to_date:
             return 503, page.trouble_page(host, schema_advice(state))
-        seen = overview(inputs.config(), engine, host, utcnow())
+        seen = overview(inputs.config(), engine, utcnow())
     except Exception as exc:  # the page must answer even when the database does not
         return 503, page.trouble_page(host, history_trouble(inputs.engine, exc))
     return 200, page.status_page(seen, host, inputs.restic_version())

@@ -140,9 +140,13 @@ def backup(
     return at.invocation("backup", *args)
 
 
-def snapshots(at: SiteRestic, *, source_name: str | None = None) -> Invocation:
+def snapshots(
+    at: SiteRestic, *, source_name: str | None = None, host: str | None = None
+) -> Invocation:
+    """The snapshots at a site: of one source, of one host (restic's --host), or all."""
     tagged = ("--tag", source_tag(source_name)) if source_name is not None else ()
-    return at.invocation("snapshots", *tagged)
+    hosted = ("--host", host) if host is not None else ()
+    return at.invocation("snapshots", *tagged, *hosted)
 
 
 def unlock(at: SiteRestic) -> Invocation:

@@ -25,19 +25,19 @@ SITE = {
 def _config(tmp_path: Path, schedule: str, **top: Any) -> Config:
     path = tmp_path / "firebreak.yaml"
     source = {"paths": ["/w"], "sites": ["a"], "schedule": schedule}
-    data = {"sites": {"a": SITE}, "sources": {"www": source}, **top}
+    data = {"host": "h", "sites": {"a": SITE}, "sources": {"www": source}, **top}
     path.write_text(yaml.safe_dump(data))
     return load_config(path)
 
 
-def _ran(engine: Engine, when: datetime) -> None:
-    """A finished cycle of www that started at when."""
+def _ran(engine: Engine, when: datetime, host: str = "h") -> None:
+    """A finished cycle of www (on host) that started at when."""
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
     from firebreak.history.models import Cycle
 
-    cycle = start_cycle(engine, source="www", trigger="schedule", host="h", sites=1)
+    cycle = start_cycle(engine, source="www", trigger="schedule", host=host, sites=1)
     finish_cycle(engine, cycle, status=Status.SUCCESS, succeeded=1)
     with Session(engine) as session, session.begin():
         session.execute(update(Cycle).where(Cycle.id == cycle).values(started_at=when))
@@ -80,3 +80,12 @@ def test_an_interval_is_due_once_it_has_passed(engine: Engine, tmp_path: Path) -
     _ran(engine, WEDNESDAY - timedelta(hours=5))
     assert overdue_sources(config, engine, WEDNESDAY) == []
     assert overdue_sources(config, engine, WEDNESDAY + timedelta(hours=2)) == ["www"]
+
+
+def test_another_host_s_cycles_of_a_source_of_the_same_name_do_not_count(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _ran(engine, WEDNESDAY - timedelta(hours=1), host="other")
+    assert overdue_sources(_config(tmp_path, "0 3 * * *"), engine, WEDNESDAY) == ["www"]
+    _ran(engine, WEDNESDAY - timedelta(hours=1))
+    assert overdue_sources(_config(tmp_path, "0 3 * * *"), engine, WEDNESDAY) == []

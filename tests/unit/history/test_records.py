@@ -36,10 +36,16 @@ LOCATION = {"provider": "p", "region": "r", "datacenter": "d", "country": "FR"}
 
 
 def _run(
-    engine: Engine, site: str, status: Status, *, source: str = "www", snapshot: str = "s"
+    engine: Engine,
+    site: str,
+    status: Status,
+    *,
+    source: str = "www",
+    snapshot: str = "s",
+    host: str = "h",
 ) -> int:
     run_id = start_run(
-        engine, source=source, site=site, operation="backup", host="h", restic_version="0.14.0"
+        engine, source=source, site=site, operation="backup", host=host, restic_version="0.14.0"
     )
     finish_run(
         engine,
@@ -75,7 +81,7 @@ def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> 
             require_current(engine)
         before = upgrade(engine)
         assert (before.current, schema_state(engine).current) == ("0001", SCHEMA_HEAD)
-        latest = latest_runs(engine)
+        latest = latest_runs(engine, host="h")
         assert {key: entry.last_attempt.status for key, entry in latest.items()} == {  # type: ignore[union-attr]
             ("www", "a"): Status.SUCCESS,
             ("www", "b"): Status.FAILED,
@@ -108,7 +114,7 @@ def test_a_run_is_running_until_finished(engine: Engine) -> None:
         cycle_id=cycle,
         pid=123,
     )
-    latest = latest_runs(engine)[("www", "a")]
+    latest = latest_runs(engine, host="h")[("www", "a")]
     assert latest.last_attempt is not None and latest.last_attempt.status == Status.RUNNING
     assert latest.last_success is None
     run = finish_run(engine, run_id, RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id="abc"))
@@ -124,13 +130,41 @@ def test_latest_attempt_and_latest_success_per_source_and_site(engine: Engine) -
     _run(engine, "a", Status.FAILED)
     _run(engine, "b", Status.FAILED)
     _run(engine, "a", Status.SUCCESS, source="db", snapshot="db1")
-    latest = latest_runs(engine)
+    latest = latest_runs(engine, host="h")
     assert set(latest) == {("www", "a"), ("www", "b"), ("db", "a")}
     www_a = latest[("www", "a")]
     assert www_a.last_attempt is not None and www_a.last_attempt.status == Status.FAILED
     assert www_a.last_success is not None and www_a.last_success.snapshot_id == "new"
     assert latest[("www", "b")].last_success is None
-    assert set(latest_runs(engine, sources=["db"])) == {("db", "a")}
+    assert set(latest_runs(engine, sources=["db"], host="h")) == {("db", "a")}
+
+
+def test_two_hosts_with_a_source_of_the_same_name_never_see_each_other(engine: Engine) -> None:
+    from firebreak.history.records import (
+        consecutive_failures,
+        finished_durations,
+        first_successes,
+        last_processed_bytes,
+        run_counts,
+    )
+
+    # web2 backs up its own "www" fine; web1's has only failed: web1 must not look safe.
+    _run(engine, "a", Status.SUCCESS, host="web2")
+    _run(engine, "a", Status.FAILED, host="web1")
+    _run(engine, "a", Status.FAILED, host="web1")
+    mine = latest_runs(engine, host="web1")[("www", "a")]
+    assert mine.last_success is None
+    assert mine.last_attempt is not None and mine.last_attempt.host == "web1"
+    assert latest_runs(engine, host="web2")[("www", "a")].last_success is not None
+    assert consecutive_failures(engine, host="web1") == {("www", "a"): 2}
+    assert consecutive_failures(engine, host="web2") == {}
+    assert first_successes(engine, host="web1") == {}
+    assert set(first_successes(engine, host="web2")) == {("www", "a")}
+    assert {(c.status, c.count) for c in run_counts(engine, host="web1")} == {("failed", 2)}
+    assert len(finished_durations(engine, host="web1")) == 2
+    assert len(finished_durations(engine, host="web2")) == 1
+    assert last_processed_bytes(engine, "www", host="web1") is None
+    assert latest_runs(engine, host="nobody") == {}
 
 
 def test_freshness_and_safety_from_the_history(engine: Engine) -> None:
@@ -154,12 +188,12 @@ def test_freshness_and_safety_from_the_history(engine: Engine) -> None:
     _run(engine, "b", Status.SUCCESS)
     _run(engine, "c", Status.FAILED)
     now = datetime.now(UTC)
-    [www] = freshness(config, latest_runs(engine), now)
+    [www] = freshness(config, latest_runs(engine, host="h"), now)
     assert [s.fresh for s in www.sites] == [True, True, False]
     assert www.fresh_sites == 2 and www.required_fresh_sites == 2 and www.safe
     assert www.sites[2].last_error == "SiteUnreachable: connection refused"
     assert www.sites[2].last_outcome == "failed"
-    [later] = freshness(config, latest_runs(engine), now + timedelta(hours=2))
+    [later] = freshness(config, latest_runs(engine, host="h"), now + timedelta(hours=2))
     assert later.fresh_sites == 0 and not later.safe
 
 
@@ -243,7 +277,7 @@ def test_a_site_whose_data_failed_a_drill_or_check_does_not_count(engine: Engine
     _proof_run(engine, "check", "b", "CheckFailed", source="db")  # the whole repository
     now = datetime.now(UTC)
 
-    [www, db] = freshness(config, latest_runs(engine), now, Proof.read(engine, "h"))
+    [www, db] = freshness(config, latest_runs(engine, host="h"), now, Proof.read(engine, "h"))
 
     assert [s.fresh for s in www.sites] == [True, True, True]
     assert [s.counts for s in www.sites] == [False, False, True]
@@ -253,7 +287,7 @@ def test_a_site_whose_data_failed_a_drill_or_check_does_not_count(engine: Engine
     assert [s.counts for s in db.sites] == [True, False, True] and db.safe
 
     _proof_run(engine, "drill", "a", None)
-    [www, _] = freshness(config, latest_runs(engine), now, Proof.read(engine, "h"))
+    [www, _] = freshness(config, latest_runs(engine, host="h"), now, Proof.read(engine, "h"))
     assert www.sites[0].damaged is None and www.sites[0].last_drill_success_at is not None
     assert www.safe
 
