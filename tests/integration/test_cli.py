@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from firebreak.history.database import SCHEMA_HEAD
 from tests.support.cli import firebreak
 from tests.support.daemon import restic_processes
+from tests.support.scrape import get, running_exporter, samples, value
 from tests.support.servers import RestServer, silent_server
 from tests.support.setup import PASSWORD, Setup
 
@@ -412,6 +413,12 @@ def test_a_second_host_with_a_source_of_the_same_name_does_not_make_the_first_sa
     assert www["fresh_sites"] == 0 and not www["safe"]
     assert all(site["last_success_at"] is None for site in www["sites"])
     assert www["cycle_overdue"]  # web1's catch-up would back it up at once
+    # Its metrics say so; an exporter asked for web2's runs (a fleet's monitoring host) sees
+    # web2's safe "www".
+    for args, safe in (((), 0), (("--host", "web2"), 1)):
+        with running_exporter(config, *args) as base:
+            found = samples(get(f"{base}/metrics")[1])
+            assert value(found, "firebreak_source_safe", source="www") == safe, args
     assert firebreak(config, "backup", "www").returncode == 0
     assert firebreak(config, "status").returncode == 0
     # Each host's snapshots carry its name, so retention and drills keep to their own.

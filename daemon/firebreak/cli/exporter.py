@@ -20,8 +20,13 @@ from firebreak.restic.program import detect_version
 
 @click.command()
 @click.option("--listen", help="host:port to serve on (default: metrics.listen from the config).")
+@click.option(
+    "--host",
+    "host",
+    help="Whose runs to serve: a host name as recorded (default: this machine's, host:).",
+)
 @click.pass_obj
-def exporter(options: Options, listen: str | None) -> None:
+def exporter(options: Options, listen: str | None, host: str | None) -> None:
     """Serve /metrics, /healthz and /readyz from the run history until SIGTERM."""
     if options.verbose == 0:
         logging.getLogger().setLevel(logging.INFO)
@@ -40,7 +45,10 @@ def exporter(options: Options, listen: str | None) -> None:
         server = serve(
             config.metrics,
             ScrapeInputs(
-                config=lambda: config, engine=lambda: engine, restic_version=lambda: restic_version
+                config=lambda: config,
+                engine=lambda: engine,
+                restic_version=lambda: restic_version,
+                host=None if host is None else lambda: host,
             ),
             healthy=lambda: (True, "ok"),
             ready=database_ready(lambda: engine),

@@ -21,10 +21,10 @@ def slack(config: Config) -> timedelta:
     return (config.daemon.jitter or timedelta(0)) + STARTING
 
 
-def last_runs(config: Config, engine: Engine) -> dict[str, datetime]:
-    """When each source of this host last ran: its newest finished cycle or its freshest
-    success, whichever started later (a manual backup counts)."""
-    host = config.host_name
+def last_runs(config: Config, engine: Engine, host: str | None = None) -> dict[str, datetime]:
+    """When each source of a host (this one's by default) last ran: its newest finished
+    cycle or its freshest success, whichever started later (a manual backup counts)."""
+    host = host or config.host_name
     started = dict(last_cycle_starts(engine, host=host))
     for (source, _site), entry in latest_runs(engine, host=host).items():
         if entry.last_success is not None:

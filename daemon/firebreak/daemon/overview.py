@@ -46,12 +46,12 @@ class Overview:
         return all(source.freshness.safe for source in self.sources)
 
 
-def overview(config: Config, engine: Engine, now: datetime) -> Overview:
-    """This host's view (config.host_name). Raises DatabaseError (or a driver's error)
-    when the history cannot be read."""
-    host = config.host_name
+def overview(config: Config, engine: Engine, now: datetime, host: str | None = None) -> Overview:
+    """One host's view (by default this one's, config.host_name). Raises DatabaseError (or
+    a driver's error) when the history cannot be read."""
+    host = host or config.host_name
     proof = Proof.read(engine, host)
-    started = last_runs(config, engine)
+    started = last_runs(config, engine, host)
     report = freshness(config, latest_runs(engine, host=host), now, proof)
     sources = []
     for source in report:

@@ -41,7 +41,7 @@ def status_answer(inputs: ScrapeInputs) -> tuple[int, str]:
         state = schema_state(engine)
         if not state.up_to_date:
             return 503, page.trouble_page(host, schema_advice(state))
-        seen = overview(inputs.config(), engine, utcnow())
+        seen = overview(inputs.config(), engine, utcnow(), host)
     except Exception as exc:  # the page must answer even when the database does not
         return 503, page.trouble_page(host, history_trouble(inputs.engine, exc))
     return 200, page.status_page(seen, host, inputs.restic_version())
