@@ -419,6 +419,8 @@ def test_a_second_host_with_a_source_of_the_same_name_does_not_make_the_first_sa
         with running_exporter(config, *args) as base:
             found = samples(get(f"{base}/metrics")[1])
             assert value(found, "firebreak_source_safe", source="www") == safe, args
+    empty = firebreak(config, "exporter", "--host", " ")
+    assert empty.returncode == 2 and "--host needs a host name" in empty.stderr
     assert firebreak(config, "backup", "www").returncode == 0
     assert firebreak(config, "status").returncode == 0
     # Each host's snapshots carry its name, so retention and drills keep to their own.

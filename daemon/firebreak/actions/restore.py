@@ -140,7 +140,10 @@ def _restore_from(
             return snapshots
         if snapshot == "latest":
             found = snapshots[-1] if snapshots else None
-            what = "no snapshot of this source"
+            what = (
+                f"no snapshot of this source from host {rt.host} (a machine rebuilt under "
+                "another name: set host: to the old one, or give --snapshot ID)"
+            )
         else:
             found = next((s for s in snapshots if s.id.startswith(snapshot)), None)
             what = f"no snapshot {snapshot}"

@@ -82,7 +82,10 @@ class Runtime:
         """The same database, restic, run slots and stale-lock knowledge under a new config
         (SIGHUP): runs that started before the reload still hold their slots."""
         fresh = Runtime(
-            config=config, engine=self.engine, restic_version=self.restic_version, host=self.host
+            config=config,
+            engine=self.engine,
+            restic_version=self.restic_version,
+            host=config.host_name,  # a changed host: applies from now on, everywhere
         )
         fresh.needs_unlock = self.needs_unlock
         fresh.run_slots = self.run_slots

@@ -23,7 +23,10 @@ from firebreak.restic.program import detect_version
 @click.option(
     "--host",
     "host",
-    help="Whose runs to serve: a host name as recorded (default: this machine's, host:).",
+    help=(
+        "Whose runs to serve: a host name as recorded (default: this machine's, host:), "
+        "judged against this config's sources and sites."
+    ),
 )
 @click.pass_obj
 def exporter(options: Options, listen: str | None, host: str | None) -> None:
@@ -32,6 +35,8 @@ def exporter(options: Options, listen: str | None, host: str | None) -> None:
         logging.getLogger().setLevel(logging.INFO)
     # The exporter reads the history only: it needs none of the sites' secrets.
     config = load(options)
+    if host is not None and not host.strip():
+        fail("--host needs a host name, as the history records it", Exit.CONFIG)
     try:
         engine = make_engine(config.database_url)
     except DatabaseError as exc:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -376,10 +377,13 @@ class Config(Strict):
             "This machine's name in the run history and in restic's snapshots (--host): its "
             "freshness, catch-up, metrics and retention see only its own runs. Default: the "
             "hostname. Set it when two machines share a hostname, or to keep the history of "
-            "a machine renamed. Read at start (a reload keeps the old name)."
+            "a machine renamed. A reload applies a change: the runs after it are the new "
+            "name's."
         ),
         examples=["web1"],
     )
+    # The hostname when the config was read (host_name).
+    _hostname: str = PrivateAttr(default_factory=socket.gethostname)
     timezone: str = Field(
         default="UTC",
         description="Time zone of cron schedules (an IANA name such as Europe/Paris).",
@@ -421,8 +425,10 @@ class Config(Strict):
 
     @property
     def host_name(self) -> str:
-        """The name this machine's runs are recorded under: host, or the hostname."""
-        return self.host or socket.gethostname()
+        """The name this machine's runs are recorded under: host, or the hostname as it
+        was when the config was read (a machine renamed later keeps the name until a
+        reload)."""
+        return self.host or self._hostname
 
     @property
     def cache_dir(self) -> Path:

@@ -41,10 +41,12 @@ def is_overdue(config: Config, source: str, last_run: datetime | None, now: date
     return last_run is None or last_run < due
 
 
-def overdue_sources(config: Config, engine: Engine, now: datetime) -> list[str]:
+def overdue_sources(
+    config: Config, engine: Engine, now: datetime, host: str | None = None
+) -> list[str]:
     """Sources whose last scheduled time passed without a run: a daemon that was down, or a
     machine that slept over it. (The gap between two fire times is no measure: a Monday and
     Tuesday schedule is not due on Wednesday, and a day across a clock change is 23 or 25
     hours long.)"""
-    started = last_runs(config, engine)
+    started = last_runs(config, engine, host)
     return [name for name in config.sources if is_overdue(config, name, started.get(name), now)]

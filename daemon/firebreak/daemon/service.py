@@ -191,7 +191,7 @@ class Daemon:
     def _catch_up(self, *, initial: bool) -> None:
         config = self.rt.config
         try:
-            due = overdue_sources(config, self.rt.engine, utcnow())
+            due = overdue_sources(config, self.rt.engine, utcnow(), self.rt.host)
         except Exception:  # the database may be briefly unreachable; try again next minute
             log.exception("catch-up check failed")
             return

@@ -89,3 +89,22 @@ def test_another_host_s_cycles_of_a_source_of_the_same_name_do_not_count(
     assert overdue_sources(_config(tmp_path, "0 3 * * *"), engine, WEDNESDAY) == ["www"]
     _ran(engine, WEDNESDAY - timedelta(hours=1))
     assert overdue_sources(_config(tmp_path, "0 3 * * *"), engine, WEDNESDAY) == []
+
+
+def test_a_renamed_host_catches_up_under_the_name_its_runs_are_recorded_with(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from firebreak.actions.runtime import Runtime
+    from firebreak.restic.program import ResticVersion
+
+    old = _config(tmp_path, "0 3 * * *", host="old")
+    rt = Runtime(config=old, engine=engine, restic_version=ResticVersion(0, 14, 0), host="old")
+    _ran(engine, WEDNESDAY - timedelta(hours=1), host=rt.host)
+    assert overdue_sources(old, engine, WEDNESDAY, rt.host) == []
+    # A reload that renames the host applies at once: its runs from now on are the new
+    # name's, and its catch-up asks for that name (one cycle, then none).
+    renamed = rt.reconfigured(_config(tmp_path, "0 3 * * *", host="new"))
+    assert renamed.host == "new"
+    assert overdue_sources(renamed.config, engine, WEDNESDAY, renamed.host) == ["www"]
+    _ran(engine, WEDNESDAY - timedelta(minutes=1), host=renamed.host)
+    assert overdue_sources(renamed.config, engine, WEDNESDAY, renamed.host) == []
