@@ -61,8 +61,9 @@ generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, do
 test: deps venv lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: deps venv  ## firebreak against plain restic, side by side (BENCH_MB, BENCH_FILES, BENCH_REPEAT)
+bench: deps venv  ## firebreak against plain restic, side by side; then scrapes on a 1M-run history (docs/scaling.md)
 	$(BIN)/python -m tests.benchmarks.bench
+	$(BIN)/python -m tests.benchmarks.history
 
 test-systemd: deps venv  ## the service on a real systemd, in a qemu guest (make test runs it too)
 	$(BIN)/pytest tests/systemd $(PYTEST_ARGS)

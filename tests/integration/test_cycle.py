@@ -8,7 +8,8 @@ from pathlib import Path
 from firebreak.actions.cycle import run_cycle
 from firebreak.clock import utcnow
 from firebreak.history.freshness import freshness
-from firebreak.history.records import all_runs, latest_runs
+from firebreak.history.records import all_runs
+from firebreak.history.series import latest_runs
 from firebreak.outcomes import Status
 from tests.support.restore import assert_same_tree, restore_snapshot
 from tests.support.servers import RestServer, S3Server, SftpServer, silent_server

@@ -109,6 +109,78 @@ def test_catch_up_after_downtime_and_not_after_a_fresh_cycle(
     assert third.stop() == 0
 
 
+def test_pruning_under_a_running_daemon_keeps_the_newest_of_every_series_and_the_counts(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], schedule="every 2s")
+    setup.top["database"] = {"keep_runs": "1d"}
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("three cycles", lambda: len(_backups(setup, Status.SUCCESS)) >= 6)
+    # Everything so far is made three days old, under the running daemon.
+    engine = make_engine(f"sqlite:///{setup.dir / 'state' / 'firebreak.db'}")
+    with Session(engine) as session, session.begin():
+        for row in [*session.scalars(select(Run)), *session.scalars(select(Cycle))]:
+            row.started_at -= timedelta(days=3)
+    engine.dispose()
+    old = {run.id: run for run in setup.runs()}
+    url = f"http://{setup.top['metrics']['listen']}/metrics"
+    counted = value(
+        samples(get(url)[1]),
+        "firebreak_runs_total",
+        source="www",
+        site="a",
+        operation="backup",
+        status="success",
+    )
+    first = value(
+        samples(get(url)[1]), "firebreak_first_success_timestamp_seconds", source="www", site="a"
+    )
+
+    pruned = firebreak(setup.write(), "db", "prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "pruned " in pruned.stdout and "older than 1d" in pruned.stdout
+    new = lambda: [r for r in _backups(setup, Status.SUCCESS) if r.id not in old]  # noqa: E731
+    daemon.wait_for("two more cycles", lambda: len(new()) >= 4)
+    # What was the newest then stayed; now newer runs point elsewhere, a second pass takes it.
+    assert firebreak(setup.write(), "db", "prune").returncode == 0
+
+    left = [run for run in setup.runs() if run.id in old]
+    # Of the old backups, only the first success at each site stays (drills are due after
+    # it); of the other old runs, only each series' newest (the init of each repository).
+    assert sorted((r.operation, r.site) for r in left if r.operation != "backup") == [
+        ("init", "a"),
+        ("init", "b"),
+    ]
+    left = [run for run in left if run.operation == "backup"]
+    assert sorted((run.site, run.status) for run in left) == [
+        ("a", Status.SUCCESS),
+        ("b", Status.SUCCESS),
+    ]
+    firsts = {r.site: r.id for r in reversed(old.values()) if r.operation == "backup"}
+    assert {run.site: run.id for run in left} == firsts
+    found = samples(get(url)[1])
+    assert (
+        value(
+            found,
+            "firebreak_runs_total",
+            source="www",
+            site="a",
+            operation="backup",
+            status="success",
+        )
+        > counted
+    )
+    assert (
+        value(found, "firebreak_first_success_timestamp_seconds", source="www", site="a") == first
+    )
+    assert value(found, "firebreak_source_safe", source="www") == 1
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log()
+
+
 def test_sigkill_mid_backup_leaves_no_restic_and_the_next_cycle_succeeds(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:

@@ -8,7 +8,8 @@ import threading
 from firebreak.actions.operation import at_site, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome, finished_runs
+from firebreak.history.records import RunOutcome
+from firebreak.history.series import finished_runs
 from firebreak.outcomes import CheckFailed, Operation, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess

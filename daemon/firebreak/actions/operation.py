@@ -21,7 +21,8 @@ from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome, finish_run, site_is_lost, start_run
+from firebreak.history.records import RunOutcome, finish_run, start_run
+from firebreak.history.series import site_is_lost
 from firebreak.outcomes import (
     Failure,
     InternalError,

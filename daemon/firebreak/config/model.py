@@ -254,6 +254,25 @@ class Database(Strict):
         ),
         examples=["postgresql+psycopg://firebreak@db.example.net/firebreak"],
     )
+    keep_runs: Duration | None = Field(
+        default=None,
+        description=(
+            "How long this host's runs stay in the history (for example 400d). The daemon "
+            "prunes older ones every hour, in small batches; the newest run, success and "
+            "verdict of every source at every site stay whatever their age, and the run "
+            "counters keep counting pruned runs. Default: keep every run."
+        ),
+        examples=["400d"],
+    )
+
+    @field_validator("keep_runs")
+    @classmethod
+    def _keep_a_day(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=1):
+            raise ValueError(
+                "keep at least 1d of history: catch-up, drills and the counters read it"
+            )
+        return value
 
 
 class Restic(Strict):

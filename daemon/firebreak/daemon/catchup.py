@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 from firebreak.config.model import Config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.schedules import last_due
-from firebreak.history.records import last_cycle_starts, latest_runs
+from firebreak.history.records import last_cycle_starts
+from firebreak.history.series import latest_runs
 
 # A scheduled run this late is not late yet: it may be about to start.
 STARTING = timedelta(minutes=1)
@@ -25,7 +26,7 @@ def last_runs(config: Config, engine: Engine, host: str | None = None) -> dict[s
     """When each source of a host (this one's by default) last ran: its newest finished
     cycle or its freshest success, whichever started later (a manual backup counts)."""
     host = host or config.host_name
-    started = dict(last_cycle_starts(engine, host=host))
+    started = last_cycle_starts(engine, config.sources, host=host)
     for (source, _site), entry in latest_runs(engine, host=host).items():
         if entry.last_success is not None:
             began = entry.last_success.started_at

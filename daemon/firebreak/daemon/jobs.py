@@ -18,6 +18,7 @@ from typing import NamedTuple
 from firebreak.actions.backup import RetryPlan
 from firebreak.actions.check import check_site
 from firebreak.actions.cycle import run_cycle
+from firebreak.actions.prune import prune_history
 from firebreak.actions.restore_drill import drill_site
 from firebreak.actions.retention import apply_retention
 from firebreak.actions.runtime import Runtime
@@ -26,7 +27,10 @@ from firebreak.config import Config
 log = logging.getLogger(__name__)
 
 # Jobs built from the config (replaced on reload), by the prefix of their id.
-SCHEDULED_KINDS = ("cycle:", "retention:", "check:", "drill:")
+SCHEDULED_KINDS = ("cycle:", "retention:", "check:", "drill:", "history:")
+
+# How often the daemon prunes the history (database.keep_runs).
+PRUNE_SCHEDULE = "every 1h"
 
 
 class Job(NamedTuple):
@@ -76,6 +80,9 @@ class Jobs:
             if site.drill_schedule is not None:
                 label, schedule = f"restore drill at {name}", site.drill_schedule
                 jobs.append(Job(f"drill:{name}", label, self.drill, (name,), schedule))
+        if config.database.keep_runs is not None:
+            label = "pruning of the run history"
+            jobs.append(Job("history:prune", label, self.prune, (), PRUNE_SCHEDULE))
         return jobs
 
     # -- what is running ----------------------------------------------------------------
@@ -143,6 +150,16 @@ class Jobs:
             apply_retention(rt, source_name, cancel=self._cancel)
         except Exception:
             log.exception("retention of %s failed inside firebreak", source_name)
+
+    def prune(self) -> None:
+        rt = self._runtime()
+        keep = rt.config.database.keep_runs
+        if keep is None:
+            return  # turned off by a reload
+        try:
+            prune_history(rt.engine, rt.host, keep, self._cancel)
+        except Exception:  # the database may be briefly unreachable: the next hour tries again
+            log.exception("pruning the run history failed")
 
     def _retry_plan(self, rt: Runtime, source_name: str) -> RetryPlan:
         """Retries stop before the source's next scheduled cycle would start."""

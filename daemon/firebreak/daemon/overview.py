@@ -14,7 +14,7 @@ from firebreak.config.schedules import Cron, parse_schedule
 from firebreak.daemon.catchup import is_overdue, last_runs
 from firebreak.daemon.schedules import next_fire
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
-from firebreak.history.records import latest_runs
+from firebreak.history.series import latest_runs
 from firebreak.humanize import humanize_age
 from firebreak.placement.whatif import degradation
 

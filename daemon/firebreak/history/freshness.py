@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.history.models import Run
-from firebreak.history.records import (
+from firebreak.history.series import (
     Latest,
     latest_runs,
     latest_site_verdicts,

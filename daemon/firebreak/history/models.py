@@ -56,7 +56,11 @@ class Cycle(Base):
     sites_total: Mapped[int] = mapped_column(Integer, default=0)
     sites_succeeded: Mapped[int] = mapped_column(Integer, default=0)
 
-    __table_args__ = (Index("ix_cycles_source_started", "source", "started_at"),)
+    __table_args__ = (
+        # A source's newest finished cycle (catch-up), and the one before a given cycle.
+        Index("ix_cycles_host_source_started", "host", "source", "started_at"),
+        Index("ix_cycles_host_source_id", "host", "source", "id"),
+    )
 
 
 class Run(Base):
@@ -91,12 +95,56 @@ class Run(Base):
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
-        # "latest run per source × site × operation" and "latest success" both walk these.
-        Index("ix_runs_latest", "source", "site", "operation", "id"),
-        Index("ix_runs_status", "source", "site", "operation", "status", "id"),
+        # The runs of one series, by outcome: the failures since a success are a range of it.
+        Index("ix_runs_series_status", "host", "operation", "source", "site", "status", "id"),
         Index("ix_runs_cycle", "cycle_id"),
-        Index("ix_runs_site", "site", "id"),
+        # One host's runs at one site, newest first (what it last wrote there); and retention,
+        # which walks a host's runs from the oldest.
+        Index("ix_runs_host_site", "host", "site", "id"),
+        Index("ix_runs_host_started", "host", "started_at"),
     )
+
+
+class Series(Base):
+    """One host's operation of one source at one site (source "": the whole repository, a
+    check), and where its newest runs are. Kept as runs start and end (history/series.py), so
+    reading the latest state of every series is one seek per series, however long the history;
+    and retention never deletes a run a series points at."""
+
+    __tablename__ = "series"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The newest run, whatever its status (a running one included).
+    last_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_success_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_success_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The newest run with a verdict on the data: it passed, or found the data bad.
+    last_verdict_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The newest run that met the site's repository, or found it gone or replaced.
+    last_identity_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Failed runs since the last success.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RunTotal(Base):
+    """How many runs of a series ended with a status, and their durations in the
+    histogram's buckets: the counters and the histogram, which neither a scrape recomputes
+    from the whole history nor retention makes go backwards."""
+
+    __tablename__ = "run_totals"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # The histogram bucket the durations fall in (its upper bound, as Prometheus writes it).
+    le: Mapped[str] = mapped_column(String(16), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class SiteRepository(Base):

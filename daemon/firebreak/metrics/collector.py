@@ -26,11 +26,12 @@ from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.schedules import period
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
-from firebreak.history.records import (
+from firebreak.history.series import (
+    Durations,
     Latest,
     RunCount,
     consecutive_failures,
-    finished_durations,
+    durations,
     first_successes,
     latest_runs,
     latest_site_runs,
@@ -42,7 +43,6 @@ from firebreak.placement.whatif import degradation, worst_case_survivors
 log = logging.getLogger(__name__)
 
 OUTCOMES = (Status.RUNNING, *FINAL_STATUSES)
-DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, float("inf"))
 
 
 @dataclass
@@ -95,7 +95,7 @@ class FirebreakCollector(Collector):
             latest = latest_runs(engine, host=host)
             failures = consecutive_failures(engine, host=host)
             counts = run_counts(engine, host=host)
-            durations = finished_durations(engine, host=host)
+            histograms = durations(engine, host=host)
             checks = latest_site_runs(engine, Operation.CHECK, host=host)
             # Drills are due only where they are scheduled (drill_schedule: null turns them off).
             first = {
@@ -126,7 +126,7 @@ class FirebreakCollector(Collector):
             Operation.DRILL, "restore drill at the site", drills, ["source", "site"]
         )
         yield from _counters(counts)
-        yield _histogram(durations)
+        yield _histogram(histograms)
         yield from _schedule_metrics(config)
 
     def _complain(self, trouble: str | None) -> None:
@@ -334,19 +334,12 @@ def _counters(counts: list[RunCount]) -> Iterator[Metric]:
     yield runs
 
 
-def _histogram(durations: list[tuple[str, float]]) -> Metric:
+def _histogram(histograms: list[Durations]) -> Metric:
     family = HistogramMetricFamily(
         "firebreak_run_duration_seconds", "Duration of finished restic runs", labels=["operation"]
     )
-    by_operation: dict[str, list[float]] = {}
-    for operation, seconds in durations:
-        by_operation.setdefault(operation, []).append(seconds)
-    for operation, values in sorted(by_operation.items()):
-        buckets = [
-            (str(bound) if bound != float("inf") else "+Inf", sum(1 for v in values if v <= bound))
-            for bound in DURATION_BUCKETS
-        ]
-        family.add_metric([operation], buckets, sum_value=sum(values))
+    for histogram in histograms:
+        family.add_metric([histogram.operation], histogram.buckets, sum_value=histogram.seconds)
     return family
 
 

@@ -559,3 +559,21 @@ def test_under_systemd_a_credential_it_did_not_load_says_what_the_unit_needs(
         "LoadCredential=fsn.restic-password, and the file /etc/credstore/fsn.restic-password "
         "(systemd skips a missing one silently)"
     )
+
+
+def test_history_kept_for_less_than_a_day_is_refused_and_the_daemon_prunes_what_is_kept(
+    tmp_path: Path,
+) -> None:
+    from firebreak.daemon.jobs import Jobs
+
+    problems = _problems(tmp_path, _config(database={"keep_runs": "12h"}))
+    assert any("database.keep_runs" in p and "at least 1d" in p for p in problems), problems
+    config = load_config(_write(tmp_path, _config(database={"keep_runs": "400d"})))
+    assert config.database.keep_runs == parse_duration("400d")
+
+    def planned(config: Any) -> list[str]:
+        jobs = Jobs(lambda: None, None, lambda _name: None, lambda: None)  # type: ignore[arg-type, return-value]
+        return [job.id for job in jobs.planned(config)]
+
+    assert "history:prune" in planned(config)
+    assert "history:prune" not in planned(load_config(_write(tmp_path, _config())))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, column, table, text
 
 from firebreak.config.model import Config
 from firebreak.history.database import (
@@ -22,13 +22,12 @@ from firebreak.history.database import (
 )
 from firebreak.history.freshness import Proof, freshness
 from firebreak.history.models import Base
-from firebreak.history.records import (
-    RunOutcome,
-    finish_cycle,
-    finish_run,
+from firebreak.history.records import RunOutcome, finish_cycle, finish_run, start_cycle, start_run
+from firebreak.history.series import (
+    consecutive_failures,
+    durations,
     latest_runs,
-    start_cycle,
-    start_run,
+    run_counts,
 )
 from firebreak.outcomes import Status
 
@@ -68,15 +67,35 @@ def test_migrations_match_the_models(engine: Engine) -> None:
     assert diff == []
 
 
+def _old_run(engine: Engine, site: str, status: Status, *, operation: str = "backup") -> None:
+    """A run as a firebreak of revision 0001 wrote it (no series, no totals)."""
+    started = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
+    row = {
+        "source": "www",
+        "site": site,
+        "operation": operation,
+        "status": status.value,
+        "started_at": started,
+        "finished_at": started + timedelta(seconds=42),
+        "duration_seconds": 42.0,
+        "repository_initialized": False,
+        "host": "h",
+    }
+    runs = table("runs", *(column(name) for name in row))
+    with engine.begin() as connection:
+        connection.execute(runs.insert().values(**row))
+
+
 def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> None:
     from alembic import command
 
     engine = make_engine(database_url)
     try:
         command.upgrade(alembic_config(engine), "0001")
-        cycle = start_cycle(engine, source="www", trigger="cli", host="h", sites=1)
-        _run(engine, "a", Status.SUCCESS)
-        _run(engine, "b", Status.FAILED)
+        _old_run(engine, "a", Status.FAILED)
+        _old_run(engine, "a", Status.SUCCESS)
+        _old_run(engine, "b", Status.FAILED)
+        _old_run(engine, "b", Status.FAILED)
         with pytest.raises(DatabaseBehind, match="run `firebreak db upgrade`"):
             require_current(engine)
         before = upgrade(engine)
@@ -86,7 +105,11 @@ def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> 
             ("www", "a"): Status.SUCCESS,
             ("www", "b"): Status.FAILED,
         }
-        finish_cycle(engine, cycle, status=Status.PARTIAL, succeeded=1)
+        # The series and the totals were filled from the rows that were there.
+        assert consecutive_failures(engine, host="h") == {("www", "b"): 2}
+        counts = {(c.site, c.status): c.count for c in run_counts(engine, host="h")}
+        assert counts == {("a", "failed"): 1, ("a", "success"): 1, ("b", "failed"): 2}
+        assert durations(engine, host="h")[0].buckets[4] == ("60", 4)
         # A run of the whole repository has no source now.
         run_id = start_run(
             engine, source=None, site="a", operation="check", host="h", restic_version="0.14.0"
@@ -97,7 +120,7 @@ def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> 
         assert schema_state(engine).current == "0001"
         with engine.connect() as connection:
             sources = connection.execute(text("SELECT source FROM runs ORDER BY id")).scalars()
-            assert list(sources) == ["www", "www", ""]
+            assert list(sources) == ["www", "www", "www", "www", ""]
     finally:
         engine.dispose()
 
@@ -140,13 +163,8 @@ def test_latest_attempt_and_latest_success_per_source_and_site(engine: Engine) -
 
 
 def test_two_hosts_with_a_source_of_the_same_name_never_see_each_other(engine: Engine) -> None:
-    from firebreak.history.records import (
-        consecutive_failures,
-        finished_durations,
-        first_successes,
-        last_processed_bytes,
-        run_counts,
-    )
+    from firebreak.history.records import last_processed_bytes
+    from firebreak.history.series import first_successes
 
     # web2 backs up its own "www" fine; web1's has only failed: web1 must not look safe.
     _run(engine, "a", Status.SUCCESS, host="web2")
@@ -161,8 +179,8 @@ def test_two_hosts_with_a_source_of_the_same_name_never_see_each_other(engine: E
     assert first_successes(engine, host="web1") == {}
     assert set(first_successes(engine, host="web2")) == {("www", "a")}
     assert {(c.status, c.count) for c in run_counts(engine, host="web1")} == {("failed", 2)}
-    assert len(finished_durations(engine, host="web1")) == 2
-    assert len(finished_durations(engine, host="web2")) == 1
+    assert [d.buckets[-1] for d in durations(engine, host="web1")] == [("+Inf", 2)]
+    assert [d.buckets[-1] for d in durations(engine, host="web2")] == [("+Inf", 1)]
     assert last_processed_bytes(engine, "www", host="web1") is None
     assert latest_runs(engine, host="nobody") == {}
 
@@ -300,7 +318,7 @@ def test_schema_head_names_the_newest_migration(database_url: str) -> None:
 
 
 def test_a_site_is_lost_until_a_run_meets_its_repository_again(engine: Engine) -> None:
-    from firebreak.history.records import lost_sites, site_is_lost
+    from firebreak.history.series import lost_sites, site_is_lost
 
     def run(site: str, operation: str, status: Status, error: str | None = None) -> None:
         run_id = start_run(
