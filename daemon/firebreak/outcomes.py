@@ -19,7 +19,8 @@ class Operation(enum.StrEnum):
     BACKUP = "backup"
     INIT = "init"  # restic init, when a backup found no repository (init: auto)
     UNLOCK = "unlock"  # restic unlock, after a run that was stopped or met a lock
-    FORGET = "forget"  # retention: restic forget --prune
+    FORGET = "forget"  # retention: restic forget --prune (--prune apart where hosts share it)
+    PRUNE = "prune"  # restic prune, once per retention schedule where hosts share a repository
     CHECK = "check"  # restic check (the whole repository, whichever source it serves)
     DRILL = "drill"  # a restore drill: a sample restored and verified
     RESTORE = "restore"

@@ -22,6 +22,7 @@ from firebreak.history.models import SiteRepository
 from firebreak.history.records import all_runs
 from firebreak.outcomes import Status
 from tests.support.cli import firebreak
+from tests.support.history import old_run
 from tests.support.mounts import Disk
 from tests.support.scrape import samples, value
 from tests.support.servers import RestServer, S3Server
@@ -278,13 +279,8 @@ def test_a_history_from_before_repositories_were_recorded_is_checked_before_it_i
         for site in ("a", "b")
     }
     engine = make_engine(f"sqlite:///{history}")
-    from firebreak.history.records import RunOutcome, finish_run, start_run
-
     for site in ("a", "b"):
-        run_id = start_run(
-            engine, source="www", site=site, operation="backup", host=_host(), restic_version=None
-        )
-        finish_run(engine, run_id, RunOutcome(Status.SUCCESS, snapshot_id=snapshot[site][:8]))
+        old_run(engine, site, Status.SUCCESS, host=_host(), snapshot_id=snapshot[site][:8])
     upgrade(engine)
     engine.dispose()
     # Then, as the old init: auto would have done at a lost site: b is a new repository.

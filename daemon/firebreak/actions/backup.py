@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from firebreak.actions.identity import location
+from firebreak.actions.locks import repository_turn
 from firebreak.actions.operation import at_site, create_repository, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.models import Run
@@ -142,11 +143,9 @@ def _back_up(
         and access.site.init == "auto"
         and not had_repository(rt.engine, location(rt, access.name), rt.host, access.name)
     ):
-        log.warning("no repository at the site; creating it (init: auto)")
-        failed = create_repository(rt, source_name, access, cycle_id, cancel)
+        failed, initialized = _create(rt, source_name, access, log, cycle_id, cancel)
         if failed is not None:
             return failed
-        initialized = True
         result = run_restic(rt, invocation, access, cancel, on_status=on_status)
         error = classify(result)
     outcome = backup_outcome(result, error, initialized=initialized)
@@ -154,6 +153,31 @@ def _back_up(
         hint = " (init: never — create it with `restic init`, or set init: auto)"
         outcome = replace(outcome, error_message=f"{outcome.error_message}{hint}")
     return outcome
+
+
+def _create(
+    rt: Runtime,
+    source_name: str,
+    access: SiteAccess,
+    log: RunLog,
+    cycle_id: int | None,
+    cancel: threading.Event | None,
+) -> tuple[RunOutcome | None, bool]:
+    """Create the site's repository (init: auto): (how the run ends if that failed, whether
+    this run created it). Hosts sharing the repository create it one at a time: two
+    ``restic init`` at once leave a config only one of them can read. So the others wait, and
+    find it there."""
+    purpose = f"creating the repository for {source_name}"
+    with repository_turn(rt, access.name, purpose, wait=True, cancel=cancel):
+        probe = run_restic(rt, commands.cat_config(rt.restic_at(access)), access, cancel)
+        found = classify(probe)
+        if found is None:
+            log.info("the repository is there now: another host created it meanwhile")
+            return None, False
+        if not isinstance(found, RepositoryNotFound):
+            return None, False  # the backup's second try says what is wrong
+        log.warning("no repository at the site; creating it (init: auto)")
+        return create_repository(rt, source_name, access, cycle_id, cancel), True
 
 
 def backup_outcome(result: ResticResult, error: Failure | None, *, initialized: bool) -> RunOutcome:

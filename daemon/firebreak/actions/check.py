@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 
+from firebreak.actions.locks import done_at_repository, repository_turn, when
 from firebreak.actions.operation import at_site, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
+from firebreak.history.coordination import RepositoryBusy
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
 from firebreak.history.series import finished_runs
@@ -30,11 +33,34 @@ def check_site(
     cancel: threading.Event | None = None,
     *,
     read_all_data: bool = False,
+    done_since: datetime | None = None,
 ) -> Run:
     """Check the repository at one site: its structure, and the next 1/N of its pack data (or
-    all of it). Recorded for the site: the repository is every source's."""
+    all of it). Recorded for the site: the repository is every source's.
+
+    Hosts sharing the repository check it one at a time (history/coordination.py). done_since
+    (a scheduled check): skipped when another host holds the repository, or when a check that
+    reached a verdict there started since then, by any of them: it proves the repository for
+    all (history/freshness.py counts it). Without it (someone asked), the check waits its turn.
+    """
 
     def check(access: SiteAccess, run_log: RunLog) -> RunOutcome:
+        try:
+            with repository_turn(rt, site_name, "check", wait=done_since is None, cancel=cancel):
+                if done_since is not None:
+                    done = done_at_repository(
+                        rt, site_name, Operation.CHECK, done_since, verdict=True
+                    )
+                    if done is not None:
+                        message = f"checked by {when(done)} ({done.status})"
+                        run_log.info("skipped: %s", message)
+                        return RunOutcome(Status.SKIPPED, error_message=message)
+                return checked(access, run_log)
+        except RepositoryBusy as busy:
+            run_log.info("skipped: %s", busy)
+            return RunOutcome(Status.SKIPPED, error_message=str(busy))
+
+    def checked(access: SiteAccess, run_log: RunLog) -> RunOutcome:
         subset = None if read_all_data else next_subset(rt, site_name)
         if subset is None:
             run_log.info("checking, reading all data")

@@ -4,7 +4,7 @@ The lock is ``flock`` on ``STATE_DIR/locks/SITE.lock``: the daemon's cycles and 
 ``firebreak backup`` started by hand share it (they share the config's state_dir), so a manual
 run waits for the daemon's run on the same site, and the other way round. The file holds the
 owner's pid and what it runs, for the "waiting for" message. Hosts that share a repository are
-not coordinated by this lock.
+coordinated by ``repository_turn`` instead (history/coordination.py).
 
 The same kind of lock, in folders of their own under ``STATE_DIR/locks``, keeps two cycles of
 one dump source out of each other's stage, and two drills out of one scratch database.
@@ -18,7 +18,16 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+
+from firebreak.actions.identity import location
+from firebreak.actions.runtime import Runtime
+from firebreak.fleet import peers
+from firebreak.history.coordination import WaitCancelled, repository_lock
+from firebreak.history.models import Run
+from firebreak.history.series import newest_since
+from firebreak.outcomes import Interrupted, Operation
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -88,3 +97,38 @@ def _owner(path: Path) -> str:
         return path.read_text().strip()
     except OSError:
         return ""
+
+
+@contextmanager
+def repository_turn(
+    rt: Runtime, site: str, purpose: str, *, wait: bool, cancel: threading.Event | None
+) -> Iterator[None]:
+    """This host's turn at the site's repository among the hosts sharing it
+    (history/coordination.py). wait: until it comes (stopped meanwhile: Interrupted);
+    otherwise RepositoryBusy at once, naming the host that holds it."""
+    try:
+        with repository_lock(
+            rt.engine,
+            location(rt, site),
+            host=rt.host,
+            purpose=purpose,
+            wait=wait,
+            cancel=cancel,
+        ):
+            yield
+    except WaitCancelled as exc:
+        raise Interrupted(str(exc)) from None
+
+
+def done_at_repository(
+    rt: Runtime, site: str, operation: Operation, since: datetime, *, verdict: bool = False
+) -> Run | None:
+    """The newest successful run of the operation (verdict: that reached a verdict) at the
+    site's repository since then, by this host or by any host sharing the repository."""
+    sharing = peers(rt.engine, rt.host, {site: location(rt, site)}).get(site, [])
+    return newest_since(rt.engine, operation, [(rt.host, site), *sharing], since, verdict=verdict)
+
+
+def when(run: Run) -> str:
+    """Who did a run, and when: for the message of the one that skipped it."""
+    return f"{run.host} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC"

@@ -1,13 +1,22 @@
-"""Retention: ``restic forget --prune`` of one source's snapshots at each site."""
+"""Retention: ``restic forget --prune`` of one source's snapshots at each site.
+
+Where hosts share the history (PostgreSQL), they may share repositories: there each host
+forgets its own snapshots in its turn (``restic forget``, one host at a time), and the
+repository is pruned once per retention schedule, by whichever host gets there first, as a
+run of its own (``prune``); the others record it skipped, saying who held or did it.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
+from firebreak.actions.locks import done_at_repository, repository_turn, when
 from firebreak.actions.operation import at_site, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
+from firebreak.history.coordination import RepositoryBusy, shared
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
 from firebreak.outcomes import DeletionRefused, Operation, Status
@@ -52,10 +61,13 @@ def forget_at_site(
             host=rt.host,
             retention=retention,
             dry_run=dry_run,
+            prune=not shared(rt.engine),
         )
         # A site that refuses deletes is append-only: stop at its first refusal instead of
         # letting restic retry it for a minute or more.
-        result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
+        purpose = f"forget of {source}"
+        with repository_turn(rt, site_name, purpose, wait=True, cancel=cancel):
+            result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
         error = classify(result)
         if error is None:
             decisions = forget_decisions(result)
@@ -79,6 +91,39 @@ def forget_at_site(
     return at_site(rt, source, site_name, Operation.FORGET, forget, cancel=cancel)
 
 
+def prune_at_site(
+    rt: Runtime,
+    site_name: str,
+    *,
+    done_since: datetime | None = None,
+    cancel: threading.Event | None = None,
+) -> Run:
+    """``restic prune`` of a repository hosts share, unless another one holds it or (with
+    done_since) pruned it since then."""
+
+    def prune(access: SiteAccess, run_log: RunLog) -> RunOutcome:
+        try:
+            with repository_turn(rt, site_name, "prune", wait=False, cancel=cancel):
+                if done_since is not None:
+                    done = done_at_repository(rt, site_name, Operation.PRUNE, done_since)
+                    if done is not None:
+                        message = f"pruned by {when(done)}"
+                        run_log.info("skipped: %s", message)
+                        return RunOutcome(Status.SKIPPED, error_message=message)
+                invocation = commands.prune(rt.restic_at(access))
+                result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
+        except RepositoryBusy as busy:
+            run_log.info("skipped: %s", busy)
+            return RunOutcome(Status.SKIPPED, error_message=str(busy))
+        error = classify(result)
+        if error is None:
+            run_log.info("pruned")
+            return RunOutcome(Status.SUCCESS, exit_code=0)
+        return RunOutcome.failed(error, result.exit_code)
+
+    return at_site(rt, None, site_name, Operation.PRUNE, prune, cancel=cancel)
+
+
 def apply_retention(
     rt: Runtime,
     source: str,
@@ -87,15 +132,20 @@ def apply_retention(
     dry_run: bool = False,
     cancel: threading.Event | None = None,
     on_decisions: DecisionsHeard | None = None,
+    done_since: datetime | None = None,
 ) -> list[Run]:
-    """Forget and prune at each site in turn; one site's failure does not stop the others."""
+    """Forget and prune at each site in turn; one site's failure does not stop the others.
+    Where the history is shared, the prune is a run of its own after a forget that worked,
+    skipped when another host holds the repository or (done_since: a scheduled retention)
+    pruned it since then."""
     runs = []
     for name in sites or rt.config.sources[source].sites:
         if cancel is not None and cancel.is_set():
             break
-        runs.append(
-            forget_at_site(
-                rt, source, name, dry_run=dry_run, cancel=cancel, on_decisions=on_decisions
-            )
+        forgot = forget_at_site(
+            rt, source, name, dry_run=dry_run, cancel=cancel, on_decisions=on_decisions
         )
+        runs.append(forgot)
+        if shared(rt.engine) and not dry_run and forgot.status == Status.SUCCESS:
+            runs.append(prune_at_site(rt, name, done_since=done_since, cancel=cancel))
     return runs

@@ -28,8 +28,16 @@ from firebreak.restic.program import detect_version
         "judged against this config's sources and sites."
     ),
 )
+@click.option(
+    "--fleet",
+    is_flag=True,
+    help=(
+        "Serve every host whose daemon records a heartbeat in this history, each with a host "
+        "label, judged by what its own daemon recorded (not this config)."
+    ),
+)
 @click.pass_obj
-def exporter(options: Options, listen: str | None, host: str | None) -> None:
+def exporter(options: Options, listen: str | None, host: str | None, fleet: bool) -> None:
     """Serve /metrics, /healthz and /readyz from the run history until SIGTERM."""
     if options.verbose == 0:
         logging.getLogger().setLevel(logging.INFO)
@@ -37,6 +45,8 @@ def exporter(options: Options, listen: str | None, host: str | None) -> None:
     config = load(options)
     if host is not None and not host.strip():
         fail("--host needs a host name, as the history records it", Exit.CONFIG)
+    if host is not None and fleet:
+        fail("--host and --fleet: choose one (--fleet serves every host)", Exit.CONFIG)
     try:
         engine = make_engine(config.database_url)
     except DatabaseError as exc:
@@ -58,6 +68,7 @@ def exporter(options: Options, listen: str | None, host: str | None) -> None:
             healthy=lambda: (True, "ok"),
             ready=database_ready(lambda: engine),
             listen=address,
+            fleet=fleet,
         )
     except OSError as exc:
         fail(f"cannot serve on {address}: {exc.strerror}", Exit.NOT_READY)

@@ -19,7 +19,7 @@ from firebreak.cli.common import (
     runtime,
 )
 from firebreak.humanize import plural
-from firebreak.outcomes import Status
+from firebreak.outcomes import Operation, Status
 from firebreak.restic.messages import ForgetDecision
 
 
@@ -57,6 +57,10 @@ def forget(options: Options, source: str, sites: tuple[str, ...], dry_run: bool)
             on_decisions=decided.__setitem__,
         )
     for run in runs:
+        if run.operation == Operation.PRUNE:
+            why = f": {run.error_message}" if run.error_message else ""
+            click.echo(f"{run.site}: prune {run.status}{why}")
+            continue
         decisions = decided.get(run.site)
         if decisions is None:
             cause = f"{run.error_class}: " if run.error_class else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.table import Table
@@ -20,7 +20,7 @@ from firebreak.cli.common import (
     new_table,
 )
 from firebreak.clock import utcnow
-from firebreak.daemon.overview import SourceOverview, overview
+from firebreak.daemon.overview import HostOverview, SourceOverview, fleet_overview, overview
 from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
 from firebreak.history.freshness import SiteFreshness, SourceFreshness
 from firebreak.humanize import format_bytes, format_seconds, humanize_age, plural, short_id
@@ -28,11 +28,17 @@ from firebreak.humanize import format_bytes, format_seconds, humanize_age, plura
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the same data as JSON.")
+@click.option(
+    "--fleet",
+    is_flag=True,
+    help="Every host recording into this history: its daemon's heartbeat and its sources.",
+)
 @click.pass_obj
-def status(options: Options, as_json: bool) -> None:
+def status(options: Options, as_json: bool, fleet: bool) -> None:
     """Freshness of every source at every site, and whether each source is safe.
 
-    Exit 0 when every source is safe, 4 when one or more is not.
+    Exit 0 when every source is safe (with --fleet: and every host's daemon alive), 4 when
+    one or more is not.
     """
     if as_json:
         errors_as_json()
@@ -47,6 +53,8 @@ def status(options: Options, as_json: bool) -> None:
     try:
         engine = make_engine(config.database_url)
         require_current(engine)
+        if fleet:
+            _fleet(fleet_overview(engine, utcnow()), as_json)
         seen = overview(config, engine, utcnow())
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
@@ -149,3 +157,81 @@ def _problems(source: SourceFreshness) -> list[str]:
         if site.last_error and not site.lost:  # a lost site's last error says the same
             lines.append(f"  {site.site}: {site.last_error}")
     return lines
+
+
+def _fleet(fleet: list[HostOverview], as_json: bool) -> NoReturn:
+    """Print every host of the fleet; exit 0 when every one is alive and safe, else 4."""
+    now = utcnow()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "generated_at": now.isoformat(),
+                    "hosts": [
+                        {
+                            "host": host.host,
+                            "state": host.state.lower(),
+                            "last_seen_at": host.last_seen_at.isoformat(),
+                            "version": host.version,
+                            "safe": host.safe,
+                            "sources": None
+                            if host.sources is None
+                            else {source.source: source.safe for source in host.sources},
+                        }
+                        for host in fleet
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        out = console()
+        table = new_table(
+            title=f"fleet: {plural(len(fleet), 'host')} recording into this history",
+            title_justify="left",
+        )
+        for column in ("host", "daemon", "last seen", "sources safe", "not safe"):
+            table.add_column(column, overflow="fold")
+        for host in fleet:
+            table.add_row(
+                host.host,
+                HOST_STATES[host.state],
+                f"{humanize_age((now - host.last_seen_at).total_seconds())} ago",
+                "?" if host.sources is None else _count_safe(host.sources),
+                "?" if host.sources is None else _unsafe(host.sources),
+            )
+        out.print(table)
+        for host in fleet:
+            if host.sources is None:
+                click.echo(
+                    f"  {host.host}: what its sources ask could not be read (recorded by "
+                    f"firebreak {host.version}): upgrade firebreak here"
+                )
+        troubled = [host.host for host in fleet if not host.safe]
+        if not fleet:
+            click.echo("no daemon has recorded a heartbeat in this history yet")
+        elif troubled:
+            out.print(f"[bold red]NOT SAFE:[/] {', '.join(troubled)}")
+        else:
+            out.print(f"[green]every host is alive and safe ({plural(len(fleet), 'host')})[/]")
+    raise SystemExit(Exit.OK if all(host.safe for host in fleet) else Exit.FAILED)
+
+
+HOST_STATES = {
+    "alive": "[green]alive[/]",
+    "SILENT": "[bold red]SILENT[/]",
+    "stopped": "[red]stopped[/]",
+}
+
+
+def _count_safe(sources: list[SourceFreshness]) -> str:
+    return f"{sum(1 for source in sources if source.safe)} of {len(sources)}"
+
+
+def _unsafe(sources: list[SourceFreshness]) -> str:
+    unsafe = [
+        f"{source.source} ({source.fresh_sites} of {source.required_fresh_sites} fresh)"
+        for source in sources
+        if not source.safe
+    ]
+    return ", ".join(unsafe) or "-"

@@ -354,6 +354,14 @@ class Daemon(Strict):
         default=timedelta(seconds=30),
         description="On SIGTERM, how long restic gets to stop after SIGINT before SIGKILL.",
     )
+    heartbeat: Duration = Field(
+        default=timedelta(minutes=1),
+        description=(
+            "How often the daemon records in the history that it is alive (and what its "
+            "sources ask). `firebreak status --fleet` and `firebreak exporter --fleet` call "
+            "a host silent after three missed heartbeats."
+        ),
+    )
 
 
 class Retry(Strict):

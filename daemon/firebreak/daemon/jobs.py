@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 from firebreak.actions.backup import RetryPlan
 from firebreak.actions.check import check_site
@@ -22,7 +23,10 @@ from firebreak.actions.prune import prune_history
 from firebreak.actions.restore_drill import drill_site
 from firebreak.actions.retention import apply_retention
 from firebreak.actions.runtime import Runtime
+from firebreak.clock import utcnow
 from firebreak.config import Config
+from firebreak.config.schedules import parse_schedule
+from firebreak.daemon.schedules import period
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +131,9 @@ class Jobs:
         if not any(site_name in source.sites for source in rt.config.sources.values()):
             return  # no source uses the site (or a reload removed it)
         try:
-            check_site(rt, site_name, self._cancel)
+            schedule = rt.config.sites[site_name].check_schedule
+            since = None if schedule is None else done_since(rt, schedule)
+            check_site(rt, site_name, self._cancel, done_since=since)
         except Exception:
             log.exception("check of %s failed inside firebreak", site_name)
 
@@ -147,7 +153,8 @@ class Jobs:
         if source is None or source.retention is None:
             return  # removed by a reload
         try:
-            apply_retention(rt, source_name, cancel=self._cancel)
+            since = done_since(rt, source.retention.schedule)
+            apply_retention(rt, source_name, cancel=self._cancel, done_since=since)
         except Exception:
             log.exception("retention of %s failed inside firebreak", source_name)
 
@@ -175,3 +182,12 @@ class Jobs:
             max_delay=retry.max_delay.total_seconds(),
             deadline=deadline,
         )
+
+
+def done_since(rt: Runtime, schedule: str) -> datetime:
+    """Since when a prune or check that a host sharing the repository did counts as this
+    schedule's: half its period ago (the hosts' runs of one scheduled time start within their
+    jitter of each other; the previous time's ended long before)."""
+    now = utcnow()
+    gap = period(parse_schedule(schedule), now, ZoneInfo(rt.config.timezone))
+    return now - gap / 2

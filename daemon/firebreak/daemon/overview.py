@@ -13,7 +13,9 @@ from firebreak.config import Config
 from firebreak.config.schedules import Cron, parse_schedule
 from firebreak.daemon.catchup import is_overdue, last_runs
 from firebreak.daemon.schedules import next_fire
+from firebreak.fleet import fleet_peers, peers, recorded_profiles, repositories
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
+from firebreak.history.hosts import hosts
 from firebreak.history.series import latest_runs
 from firebreak.humanize import humanize_age
 from firebreak.placement.whatif import degradation
@@ -50,7 +52,7 @@ def overview(config: Config, engine: Engine, now: datetime, host: str | None = N
     """One host's view (by default this one's, config.host_name). Raises DatabaseError (or
     a driver's error) when the history cannot be read."""
     host = host or config.host_name
-    proof = Proof.read(engine, host)
+    proof = Proof.read(engine, host, peers(engine, host, repositories(config)))
     started = last_runs(config, engine, host)
     report = freshness(config, latest_runs(engine, host=host), now, proof)
     sources = []
@@ -86,3 +88,46 @@ def next_cycle(config: Config, source: str, last: datetime | None, now: datetime
         local = upcoming.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
         text = f"in {humanize_age((upcoming - now).total_seconds())}, {local} ({schedule_text})"
     return NextCycle(upcoming, overdue, text)
+
+
+@dataclass(frozen=True)
+class HostOverview:
+    """One host of a fleet, as its heartbeats and runs in the shared history show it."""
+
+    host: str
+    # "alive", "SILENT" (missed its heartbeats) or "stopped" (stopped on request).
+    state: str
+    last_seen_at: datetime
+    version: str
+    # Its sources judged by the objectives its daemon last recorded; None when that record
+    # cannot be read (written by a newer firebreak, or damaged).
+    sources: list[SourceFreshness] | None
+
+    @property
+    def safe(self) -> bool:
+        return (
+            self.state == "alive"
+            and self.sources is not None
+            and all(source.safe for source in self.sources)
+        )
+
+
+def fleet_overview(engine: Engine, now: datetime) -> list[HostOverview]:
+    """Every host whose daemon ever recorded a heartbeat in this history, by name."""
+    fleet = []
+    profiles = recorded_profiles(engine)
+    shares = fleet_peers(profiles)
+    for host in hosts(engine):
+        if host.stopped_at is not None:
+            state = "stopped"
+        else:
+            state = "SILENT" if host.silent(now) else "alive"
+        profile = profiles.get(host.host)
+        if profile is None:
+            sources = None
+        else:
+            latest = latest_runs(engine, host=host.host)
+            proof = Proof.read(engine, host.host, shares.get(host.host))
+            sources = freshness(profile.objectives(), latest, now, proof)
+        fleet.append(HostOverview(host.host, state, host.last_seen_at, host.version, sources))
+    return fleet

@@ -23,6 +23,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from firebreak import __version__
 from firebreak.actions.dumps import remove_leftover_stages
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
@@ -33,6 +34,8 @@ from firebreak.daemon.jobs import SCHEDULED_KINDS, Jobs
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier
 from firebreak.daemon.triggers import trigger
+from firebreak.fleet import HostProfile
+from firebreak.history import hosts
 from firebreak.history.records import interrupt_leftovers
 from firebreak.humanize import humanize_age, plural
 from firebreak.metrics.collector import ScrapeInputs
@@ -58,6 +61,8 @@ class Daemon:
         self.rt: Runtime
         self.scheduler: BackgroundScheduler
         self.metrics: MetricsServer
+        self.started_at = utcnow()
+        self.beat_failing = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -78,6 +83,7 @@ class Daemon:
             )
             self.rt.needs_unlock.add(run.site)
         remove_leftover_stages(self.rt)
+        self._beat()
         try:
             self.metrics = serve(
                 config.metrics,
@@ -142,6 +148,7 @@ class Daemon:
         if left:
             log.error("cycles still running at exit: %s", ", ".join(left))
         self.metrics.stop()
+        self._beat_stopped(self.rt.host)
         log.info("firebreak daemon stopped")
 
     # -- scheduling ----------------------------------------------------------------------
@@ -153,6 +160,9 @@ class Daemon:
                 # Cycles wait on run slots and site locks, not on these threads.
                 "default": ThreadPoolExecutor(max_workers=max(4, 2 * len(config.sources))),
                 "heartbeat": ThreadPoolExecutor(max_workers=1),
+                # Its own thread: busy cycles must not make a host look silent, and a slow
+                # database must not delay systemd's watchdog.
+                "history-heartbeat": ThreadPoolExecutor(max_workers=1),
             },
             job_defaults={
                 "coalesce": True,
@@ -179,6 +189,14 @@ class Daemon:
         every = HEARTBEAT_SECONDS
         if self.notifier.watchdog_seconds:
             every = min(every, self.notifier.watchdog_seconds / 2)
+        self.scheduler.add_job(
+            self._beat,
+            "interval",
+            seconds=config.daemon.heartbeat.total_seconds(),
+            id="history-heartbeat",
+            executor="history-heartbeat",
+            replace_existing=True,
+        )
         self.scheduler.add_job(
             self._heartbeat,
             "interval",
@@ -234,6 +252,36 @@ class Daemon:
             fields.insert(0, "WATCHDOG=1")
         self.notifier.notify(*fields)
 
+    def _beat(self) -> None:
+        """Record in the history that this host's daemon is alive, and what its sources ask
+        (a fleet exporter judges them by it). A history that cannot be written is said once,
+        until it can again: the backups go on."""
+        rt = self.rt
+        try:
+            hosts.beat(
+                rt.engine,
+                rt.host,
+                started_at=self.started_at,
+                interval=rt.config.daemon.heartbeat,
+                version=__version__,
+                pid=os.getpid(),
+                profile=HostProfile.of(rt.config, utcnow()).to_json(),
+            )
+        except Exception as exc:
+            if not self.beat_failing:
+                log.warning("cannot record the heartbeat in the run history: %s", exc)
+            self.beat_failing = True
+            return
+        if self.beat_failing:
+            log.info("the heartbeat is recorded again")
+        self.beat_failing = False
+
+    def _beat_stopped(self, host: str) -> None:
+        try:
+            hosts.stopped(self.rt.engine, host)
+        except Exception as exc:
+            log.warning("cannot record in the run history that %s stopped: %s", host, exc)
+
     def status_line(self) -> str:
         config = self.rt.config
         running = len(self.jobs.running())
@@ -267,7 +315,11 @@ class Daemon:
         except StartupError as exc:
             self._reload_failed(str(exc))
             return
+        before = self.rt.host
         self.rt = self.rt.reconfigured(config)
+        if self.rt.host != before:
+            self._beat_stopped(before)  # that name's daemon is this one, now called otherwise
+        self._beat()
         self._schedule_sources(config)
         self._catch_up(initial=False)  # a source the new config adds starts now
         self.reload_status = ReloadStatus(ok=True, at=utcnow())

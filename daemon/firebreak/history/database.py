@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from firebreak.config.references import interpolate
 
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 # The newest revision in firebreak/migrations/versions (a test keeps the two equal). Every
 # command checks the schema against it; Alembic itself, slow to import, is loaded only to
 # migrate.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 # The advisory lock fleet hosts take to change the schema of a shared PostgreSQL history.
 MIGRATION_LOCK = 0x66697265627265  # "firebre"
@@ -259,3 +261,21 @@ def _known_revision(engine: Engine, revision: str) -> bool:
 def _reason(exc: SQLAlchemyError) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def upsert(
+    session: Session,
+    table: type[Any],
+    key: dict[str, Any],
+    values: dict[str, Any],
+    on_conflict: dict[str, Any],
+) -> None:
+    """Insert a row, or update the one with that key (SQLite and PostgreSQL alike)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(**key, **values)
+    if on_conflict:
+        statement = statement.on_conflict_do_update(index_elements=list(key), set_=on_conflict)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(key))
+    session.execute(statement)

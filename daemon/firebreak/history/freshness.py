@@ -14,6 +14,7 @@ operator resets the site.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from firebreak.config.model import Config
 from firebreak.history.models import Run
 from firebreak.history.series import (
     Latest,
+    Peers,
     latest_runs,
     latest_site_verdicts,
     latest_verdicts,
@@ -45,14 +47,17 @@ class Proof:
     drill_runs: dict[tuple[str, str], Latest]
     # site → the run that found its repository gone or replaced, while it still is.
     lost: dict[str, Run] = field(default_factory=dict)
+    # Whose proof it is (a check another host ran at a shared repository says by whom).
+    host: str | None = None
 
     @classmethod
-    def read(cls, engine: Engine, host: str) -> Proof:
-        """What the history proves of this host's sources and sites."""
-        checks = latest_site_verdicts(engine, Operation.CHECK, host=host)
+    def read(cls, engine: Engine, host: str, peers: Peers | None = None) -> Proof:
+        """What the history proves of this host's sources and sites (a check by a peer, a
+        host sharing the repository, proves it too)."""
+        checks = latest_site_verdicts(engine, Operation.CHECK, host=host, peers=peers)
         drills = latest_verdicts(engine, Operation.DRILL, host=host)
         drill_runs = latest_runs(engine, operation=Operation.DRILL, host=host)
-        return cls(drills, checks, drill_runs, lost_sites(engine, host))
+        return cls(drills, checks, drill_runs, lost_sites(engine, host), host)
 
     def loss(self, site: str, now: datetime) -> str | None:
         """Why the site's repository is not the one it held, or None."""
@@ -75,7 +80,8 @@ class Proof:
         ):
             if run is not None and run.status == Status.FAILED:
                 age = humanize_age((now - run.started_at).total_seconds())
-                return f"{what} failed {age} ago: {run.error_class}: {run.error_message or ''}"
+                by = f" (by {run.host})" if self.host and run.host != self.host else ""
+                return f"{what} failed {age} ago{by}: {run.error_class}: {run.error_message or ''}"
         return None
 
 
@@ -121,17 +127,38 @@ class SourceFreshness:
     sites: list[SiteFreshness]
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What a source asks: these sites, each success younger than max_age, at least
+    required_fresh_sites of them fresh."""
+
+    sites: tuple[str, ...]
+    max_age_seconds: float
+    required_fresh_sites: int
+
+
+def objectives(config: Config) -> dict[str, Objective]:
+    return {
+        name: Objective(
+            tuple(source.sites), source.max_age.total_seconds(), source.required_fresh_sites
+        )
+        for name, source in config.sources.items()
+    }
+
+
 def freshness(
-    config: Config,
+    config: Config | Mapping[str, Objective],
     latest: dict[tuple[str, str], Latest],
     now: datetime,
     proof: Proof | None = None,
 ) -> list[SourceFreshness]:
-    """One entry per configured source, its sites in configured order."""
+    """One entry per source (of the config, or of recorded objectives), its sites in
+    configured order."""
     proof = proof or Proof({}, {}, {})
     report = []
-    for source_name, source in config.sources.items():
-        max_age = source.max_age.total_seconds()
+    wanted = objectives(config) if isinstance(config, Config) else config
+    for source_name, source in wanted.items():
+        max_age = source.max_age_seconds
         sites = []
         for site_name in source.sites:
             entry = latest.get((source_name, site_name))

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
@@ -168,3 +169,34 @@ class SiteRepository(Base):
     )
 
     __table_args__ = (Index("ix_site_repositories_repository", "repository", "id"),)
+
+
+class Host(Base):
+    """A daemon's heartbeat: when each host's daemon was last seen, and what its config asks
+    of its sources (so a fleet exporter can judge the freshness of a host that went silent)."""
+
+    __tablename__ = "hosts"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # How often it beats: it is silent after three beats missed.
+    interval_seconds: Mapped[float] = mapped_column(Float)
+    # Set when the daemon stopped on request (a silent host that was stopped, not lost).
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[str] = mapped_column(String(32))
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Its sources' objectives and sites' schedules (metrics/profile.py), as JSON.
+    profile: Mapped[str] = mapped_column(Text)
+
+
+class RepositoryLock(Base):
+    """Who holds the fleet's lock on a repository (history/coordination.py): the lock itself is
+    PostgreSQL's advisory lock, this row only names its holder for those who wait or skip."""
+
+    __tablename__ = "repository_locks"
+
+    repository: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(255))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)

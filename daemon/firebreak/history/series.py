@@ -11,15 +11,15 @@ without making a counter go backwards or losing the newest run of anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from firebreak.history.database import upsert
 from firebreak.history.models import Run, RunTotal, Series
 from firebreak.outcomes import Operation, Status, data_verdicts, site_losses
 
@@ -33,6 +33,7 @@ JUDGED = (
     Operation.CHECK,
     Operation.DRILL,
     Operation.FORGET,
+    Operation.PRUNE,
     Operation.RESTORE,
     Operation.RESET,
 )
@@ -56,7 +57,7 @@ def bucket_name(bound: float) -> str:
 def started(session: Session, run: Run) -> None:
     """A run began: it is its series' newest run (the series is created on its first run)."""
     key = _key(run)
-    _upsert(session, Series, key, {"last_run_id": run.id, "failures": 0}, {})
+    upsert(session, Series, key, {"last_run_id": run.id, "failures": 0}, {})
     session.execute(
         update(Series).where(*_is(Series, key)).values(last_run_id=_newer(Series.last_run_id, run))
     )
@@ -90,7 +91,7 @@ def finished(session: Session, run: Run) -> None:
         session.execute(update(Series).where(*_is(Series, key)).values(failures=failed))
     seconds = run.duration_seconds or 0.0
     total = {**key, "status": run.status, "le": bucket(seconds)}
-    _upsert(
+    upsert(
         session,
         RunTotal,
         total,
@@ -140,24 +141,6 @@ def _runs_of(key: dict[str, Any]) -> list[ColumnElement[bool]]:
 def _newer(column: InstrumentedAttribute[int | None], run: Run) -> ColumnElement[Any]:
     """The run's id if it is newer than the column's (runs may end out of order)."""
     return case((column.is_(None) | (column < run.id), run.id), else_=column)
-
-
-def _upsert(
-    session: Session,
-    table: type[Series] | type[RunTotal],
-    key: dict[str, Any],
-    values: dict[str, Any],
-    on_conflict: dict[str, Any],
-) -> None:
-    """Insert a row, or update the one with that key (SQLite and PostgreSQL alike)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(**key, **values)
-    if on_conflict:
-        statement = statement.on_conflict_do_update(index_elements=list(key), set_=on_conflict)
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    session.execute(statement)
 
 
 @dataclass(frozen=True)
@@ -225,11 +208,18 @@ def _get(runs: dict[int, Run], run_id: int | None) -> Run | None:
     return None if run_id is None else runs.get(run_id)
 
 
-def latest_site_runs(engine: Engine, operation: Operation, *, host: str) -> dict[str, Latest]:
+# Other hosts' sites at the same repository as each of this host's sites: site → [(host, site)].
+Peers = Mapping[str, Iterable[tuple[str, str]]]
+
+
+def latest_site_runs(
+    engine: Engine, operation: Operation, *, host: str, peers: Peers | None = None
+) -> dict[str, Latest]:
     """Latest attempt and latest success of this host per site, whatever source a run was
-    recorded under (for operations on the whole repository: check)."""
-    attempts = _newest_per_site(engine, host, operation, Series.last_run_id)
-    successes = _newest_per_site(engine, host, operation, Series.last_success_id)
+    recorded under (for operations on the whole repository: check); with peers, whichever
+    host sharing the repository ran it."""
+    attempts = _newest_per_site(engine, host, operation, Series.last_run_id, peers=peers)
+    successes = _newest_per_site(engine, host, operation, Series.last_success_id, peers=peers)
     return {
         site: Latest(None, site, attempts.get(site), successes.get(site))
         for site in attempts.keys() | successes.keys()
@@ -242,14 +232,25 @@ def _newest_per_site(
     operation: Operation | None,
     pointer: InstrumentedAttribute[int | None],
     site: str | None = None,
+    *,
+    peers: Peers | None = None,
 ) -> dict[str, Run]:
-    """Per site, the newest run a pointer of this host's series there points at."""
+    """Per site, the newest run a pointer of this host's series there points at (and of the
+    peers' series at the same repository)."""
     with Session(engine, expire_on_commit=False) as session:
         newest: dict[str, int] = {}
+
+        def consider(site: str, rows: Iterable[Series]) -> None:
+            for row in rows:
+                run_id = getattr(row, pointer.key)
+                if run_id is not None and run_id > newest.get(site, 0):
+                    newest[site] = run_id
+
         for row in _series(session, host, operation, site):
-            run_id = getattr(row, pointer.key)
-            if run_id is not None and run_id > newest.get(row.site, 0):
-                newest[row.site] = run_id
+            consider(row.site, [row])
+        for mine, others in (peers or {}).items():
+            for other_host, other_site in others:
+                consider(mine, _series(session, other_host, operation, other_site))
         runs = _runs(session, newest.values())
     return {site: runs[run_id] for site, run_id in newest.items() if run_id in runs}
 
@@ -296,11 +297,14 @@ def latest_verdicts(
     return {key: run for key, run in verdicts.items() if run is not None}
 
 
-def latest_site_verdicts(engine: Engine, operation: Operation, *, host: str) -> dict[str, Run]:
+def latest_site_verdicts(
+    engine: Engine, operation: Operation, *, host: str, peers: Peers | None = None
+) -> dict[str, Run]:
     """Per site, this host's newest run of this operation with a verdict on the data,
     whichever source it was recorded under (a check covers the whole repository; another
-    host's site of the same name may be another repository)."""
-    return _newest_per_site(engine, host, operation, Series.last_verdict_id)
+    host's site of the same name may be another repository); with peers, whichever host
+    sharing the repository ran it."""
+    return _newest_per_site(engine, host, operation, Series.last_verdict_id, peers=peers)
 
 
 def lost_sites(engine: Engine, host: str) -> dict[str, Run]:
@@ -418,3 +422,26 @@ def pointed_at(host: str) -> Any:
         for pointer in pointers
     ]
     return selects[0].union(*selects[1:]).subquery()
+
+
+def newest_since(
+    engine: Engine,
+    operation: Operation,
+    at: Iterable[tuple[str, str]],
+    since: datetime,
+    *,
+    verdict: bool = False,
+) -> Run | None:
+    """The newest successful run of the operation (verdict: that reached a verdict on the
+    data, passed or not) at any of these (host, site) series, if it started since then:
+    a prune or check one of the hosts sharing a repository did already."""
+    pointer = Series.last_verdict_id if verdict else Series.last_success_id
+    with Session(engine, expire_on_commit=False) as session:
+        ids = [
+            getattr(row, pointer.key)
+            for host, site in at
+            for row in _series(session, host, operation, site)
+        ]
+        runs = _runs(session, ids)
+    recent = [run for run in runs.values() if run.started_at >= since]
+    return max(recent, key=lambda run: run.id, default=None)

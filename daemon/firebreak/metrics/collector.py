@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,13 +21,13 @@ from sqlalchemy import Engine
 from firebreak import __version__
 from firebreak.clock import utcnow
 from firebreak.config.model import Config
-from firebreak.config.schedules import parse_schedule
-from firebreak.daemon.schedules import period
+from firebreak.fleet import HostProfile, peers
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.series import (
     Durations,
     Latest,
+    Peers,
     RunCount,
     consecutive_failures,
     durations,
@@ -38,7 +37,6 @@ from firebreak.history.series import (
     run_counts,
 )
 from firebreak.outcomes import FINAL_STATUSES, Operation, Status
-from firebreak.placement.whatif import degradation, worst_case_survivors
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +89,11 @@ class FirebreakCollector(Collector):
             if not state.up_to_date:
                 # Rows of another revision may read, or may not: neither is an answer.
                 raise _NotCurrent(schema_advice(state))
+            now = utcnow()
             host = self.inputs.host_name()
-            latest = latest_runs(engine, host=host)
-            failures = consecutive_failures(engine, host=host)
-            counts = run_counts(engine, host=host)
-            histograms = durations(engine, host=host)
-            checks = latest_site_runs(engine, Operation.CHECK, host=host)
-            # Drills are due only where they are scheduled (drill_schedule: null turns them off).
-            first = {
-                key: began
-                for key, began in first_successes(engine, host=host).items()
-                if key[1] in config.sites and config.sites[key[1]].drill_schedule is not None
-            }
-            proof = Proof.read(engine, host)
+            profile = HostProfile.of(config, now)
+            shares = peers(engine, host, profile.repositories())
+            metrics = host_metrics(profile, engine, host, now, shares)
         except Exception as exc:  # a scrape must answer even when the database does not
             self._complain(history_trouble(self.inputs.engine, exc))
             log.debug("reading the run history for /metrics failed", exc_info=True)
@@ -113,21 +103,7 @@ class FirebreakCollector(Collector):
         self._complain(None)
         database_up.add_metric([], 1)
         yield database_up
-        report = freshness(config, latest, utcnow(), proof)
-        yield from _site_metrics(report, latest, failures, first)
-        yield from _source_metrics(config, report)
-        yield from _site_flags(config, proof)
-        site_checks = [((site,), entry) for site, entry in checks.items()]
-        yield from _proof_metrics(
-            Operation.CHECK, "restic check of the site", site_checks, ["site"]
-        )
-        drills = proof.drill_runs.items()
-        yield from _proof_metrics(
-            Operation.DRILL, "restore drill at the site", drills, ["source", "site"]
-        )
-        yield from _counters(counts)
-        yield _histogram(histograms)
-        yield from _schedule_metrics(config)
+        yield from metrics
 
     def _complain(self, trouble: str | None) -> None:
         """Log why the history cannot be read when that changes (and when it is back)."""
@@ -158,6 +134,46 @@ def history_trouble(engine: Callable[[], Engine], exc: Exception) -> str:
         return schema_advice(state)
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {reason[0] if reason else ''}"
+
+
+def host_metrics(
+    profile: HostProfile,
+    engine: Engine,
+    host: str,
+    now: datetime,
+    shares: Peers | None = None,
+) -> list[Metric]:
+    """Every metric of one host's runs, judged against its profile (shares: its sites'
+    peers, whose checks count for it). Everything is read before anything is returned: a
+    history that fails half-way serves nothing half-made."""
+    latest = latest_runs(engine, host=host)
+    failures = consecutive_failures(engine, host=host)
+    counts = run_counts(engine, host=host)
+    histograms = durations(engine, host=host)
+    checks = latest_site_runs(engine, Operation.CHECK, host=host, peers=shares)
+    # Drills are due only where they are scheduled (drill_schedule: null turns them off).
+    drilled = {name for name, site in profile.sites.items() if site.drill_interval_seconds}
+    first = {
+        key: began for key, began in first_successes(engine, host=host).items() if key[1] in drilled
+    }
+    proof = Proof.read(engine, host, shares)
+    report = freshness(profile.objectives(), latest, now, proof)
+    site_checks = [((site,), entry) for site, entry in checks.items()]
+    return [
+        *_site_metrics(report, latest, failures, first),
+        *_source_metrics(profile, report),
+        *_site_flags(profile, proof),
+        *_proof_metrics(Operation.CHECK, "restic check of the site", site_checks, ["site"]),
+        *_proof_metrics(
+            Operation.DRILL,
+            "restore drill at the site",
+            proof.drill_runs.items(),
+            ["source", "site"],
+        ),
+        *_counters(counts),
+        _histogram(histograms),
+        *_schedule_metrics(profile),
+    ]
 
 
 SITE_GAUGES = {
@@ -244,7 +260,7 @@ def _site_metrics(
     yield outcome
 
 
-def _site_flags(config: Config, proof: Proof) -> Iterator[Metric]:
+def _site_flags(profile: HostProfile, proof: Proof) -> Iterator[Metric]:
     """Per configured site, 0 or 1: lost, and damaged by a check."""
 
     def check_damaged(site: str) -> bool:
@@ -267,12 +283,12 @@ def _site_flags(config: Config, proof: Proof) -> Iterator[Metric]:
     ]
     for name, text, holds in flags:
         family = GaugeMetricFamily(name, text, labels=["site"])
-        for site in config.sites:
+        for site in profile.sites:
             family.add_metric([site], 1 if holds(site) else 0)
         yield family
 
 
-def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[Metric]:
+def _source_metrics(profile: HostProfile, report: list[SourceFreshness]) -> Iterator[Metric]:
     gauges = {
         name: GaugeMetricFamily(name, text, labels=["source"])
         for name, text in SOURCE_GAUGES.items()
@@ -288,9 +304,10 @@ def _source_metrics(config: Config, report: list[SourceFreshness]) -> Iterator[M
         gauges["firebreak_source_fresh_sites"].add_metric(key, source.fresh_sites)
         gauges["firebreak_source_required_fresh_sites"].add_metric(key, source.required_fresh_sites)
         gauges["firebreak_source_safe"].add_metric(key, 1 if source.safe else 0)
-        degraded = degradation(config, source.source) is not None
+        placed = profile.sources[source.source]
+        degraded = placed.placement_degraded
         gauges["firebreak_source_placement_degraded"].add_metric(key, 1 if degraded else 0)
-        for domain, left in worst_case_survivors(config, source.source).items():
+        for domain, left in placed.worst_case.items():
             worst.add_metric([source.source, domain], left)
     yield from gauges.values()
     yield worst
@@ -343,20 +360,17 @@ def _histogram(histograms: list[Durations]) -> Metric:
     return family
 
 
-def _schedule_metrics(config: Config) -> Iterator[Metric]:
+def _schedule_metrics(profile: HostProfile) -> Iterator[Metric]:
     """How often checks and drills are due at each site (only where they are scheduled): the
     alerts that say they stopped compare the time since the last passing one with it."""
-    now = utcnow()
-    zone = ZoneInfo(config.timezone)
     for kind, what in (("check", "restic check"), ("drill", "restore drill")):
         family = GaugeMetricFamily(
             f"firebreak_{kind}_interval_seconds",
             f"How far apart the site's {kind}_schedule runs a {what}, around now",
             labels=["site"],
         )
-        for name, site in config.sites.items():
-            text = getattr(site, f"{kind}_schedule")
-            if text is not None:
-                gap = period(parse_schedule(text), now, zone)
-                family.add_metric([name], gap.total_seconds())
+        for name, site in profile.sites.items():
+            gap = getattr(site, f"{kind}_interval_seconds")
+            if gap is not None:
+                family.add_metric([name], gap)
         yield family

@@ -9,10 +9,11 @@ from sqlalchemy import Engine
 
 from firebreak.clock import utcnow
 from firebreak.config.model import Metrics
-from firebreak.daemon.overview import overview
+from firebreak.daemon.overview import fleet_overview, overview
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.metrics import page
 from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs, history_trouble
+from firebreak.metrics.fleet import FleetCollector
 from firebreak.metrics.http import Check, MetricsServer
 
 
@@ -47,12 +48,35 @@ def status_answer(inputs: ScrapeInputs) -> tuple[int, str]:
     return 200, page.status_page(seen, host, inputs.restic_version())
 
 
+def fleet_answer(inputs: ScrapeInputs) -> tuple[int, str]:
+    """The fleet's page, or why it cannot be had (503)."""
+    try:
+        engine = inputs.engine()
+        state = schema_state(engine)
+        if not state.up_to_date:
+            return 503, page.trouble_page("the fleet", schema_advice(state))
+        now = utcnow()
+        return 200, page.fleet_page(fleet_overview(engine, now), now, inputs.restic_version())
+    except Exception as exc:  # the page must answer even when the database does not
+        return 503, page.trouble_page("the fleet", history_trouble(inputs.engine, exc))
+
+
 def serve(
-    settings: Metrics, inputs: ScrapeInputs, healthy: Check, ready: Check, listen: str | None = None
+    settings: Metrics,
+    inputs: ScrapeInputs,
+    healthy: Check,
+    ready: Check,
+    listen: str | None = None,
+    *,
+    fleet: bool = False,
 ) -> MetricsServer:
-    """Start serving; raises OSError when the address cannot be bound or TLS files read."""
+    """Start serving (fleet: every host of the history, not one); raises OSError when the
+    address cannot be bound or TLS files read."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FirebreakCollector(inputs))
+    if fleet:
+        registry.register(FleetCollector(inputs.engine, inputs.restic_version))
+    else:
+        registry.register(FirebreakCollector(inputs))
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open fds, start
     tls = (str(settings.tls.cert_file), str(settings.tls.key_file)) if settings.tls else None
     server = MetricsServer(
@@ -61,7 +85,7 @@ def serve(
         healthy,
         ready,
         pages={
-            "/": lambda: status_answer(inputs),
+            "/": (lambda: fleet_answer(inputs)) if fleet else (lambda: status_answer(inputs)),
             "/runbook": lambda: (200, page.runbook_page()),
         },
         users=settings.basic_auth_users,

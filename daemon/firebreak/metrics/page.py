@@ -13,7 +13,7 @@ from html import escape
 from importlib import resources
 
 from firebreak import __version__
-from firebreak.daemon.overview import Overview, SourceOverview
+from firebreak.daemon.overview import HostOverview, Overview, SourceOverview
 from firebreak.history.freshness import SiteFreshness
 from firebreak.humanize import format_bytes, format_seconds, humanize_age, plural, short_id
 
@@ -69,6 +69,53 @@ def status_page(seen: Overview, host: str, restic_version: str) -> str:
     ]
     body += [_source(source, seen.generated_at) for source in seen.sources]
     title = f"{'NOT SAFE' if unsafe else 'safe'} — firebreak on {host}"
+    return _document(title, "\n".join(body), refresh=60)
+
+
+def fleet_page(fleet: list[HostOverview], now: datetime, restic_version: str) -> str:
+    """Every host of the fleet: its daemon's heartbeat and its sources, one section each."""
+    troubled = [host.host for host in fleet if not host.safe]
+    if not fleet:
+        verdict, good = "no daemon has recorded a heartbeat in this history yet", False
+    elif troubled:
+        verdict, good = f"NOT SAFE: {', '.join(troubled)}", False
+    else:
+        verdict, good = f"every host is alive and safe ({plural(len(fleet), 'host')})", True
+    body = [
+        "<header>",
+        "<h1>firebreak fleet</h1>",
+        f'<p class="verdict {"ok" if good else "bad"}">{escape(verdict)}</p>',
+        f'<p class="meta">as of {_when(now)} · firebreak {escape(__version__)}'
+        f" · restic {escape(restic_version)}"
+        ' · <a href="/runbook">runbook</a> · <a href="/metrics">metrics</a></p>',
+        "</header>",
+    ]
+    for host in fleet:
+        badge = "ok" if host.state == "alive" else "bad"
+        lines = [
+            "<section>",
+            f'<h2>{escape(host.host)} <span class="badge {badge}">{escape(host.state)}</span></h2>',
+            f'<p class="meta">last seen {_ago(host.last_seen_at, now)}'
+            f" · firebreak {escape(host.version)}</p>",
+        ]
+        if host.sources is None:
+            lines.append(
+                '<p class="problem">what its sources ask could not be read: upgrade firebreak '
+                "here</p>"
+            )
+        else:
+            for source in host.sources:
+                state = "ok" if source.safe else "bad"
+                stale = [site.site for site in source.sites if not site.counts]
+                detail = f" (not counting: {', '.join(stale)})" if stale else ""
+                lines.append(
+                    f'<p><span class="badge {state}">{"safe" if source.safe else "NOT SAFE"}'
+                    f"</span> {escape(source.source)}: {source.fresh_sites} of "
+                    f"{source.required_fresh_sites} required sites count{escape(detail)}</p>"
+                )
+        lines.append("</section>")
+        body.append("\n".join(lines))
+    title = f"{'safe' if good else 'NOT SAFE'} — firebreak fleet"
     return _document(title, "\n".join(body), refresh=60)
 
 

@@ -155,10 +155,17 @@ def unlock(at: SiteRestic) -> Invocation:
 
 
 def forget(
-    at: SiteRestic, *, source_name: str, host: str, retention: Retention, dry_run: bool = False
+    at: SiteRestic,
+    *,
+    source_name: str,
+    host: str,
+    retention: Retention,
+    dry_run: bool = False,
+    prune: bool = True,
 ) -> Invocation:
     """``restic forget --prune`` of this source's snapshots from this host only: sources
-    (and hosts) sharing a repository never forget each other's snapshots."""
+    (and hosts) sharing a repository never forget each other's snapshots. prune: False
+    where the hosts sharing it prune it once for all (``prune``)."""
     args: list[str] = ["--host", host, "--tag", source_tag(source_name)]
     for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         count = getattr(retention, f"keep_{rule}")
@@ -168,8 +175,16 @@ def forget(
         args += ["--keep-within", restic_duration(retention.keep_within)]
     for tag in retention.keep_tags:
         args += ["--keep-tag", tag]
-    args.append("--dry-run" if dry_run else "--prune")
+    if dry_run:
+        args.append("--dry-run")
+    elif prune:
+        args.append("--prune")
     return at.invocation("forget", *args)
+
+
+def prune(at: SiteRestic) -> Invocation:
+    """``restic prune``: the data no snapshot refers to any more, removed."""
+    return at.invocation("prune")
 
 
 def restic_duration(value: timedelta) -> str:

@@ -577,3 +577,10 @@ def test_history_kept_for_less_than_a_day_is_refused_and_the_daemon_prunes_what_
 
     assert "history:prune" in planned(config)
     assert "history:prune" not in planned(load_config(_write(tmp_path, _config())))
+
+
+def test_a_heartbeat_is_a_duration_of_a_second_or_more(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, _config(daemon={"heartbeat": "0s"}))
+    assert any("daemon.heartbeat" in p and "is zero" in p for p in problems), problems
+    config = load_config(_write(tmp_path, _config()))
+    assert config.daemon.heartbeat == parse_duration("1m")

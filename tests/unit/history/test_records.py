@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, column, table, text
+from sqlalchemy import Engine, text
 
 from firebreak.config.model import Config
 from firebreak.history.database import (
@@ -30,6 +30,7 @@ from firebreak.history.series import (
     run_counts,
 )
 from firebreak.outcomes import Status
+from tests.support.history import old_run
 
 LOCATION = {"provider": "p", "region": "r", "datacenter": "d", "country": "FR"}
 
@@ -67,35 +68,16 @@ def test_migrations_match_the_models(engine: Engine) -> None:
     assert diff == []
 
 
-def _old_run(engine: Engine, site: str, status: Status, *, operation: str = "backup") -> None:
-    """A run as a firebreak of revision 0001 wrote it (no series, no totals)."""
-    started = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
-    row = {
-        "source": "www",
-        "site": site,
-        "operation": operation,
-        "status": status.value,
-        "started_at": started,
-        "finished_at": started + timedelta(seconds=42),
-        "duration_seconds": 42.0,
-        "repository_initialized": False,
-        "host": "h",
-    }
-    runs = table("runs", *(column(name) for name in row))
-    with engine.begin() as connection:
-        connection.execute(runs.insert().values(**row))
-
-
 def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> None:
     from alembic import command
 
     engine = make_engine(database_url)
     try:
         command.upgrade(alembic_config(engine), "0001")
-        _old_run(engine, "a", Status.FAILED)
-        _old_run(engine, "a", Status.SUCCESS)
-        _old_run(engine, "b", Status.FAILED)
-        _old_run(engine, "b", Status.FAILED)
+        old_run(engine, "a", Status.FAILED)
+        old_run(engine, "a", Status.SUCCESS)
+        old_run(engine, "b", Status.FAILED)
+        old_run(engine, "b", Status.FAILED)
         with pytest.raises(DatabaseBehind, match="run `firebreak db upgrade`"):
             require_current(engine)
         before = upgrade(engine)
