@@ -18,12 +18,12 @@ APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 	mkfs.ext4:e2fsprogs chromium:chromium \
 	qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debootstrap:debootstrap socat:socat
 
-.PHONY: help deps venv lint typecheck generate test test-fast test-systemd bench demo demo-once demo-stop clean
+.PHONY: help deps venv lint typecheck generate test test-fast test-systemd bench bench-fleet demo demo-once demo-stop clean
 
 help:
 	@echo "make demo    - set everything up, run the daemon on a demo config (three demo sites, a cycle a minute)"
 	@echo "make test    - set everything up, then lint, type-check and run the whole test suite"
-	@echo "make lint | typecheck | test-fast | test-systemd | generate | demo-once | demo-stop | clean"
+	@echo "make lint | typecheck | test-fast | test-systemd | bench | bench-fleet | generate | demo-once | demo-stop | clean"
 
 deps:
 	@missing=""; \
@@ -64,6 +64,9 @@ test: deps venv lint typecheck
 bench: deps venv  ## firebreak against plain restic, side by side; then scrapes on a 1M-run history (docs/scaling.md)
 	$(BIN)/python -m tests.benchmarks.bench
 	$(BIN)/python -m tests.benchmarks.history
+
+bench-fleet: deps venv  ## a fleet exporter over 100 hosts and 10M runs (BENCH_DATABASE_URL=postgresql+psycopg://…, emptied)
+	$(BIN)/python -m tests.benchmarks.fleet
 
 test-systemd: deps venv  ## the service on a real systemd, in a qemu guest (make test runs it too)
 	$(BIN)/pytest tests/systemd $(PYTEST_ARGS)

@@ -27,7 +27,7 @@ from firebreak.daemon.schedules import period
 from firebreak.history.coordination import shared
 from firebreak.history.freshness import Objective
 from firebreak.history.hosts import hosts
-from firebreak.placement.targets import site_target
+from firebreak.placement.targets import location, site_target
 from firebreak.placement.whatif import degradation, worst_case_survivors
 
 
@@ -86,7 +86,7 @@ class HostProfile:
                 name: SiteProfile(
                     interval(site.check_schedule),
                     interval(site.drill_schedule),
-                    site_target(site).identity,
+                    location(site_target(site), config.host_name),
                 )
                 for name, site in config.sites.items()
             },
@@ -100,7 +100,7 @@ class HostProfile:
         return {name: source.objective for name, source in self.sources.items()}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> HostProfile:
@@ -148,18 +148,23 @@ def peers(engine: Engine, host: str, repositories: dict[str, str]) -> dict[str, 
     (SQLite: one host)."""
     if not shared(engine):
         return {}
-    profiles = recorded_profiles(engine)
+    # Only the hosts whose recorded profile names one of these repositories are read (a
+    # scrape of a daemon in a fleet of thousands parses a few profiles, not all).
+    written = {json.dumps(where, ensure_ascii=False)[1:-1] for where in repositories.values()}
+    profiles = recorded_profiles(engine, mentioning=written)
     profiles[host] = HostProfile(
         {}, {name: SiteProfile(repository=r) for name, r in repositories.items()}
     )
     return fleet_peers(profiles).get(host, {})
 
 
-def recorded_profiles(engine: Engine) -> dict[str, HostProfile]:
+def recorded_profiles(engine: Engine, mentioning: set[str] | None = None) -> dict[str, HostProfile]:
     """Every host's profile as its daemon last recorded it (unreadable ones left out: their
-    heartbeat says so)."""
+    heartbeat says so); mentioning: only those whose text names one of these."""
     profiles = {}
     for other in hosts(engine):
+        if mentioning is not None and not any(text in other.profile for text in mentioning):
+            continue
         try:
             profiles[other.host] = HostProfile.from_json(other.profile)
         except ValueError:
@@ -183,6 +188,7 @@ def fleet_peers(profiles: dict[str, HostProfile]) -> dict[str, dict[str, list[Pe
     return found
 
 
-def repositories(config: Config) -> dict[str, str]:
-    """Each site's repository, as peers are matched by it."""
-    return {name: site_target(site).identity for name, site in config.sites.items()}
+def repositories(config: Config, host: str | None = None) -> dict[str, str]:
+    """Each site's repository, as peers are matched by it (a local path is one host's)."""
+    host = host or config.host_name
+    return {name: location(site_target(site), host) for name, site in config.sites.items()}

@@ -57,11 +57,11 @@ COLUMNS = (
 )
 
 
-def _config() -> Config:
+def _config(host: str = HOST) -> Config:
     location = {"provider": "p", "region": "r", "country": "FR"}
     return Config.model_validate(
         {
-            "host": HOST,
+            "host": host,
             "sites": {
                 name: {
                     "repository": f"/srv/{name}",

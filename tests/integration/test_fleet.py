@@ -29,7 +29,7 @@ from firebreak.outcomes import Status
 from tests.support.cli import firebreak
 from tests.support.daemon import DaemonProcess
 from tests.support.scrape import get, running_exporter, samples, value
-from tests.support.servers import PostgresCluster
+from tests.support.servers import PostgresCluster, RestServer
 from tests.support.setup import Setup
 
 pytestmark = pytest.mark.slow
@@ -45,15 +45,16 @@ def daemons() -> Iterator[dict[str, DaemonProcess]]:
         daemon.close()
 
 
-def _host(root: Path, name: str, url: str, shared: Path) -> Setup:
-    """One host: its own state and metrics port, the fleet's history, the shared sites."""
+def _host(root: Path, name: str, url: str, shared: RestServer) -> Setup:
+    """One host: its own state and metrics port, the fleet's history, the sites it shares
+    with the others (one REST server: a local path would be each host's own disk)."""
     (root / name).mkdir()
     setup = Setup(root / name)
     setup.top["host"] = name
     setup.top["database"] = {"url": url}
     setup.top["daemon"] = {"heartbeat": "1s"}
     for site in ("a", "b"):
-        setup.site(site, str(shared / f"repo-{site}"))
+        setup.site(site, shared.url(f"{root.name}-{site}"))
     # Every host has an "etc"; web3's is the one that will stop.
     setup.source("etc", ["a", "b"], schedule="every 2s", max_age="20s", min_fresh_sites=2)
     return setup
@@ -74,11 +75,13 @@ def _successes(url: str, host: str) -> int:
 
 
 def test_a_fleet_shows_a_killed_host_silent_and_its_sites_going_stale(
-    tmp_path: Path, postgres_cluster: PostgresCluster, daemons: dict[str, DaemonProcess]
+    tmp_path: Path,
+    postgres_cluster: PostgresCluster,
+    rest_server: RestServer,
+    daemons: dict[str, DaemonProcess],
 ) -> None:
     url = postgres_cluster.create_database()
-    shared = tmp_path / "sites"
-    shared.mkdir()
+    shared = rest_server
     setups = {name: _host(tmp_path, name, url, shared) for name in HOSTS}
     # Three daemons start at once on a new history: one creates its schema.
     for name, setup in setups.items():
@@ -203,11 +206,10 @@ def _at_once(jobs: list[Callable[[], None]]) -> None:
 
 
 def test_hosts_sharing_a_repository_prune_and_check_it_once_per_schedule(
-    tmp_path: Path, postgres_cluster: PostgresCluster
+    tmp_path: Path, postgres_cluster: PostgresCluster, rest_server: RestServer
 ) -> None:
     url = postgres_cluster.create_database()
-    shared = tmp_path / "sites"
-    shared.mkdir()
+    shared = rest_server
     setups = {name: _host(tmp_path, name, url, shared) for name in HOSTS}
     for setup in setups.values():
         setup.sources["etc"]["retention"] = {"keep_last": 1, "schedule": "0 3 * * *"}

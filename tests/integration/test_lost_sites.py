@@ -238,18 +238,26 @@ def test_a_reset_creates_a_repository_where_there_is_none_and_needs_a_reason(
     assert firebreak(config, "backup", "www").returncode == 0
 
 
-def test_another_host_writing_to_the_same_repository_does_not_refill_it(setup: Setup) -> None:
+def test_another_host_writing_to_the_same_repository_does_not_refill_it(
+    setup: Setup, rest_server_factory: Callable[..., RestServer]
+) -> None:
+    server = rest_server_factory()
     setup.local_site("a")
-    setup.local_site("shared")
+    setup.rest_site("shared", server)  # a server both hosts reach
     setup.source("www", ["a", "shared"])
     rt = setup.runtime()
     assert run_cycle(rt, "www").status == Status.SUCCESS
-    shutil.rmtree(setup.dir / "repo-shared")
+    repository = server.root / f"shared-{setup.dir.name}"
+    shutil.rmtree(repository)
+    server.stop()  # rclone answers from a stale listing otherwise (see above)
+    server.start()
     other = setup.runtime()
     other.host = "another-host.invalid"  # a second host of the fleet, same history database
     runs = {run.site: run for run in run_cycle(other, "www").runs}
     assert runs["shared"].error_class == "RepositoryLost"
-    assert not (setup.dir / "repo-shared").exists()
+    assert not repository.exists()
+    # Its own local path is its own disk, not the first host's: created there, not lost.
+    assert runs["a"].status == Status.SUCCESS and runs["a"].repository_initialized is False
 
 
 def test_a_history_from_before_repositories_were_recorded_is_checked_before_it_is_trusted(

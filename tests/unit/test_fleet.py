@@ -75,3 +75,17 @@ def test_peers_are_the_other_hosts_sites_at_the_same_repository() -> None:
     assert found["web1"] == {"a": [("web2", "gra"), ("web3", "a")], "b": [("web3", "b")]}
     assert found["web2"] == {"gra": [("web1", "a"), ("web3", "a")]}
     assert "own" not in found["web2"]
+
+
+def test_a_local_path_is_each_hosts_own_and_a_server_is_shared_by_its_name() -> None:
+    from firebreak.placement.targets import location, parse_repository
+
+    def where(repository: str, host: str) -> str:
+        return location(parse_repository(repository), host)
+
+    assert where("/srv/restic", "web1") != where("/srv/restic", "web2")
+    assert where("/srv/restic", "web1") == "web1:local:/srv/restic"
+    shared = "rest:https://backup.invalid/fleet"
+    assert where(shared, "web1") == where(shared, "web2") == parse_repository(shared).identity
+    profiles = {host: HostProfile.of(_config(host=host), utcnow()) for host in ("web1", "web2")}
+    assert fleet_peers(profiles)["web1"] == {name: [("web2", name)] for name in ("a", "b", "c")}

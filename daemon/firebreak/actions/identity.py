@@ -32,6 +32,7 @@ from firebreak.outcomes import (
     RepositoryReplaced,
     Status,
 )
+from firebreak.placement.targets import location as repository_location
 from firebreak.placement.targets import site_target
 from firebreak.restic.cache import cached_repositories, forget_cached
 from firebreak.restic.errors import classify
@@ -42,8 +43,9 @@ log = logging.getLogger(__name__)
 
 
 def location(rt: Runtime, site: str) -> str:
-    """The site's repository, normalised and without credentials: what identities are kept by."""
-    return site_target(rt.config.sites[site]).identity
+    """The site's repository, normalised and without credentials, qualified by this host where
+    it is this host's own (placement/targets.py): what identities are kept by."""
+    return repository_location(site_target(rt.config.sites[site]), rt.host)
 
 
 def expected_repository(rt: Runtime, site: str) -> str | None:

@@ -27,6 +27,7 @@ from firebreak.clock import utcnow
 from firebreak.config import Config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.schedules import period
+from firebreak.history.coordination import shared
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +185,13 @@ class Jobs:
         )
 
 
-def done_since(rt: Runtime, schedule: str) -> datetime:
+def done_since(rt: Runtime, schedule: str) -> datetime | None:
     """Since when a prune or check that a host sharing the repository did counts as this
     schedule's: half its period ago (the hosts' runs of one scheduled time start within their
-    jitter of each other; the previous time's ended long before)."""
+    jitter of each other; the previous time's ended long before). None on a history of one
+    host (SQLite): its scheduled runs always run."""
+    if not shared(rt.engine):
+        return None
     now = utcnow()
     gap = period(parse_schedule(schedule), now, ZoneInfo(rt.config.timezone))
     return now - gap / 2

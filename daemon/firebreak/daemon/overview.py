@@ -52,7 +52,7 @@ def overview(config: Config, engine: Engine, now: datetime, host: str | None = N
     """One host's view (by default this one's, config.host_name). Raises DatabaseError (or
     a driver's error) when the history cannot be read."""
     host = host or config.host_name
-    proof = Proof.read(engine, host, peers(engine, host, repositories(config)))
+    proof = Proof.read(engine, host, peers(engine, host, repositories(config, host)))
     started = last_runs(config, engine, host)
     report = freshness(config, latest_runs(engine, host=host), now, proof)
     sources = []

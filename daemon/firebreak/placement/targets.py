@@ -77,3 +77,13 @@ def _from_url(backend: str, url: str) -> Target:
     path = posixpath.normpath(parts.path) if parts.path not in ("", "/") else ""
     identity = f"{backend}:{scheme}://{host}:{port}{path.rstrip('/')}"
     return Target("remote", backend, identity, path, host or None)
+
+
+def location(target: Target, host: str) -> str:
+    """Where a repository is, for every host of a history: its identity, qualified by the
+    host for a local path (two hosts' /srv/restic are two repositories). A server is taken at
+    its name, loopback included (an ssh tunnel on localhost may reach a server hosts share):
+    hosts whose own servers answer under one name and path look like one repository."""
+    if target.kind == "local":
+        return f"{host}:{target.identity}"
+    return target.identity

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, column, table, text
 
 from firebreak.config.model import Config
 from firebreak.history.database import (
@@ -103,6 +103,44 @@ def test_an_older_history_is_upgraded_with_every_row_kept(database_url: str) -> 
         with engine.connect() as connection:
             sources = connection.execute(text("SELECT source FROM runs ORDER BY id")).scalars()
             assert list(sources) == ["www", "www", "www", "www", ""]
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_to_0004_makes_a_local_path_its_hosts_own(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import select
+
+    from firebreak.history.models import SiteRepository
+
+    engine = make_engine(database_url)
+    try:
+        command.upgrade(alembic_config(engine), "0003")
+        rows = table(
+            "site_repositories",
+            *(column(n) for n in ("host", "site", "repository", "repository_id", "recorded_at")),
+        )
+        with engine.begin() as connection:
+            for host, where in (("web1", "local:/srv/a"), ("web2", "rest:https://b.invalid:443/x")):
+                connection.execute(
+                    rows.insert().values(
+                        host=host,
+                        site="a",
+                        repository=where,
+                        repository_id="f" * 64,
+                        recorded_at=datetime(2026, 11, 1),
+                    )
+                )
+        command.upgrade(alembic_config(engine), "0004")
+        with engine.connect() as connection:
+            found = sorted(connection.execute(select(SiteRepository.repository)).scalars())
+        assert found == ["rest:https://b.invalid:443/x", "web1:local:/srv/a"]
+        command.downgrade(alembic_config(engine), "0003")
+        with engine.connect() as connection:
+            back = sorted(
+                connection.execute(text("SELECT repository FROM site_repositories")).scalars()
+            )
+        assert back == ["local:/srv/a", "rest:https://b.invalid:443/x"]
     finally:
         engine.dispose()
 
