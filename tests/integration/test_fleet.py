@@ -16,10 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firebreak.actions.cycle import run_cycle
+from firebreak.actions.identity import location
+from firebreak.actions.retention import apply_retention, forget_at_site
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
 from firebreak.daemon.jobs import Jobs
 from firebreak.fleet import HostProfile, peers, repositories
+from firebreak.history.coordination import repository_lock
 from firebreak.history.database import make_engine
 from firebreak.history.freshness import Proof
 from firebreak.history.hosts import beat
@@ -324,3 +327,41 @@ def test_db_copy_moves_a_hosts_sqlite_history_into_the_fleets_and_the_daemon_goe
     finally:
         engine.dispose()
     assert len(backups) == 6 and {run.host for run in backups} == {"web9"}
+
+
+def test_a_forget_waits_a_while_for_another_hosts_turn_then_skips_and_backups_go_on(
+    tmp_path: Path, postgres_cluster: PostgresCluster, rest_server: RestServer
+) -> None:
+    url = postgres_cluster.create_database()
+    setup = _host(tmp_path, "web1", url, rest_server)
+    setup.sources["etc"]["retention"] = {"keep_last": 1}
+    rt = _runtime(setup)
+    assert run_cycle(rt, "etc").status == Status.SUCCESS
+    # web2 holds the repository at site a (a long check, say).
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with repository_lock(
+            rt.engine, location(rt, "a"), host="web2", purpose="check", patience=None
+        ):
+            held.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        forgot = forget_at_site(rt, "etc", "a", patience=1)
+        assert forgot.status == Status.SKIPPED
+        assert (forgot.error_message or "").startswith("held by web2 (check, since ")
+        assert (forgot.error_message or "").endswith("for more than 1s: next time")
+        # Site b is free: forgotten and pruned there.
+        runs = apply_retention(rt, "etc", ["b"], done_since=utcnow() - timedelta(hours=1))
+        assert [(run.operation, run.status) for run in runs] == [
+            ("forget", Status.SUCCESS),
+            ("prune", Status.SUCCESS),
+        ]
+    finally:
+        done.set()
+        holder.join()
+    rt.engine.dispose()

@@ -168,7 +168,7 @@ def _create(
     ``restic init`` at once leave a config only one of them can read. So the others wait, and
     find it there."""
     purpose = f"creating the repository for {source_name}"
-    with repository_turn(rt, access.name, purpose, wait=True, cancel=cancel):
+    with repository_turn(rt, access.name, purpose, patience=None, cancel=cancel):
         probe = run_restic(rt, commands.cat_config(rt.restic_at(access)), access, cancel)
         found = classify(probe)
         if found is None:

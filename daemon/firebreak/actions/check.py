@@ -46,7 +46,8 @@ def check_site(
 
     def check(access: SiteAccess, run_log: RunLog) -> RunOutcome:
         try:
-            with repository_turn(rt, site_name, "check", wait=done_since is None, cancel=cancel):
+            patience = None if done_since is None else 0
+            with repository_turn(rt, site_name, "check", patience=patience, cancel=cancel):
                 if done_since is not None:
                     done = done_at_repository(
                         rt, site_name, Operation.CHECK, done_since, verdict=True

@@ -101,18 +101,24 @@ def _owner(path: Path) -> str:
 
 @contextmanager
 def repository_turn(
-    rt: Runtime, site: str, purpose: str, *, wait: bool, cancel: threading.Event | None
+    rt: Runtime,
+    site: str,
+    purpose: str,
+    *,
+    patience: float | None,
+    cancel: threading.Event | None,
 ) -> Iterator[None]:
     """This host's turn at the site's repository among the hosts sharing it
-    (history/coordination.py). wait: until it comes (stopped meanwhile: Interrupted);
-    otherwise RepositoryBusy at once, naming the host that holds it."""
+    (history/coordination.py), waiting for it up to patience seconds (None: until it comes;
+    stopped meanwhile: Interrupted), then RepositoryBusy naming the host that holds it. The
+    site's own lock is held meanwhile: this host's backups there wait as long."""
     try:
         with repository_lock(
             rt.engine,
             location(rt, site),
             host=rt.host,
             purpose=purpose,
-            wait=wait,
+            patience=patience,
             cancel=cancel,
         ):
             yield

@@ -19,6 +19,7 @@ from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.coordination import RepositoryBusy, shared
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
+from firebreak.humanize import format_seconds
 from firebreak.outcomes import DeletionRefused, Operation, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 DECLARED = "the site is append-only (append_only: true); nothing is deleted there"
 # Told, per site, which snapshots a forget kept (and why) and removed.
 DecisionsHeard = Callable[[str, list[ForgetDecision]], None]
+
+# How long a scheduled forget waits for another host's turn at a shared repository (their
+# forgets take seconds; a check or prune may take hours, and this host's backups to the site
+# wait meanwhile): then it is skipped until the next schedule.
+FORGET_PATIENCE = 15 * 60.0
 
 REFUSED = (
     "the site refused to delete ({why}), so it is append-only; nothing is deleted there "
@@ -45,9 +51,12 @@ def forget_at_site(
     dry_run: bool = False,
     cancel: threading.Event | None = None,
     on_decisions: DecisionsHeard | None = None,
+    patience: float | None = None,
 ) -> Run:
     """Forget (and prune) the source's snapshots at the site as its retention says; the
-    snapshots kept and removed, with why, go to ``on_decisions`` and the run's log."""
+    snapshots kept and removed, with why, go to ``on_decisions`` and the run's log.
+    patience: how long to wait for another host's turn at a shared repository (None: as long
+    as it takes), then skipped."""
     retention = rt.config.sources[source].retention
     assert retention is not None, "the caller checks that the source has a retention policy"
 
@@ -66,8 +75,13 @@ def forget_at_site(
         # A site that refuses deletes is append-only: stop at its first refusal instead of
         # letting restic retry it for a minute or more.
         purpose = f"forget of {source}"
-        with repository_turn(rt, site_name, purpose, wait=True, cancel=cancel):
-            result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
+        try:
+            with repository_turn(rt, site_name, purpose, patience=patience, cancel=cancel):
+                result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
+        except RepositoryBusy as busy:
+            message = f"{busy} for more than {format_seconds(patience or 0)}: next time"
+            run_log.warning("skipped: %s", message)
+            return RunOutcome(Status.SKIPPED, error_message=message)
         error = classify(result)
         if error is None:
             decisions = forget_decisions(result)
@@ -103,7 +117,7 @@ def prune_at_site(
 
     def prune(access: SiteAccess, run_log: RunLog) -> RunOutcome:
         try:
-            with repository_turn(rt, site_name, "prune", wait=False, cancel=cancel):
+            with repository_turn(rt, site_name, "prune", patience=0, cancel=cancel):
                 if done_since is not None:
                     done = done_at_repository(rt, site_name, Operation.PRUNE, done_since)
                     if done is not None:
@@ -143,7 +157,13 @@ def apply_retention(
         if cancel is not None and cancel.is_set():
             break
         forgot = forget_at_site(
-            rt, source, name, dry_run=dry_run, cancel=cancel, on_decisions=on_decisions
+            rt,
+            source,
+            name,
+            dry_run=dry_run,
+            cancel=cancel,
+            on_decisions=on_decisions,
+            patience=None if done_since is None else FORGET_PATIENCE,
         )
         runs.append(forgot)
         if shared(rt.engine) and not dry_run and forgot.status == Status.SUCCESS:

@@ -269,7 +269,9 @@ class Daemon:
             )
         except Exception as exc:
             if not self.beat_failing:
-                log.warning("cannot record the heartbeat in the run history: %s", exc)
+                # The driver's first line: not the statement, with its profile, after it.
+                said = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""]
+                log.warning("cannot record the heartbeat in the run history: %s", said[0])
             self.beat_failing = True
             return
         if self.beat_failing:

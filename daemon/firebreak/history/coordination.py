@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,18 +63,20 @@ def repository_lock(
     *,
     host: str,
     purpose: str,
-    wait: bool,
+    patience: float | None,
     cancel: threading.Event | None = None,
 ) -> Iterator[None]:
-    """Hold the fleet's lock on the repository. wait: until it is free (WaitCancelled when
-    cancel is set meanwhile); otherwise RepositoryBusy at once, naming who holds it."""
+    """Hold the fleet's lock on the repository. patience: how many seconds to wait for it
+    (None: until it is free; 0: not at all), then RepositoryBusy, naming who holds it;
+    WaitCancelled when cancel is set meanwhile."""
     if not shared(engine):
         yield
         return
     key = _key(repository)
+    deadline = None if patience is None else time.monotonic() + patience
     with engine.connect() as connection:
         while not _try(connection, key):
-            if not wait:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise RepositoryBusy(holder(engine, repository))
             if cancel is not None and cancel.wait(POLL_SECONDS):
                 raise WaitCancelled(f"stopped while waiting for {holder(engine, repository)}")
