@@ -55,7 +55,7 @@ def _host(root: Path, name: str, url: str, shared: RestServer) -> Setup:
     setup = Setup(root / name)
     setup.top["host"] = name
     setup.top["database"] = {"url": url}
-    setup.top["daemon"] = {"heartbeat": "1s"}
+    setup.top["daemon"] = {"heartbeat": "2s"}  # silent after 6s
     for site in ("a", "b"):
         setup.site(site, shared.url(f"{root.name}-{site}"))
     # Every host has an "etc"; web3's is the one that will stop.
