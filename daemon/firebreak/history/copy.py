@@ -16,12 +16,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from firebreak.history.models import Cycle, Run, RunTotal, Series, SiteRepository
-from firebreak.history.series import JUDGED, WHOLE_REPOSITORY, bucket
-from firebreak.outcomes import Status, data_verdicts, site_losses
+from firebreak.history.series import WHOLE_REPOSITORY, bucket, is_identity_verdict, is_verdict
+from firebreak.outcomes import Status
 
 BATCH = 2000
 
@@ -128,13 +128,7 @@ def _pruned(session: Session, host: str, runs: list[Run]) -> Remainder:
     counted: Counter[tuple[str, str, str, str, str]] = Counter()
     seconds: dict[tuple[str, str, str, str, str], float] = {}
     for run in runs:
-        key = (
-            run.operation,
-            run.source if run.source is not None else WHOLE_REPOSITORY,
-            run.site,
-            run.status,
-            bucket(run.duration_seconds or 0.0),
-        )
+        key = _total_key(run)
         counted[key] += 1
         seconds[key] = seconds.get(key, 0.0) + (run.duration_seconds or 0.0)
     remainder: Remainder = {}
@@ -146,68 +140,42 @@ def _pruned(session: Session, host: str, runs: list[Run]) -> Remainder:
     return remainder
 
 
+def _total_key(run: Run) -> tuple[str, str, str, str, str]:
+    """The run's series (operation, source, site), its status and its duration's bucket."""
+    source = run.source if run.source is not None else WHOLE_REPOSITORY
+    return (run.operation, source, run.site, run.status, bucket(run.duration_seconds or 0.0))
+
+
 def rebuild(session: Session, host: str, pruned: Remainder | None = None) -> None:
-    """The host's series and totals, made again from its runs (and what was pruned)."""
+    """The host's series and totals, made again from its runs (and what was pruned): one
+    pass, oldest first, judged by the write path's own predicates (history/series.py)."""
     session.execute(delete(Series).where(Series.host == host))
     session.execute(delete(RunTotal).where(RunTotal.host == host))
-    source = func.coalesce(Run.source, WHOLE_REPOSITORY)
-    success = Run.status == Status.SUCCESS
-    verdict = success | ((Run.status == Status.FAILED) & Run.error_class.in_(data_verdicts()))
-    identity = (Run.status.in_((Status.SUCCESS, Status.PARTIAL)) & Run.operation.in_(JUDGED)) | (
-        Run.error_class.in_(site_losses())
-    )
-    grouped = (
-        select(
-            Run.operation,
-            source,
-            Run.site,
-            func.max(Run.id),
-            func.max(case((success, Run.id))),
-            func.min(case((success, Run.id))),
-            func.max(case((verdict, Run.id))),
-            func.max(case((identity, Run.id))),
-        )
-        .where(Run.host == host)
-        .group_by(Run.operation, source, Run.site)
-    )
-    for operation, name, site, last, good, first, judged, met in session.execute(grouped).all():
-        failures = session.scalar(
-            select(func.count()).where(
-                Run.host == host,
-                Run.operation == operation,
-                Run.source.is_(None) if name == WHOLE_REPOSITORY else Run.source == name,
-                Run.site == site,
-                Run.status == Status.FAILED,
-                Run.id > (good or 0),
-            )
-        )
-        session.add(
-            Series(
-                host=host,
-                operation=operation,
-                source=name,
-                site=site,
-                last_run_id=last,
-                last_success_id=good,
-                first_success_id=first,
-                last_verdict_id=judged,
-                last_identity_id=met,
-                failures=failures or 0,
-            )
-        )
+    series: dict[tuple[str, str, str], Series] = {}
     totals: dict[tuple[str, str, str, str, str], tuple[int, float]] = dict(pruned or {})
-    finished = select(Run).where(Run.host == host, Run.status != Status.RUNNING)
-    for run in session.scalars(finished):
-        seconds = run.duration_seconds or 0.0
-        key = (
-            run.operation,
-            run.source if run.source is not None else WHOLE_REPOSITORY,
-            run.site,
-            run.status,
-            bucket(seconds),
-        )
-        count, total = totals.get(key, (0, 0.0))
-        totals[key] = (count + 1, total + seconds)
+    for run in session.scalars(select(Run).where(Run.host == host).order_by(Run.id)):
+        operation, name, site = key = _total_key(run)[:3]
+        row = series.get(key)
+        if row is None:
+            row = series[key] = Series(
+                host=host, operation=operation, source=name, site=site, failures=0
+            )
+        row.last_run_id = run.id
+        if run.status == Status.SUCCESS:
+            row.last_success_id = run.id
+            row.first_success_id = row.first_success_id or run.id
+            row.failures = 0
+        elif run.status == Status.FAILED:
+            row.failures += 1
+        if is_verdict(run):
+            row.last_verdict_id = run.id
+        if is_identity_verdict(run):
+            row.last_identity_id = run.id
+        if run.status != Status.RUNNING:
+            counted = _total_key(run)
+            count, seconds = totals.get(counted, (0, 0.0))
+            totals[counted] = (count + 1, seconds + (run.duration_seconds or 0.0))
+    session.add_all(series.values())
     for (operation, name, site, status, le), (count, total) in totals.items():
         session.add(
             RunTotal(
