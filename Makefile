@@ -10,6 +10,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= /tmp/firebreak-demo
 PYTEST_ARGS ?=
+# make test runs the tests in this many workers at once (pytest-xdist): most of their time is
+# spent waiting on restic, servers and daemons, not on the 2 cores CI has. 1: one process.
+TEST_WORKERS ?= 4
 
 # Programs the tests and the demo run for real, and the Debian package that brings each.
 APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
@@ -18,12 +21,16 @@ APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 	mkfs.ext4:e2fsprogs chromium:chromium \
 	qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debootstrap:debootstrap socat:socat
 
-.PHONY: help deps venv lint typecheck generate test test-fast test-systemd bench bench-fleet demo demo-once demo-stop clean
+# Other restic releases the tests run (Debian trixie's and sid's), unpacked into a cache.
+RESTIC_CACHE ?= $(HOME)/.cache/firebreak-tests/restic
+export FIREBREAK_TEST_RESTICS := $(RESTIC_CACHE)
+
+.PHONY: help deps venv restic-versions lint typecheck generate test test-fast test-systemd bench bench-fleet demo demo-once demo-stop clean
 
 help:
 	@echo "make demo    - set everything up, run the daemon on a demo config (three demo sites, a cycle a minute)"
 	@echo "make test    - set everything up, then lint, type-check and run the whole test suite"
-	@echo "make lint | typecheck | test-fast | test-systemd | bench | bench-fleet | generate | demo-once | demo-stop | clean"
+	@echo "make lint | typecheck | test-fast | restic-versions | test-systemd | bench | bench-fleet | generate | demo-once | demo-stop | clean"
 
 deps:
 	@missing=""; \
@@ -48,6 +55,9 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+restic-versions: deps  ## restic 0.18 and 0.19 from Debian's archive into RESTIC_CACHE; the system stays as it is
+	bash tests/support/restic-versions.sh $(RESTIC_CACHE)
+
 lint: venv
 	$(BIN)/ruff check daemon migrations tests
 	$(BIN)/ruff format --check daemon migrations tests
@@ -58,8 +68,8 @@ typecheck: venv
 generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, docs/configuration.md
 	$(BIN)/python -m firebreak.config.generate --write .
 
-test: deps venv lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: deps venv restic-versions lint typecheck
+	$(BIN)/pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 bench: deps venv  ## firebreak against plain restic, side by side; then scrapes on a 1M-run history (docs/scaling.md)
 	$(BIN)/python -m tests.benchmarks.bench

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from firebreak.actions.check import check_site, next_subset
 from firebreak.actions.cycle import run_cycle
 from firebreak.history.records import all_runs
@@ -32,6 +34,7 @@ def test_a_corrupted_pack_fails_the_check_of_its_site_only(setup: Setup) -> None
     assert lines[1].startswith("bad: failed: CheckFailed: ")
 
 
+@pytest.mark.restic_matrix
 def test_each_check_reads_the_next_part_of_the_data(setup: Setup) -> None:
     setup.local_site("a", check_read_data_subsets=3)
     setup.source("www", ["a"])
@@ -156,6 +159,7 @@ def test_a_corrupted_pack_damages_that_site_only_until_drill_and_check_pass(setu
     assert json.loads(healed.stdout)["sources"][0]["sites"][1]["counts"]
 
 
+@pytest.mark.restic_matrix
 def test_a_full_read_on_demand_finds_what_the_rotating_subset_did_not_read(setup: Setup) -> None:
     setup.local_site("a", check_read_data_subsets=256)
     setup.source("www", ["a"])

@@ -40,6 +40,7 @@ def test_every_source_survives_losing_any_one_site(setup: Setup) -> None:
     )
 
 
+@pytest.mark.restic_matrix
 def test_a_source_with_no_other_site_is_reported_lost(setup: Setup) -> None:
     setup.local_site("only")
     setup.source("www", ["only"])
@@ -49,6 +50,7 @@ def test_a_source_with_no_other_site_is_reported_lost(setup: Setup) -> None:
     assert "www: LOST — could not be restored without only" in done.stdout
 
 
+@pytest.mark.restic_matrix
 def test_a_copy_that_differs_from_an_untouched_file_is_caught(setup: Setup) -> None:
     """The copies hold bytes the live file never had since the snapshot: the snapshot (taken
     by plain restic, dated a day ahead) says the file was 'original', the file has said

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from firebreak.actions.backup import RetryPlan, back_up_site
 from firebreak.actions.cycle import run_cycle
 from firebreak.history.records import all_runs
 from firebreak.outcomes import Status
+from firebreak.restic.version import Features, supports
 from tests.support.setup import Setup
 
 
@@ -22,6 +24,7 @@ def _init_repository(setup: Setup, site: str) -> None:
     assert back_up_site(rt, "www", site).status == Status.SUCCESS
 
 
+@pytest.mark.restic_matrix
 def test_wrong_password_is_permanent_and_named(setup: Setup, tmp_path: Path) -> None:
     setup.local_site("a")
     setup.source("www", ["a"])
@@ -40,6 +43,7 @@ def test_wrong_password_is_permanent_and_named(setup: Setup, tmp_path: Path) -> 
     assert run.snapshot_id is None
 
 
+@pytest.mark.restic_matrix
 def test_missing_repository_with_init_never_is_not_created(setup: Setup) -> None:
     setup.local_site("a", init="never")
     setup.source("www", ["a"])
@@ -54,6 +58,7 @@ def test_missing_repository_with_init_never_is_not_created(setup: Setup) -> None
     assert [r.operation for r in all_runs(rt.engine)] == ["backup"]
 
 
+@pytest.mark.restic_matrix
 def test_stale_lock_from_a_killed_restic_is_reported_as_locked(setup: Setup) -> None:
     setup.local_site("a")
     setup.source("www", ["a"])
@@ -69,6 +74,7 @@ def test_stale_lock_from_a_killed_restic_is_reported_as_locked(setup: Setup) -> 
     assert "locked" in (run.error_message or "")
 
 
+@pytest.mark.restic_matrix
 def test_unreadable_file_makes_a_partial_run_with_a_snapshot(setup: Setup) -> None:
     # Even root cannot read a write-only sysctl: restic skips it and exits 3.
     unreadable = Path("/proc/sys/vm/drop_caches")
@@ -90,6 +96,7 @@ def test_unreadable_file_makes_a_partial_run_with_a_snapshot(setup: Setup) -> No
         assert str(unreadable) in (run.error_message or "")
 
 
+@pytest.mark.restic_matrix
 def test_source_with_no_existing_path_is_a_permanent_failure(setup: Setup) -> None:
     setup.local_site("a")
     setup.source("www", ["a"], paths=[str(setup.dir / "gone")])
@@ -106,7 +113,16 @@ def _init_repository_for_other_source(setup: Setup) -> None:
 
 
 def _kill_holding_a_lock(setup: Setup, repository: Path) -> None:
-    """`restic key passwd` takes an exclusive lock, then waits for input: SIGKILL it there."""
+    """A restic SIGKILLed while it holds an exclusive lock: the lock stays behind."""
+    holder = _holding_a_lock(setup, repository)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+
+
+def _holding_a_lock(setup: Setup, repository: Path) -> subprocess.Popen[bytes]:
+    """A live restic holding an exclusive lock on the repository: `restic key passwd` takes
+    it, then waits for the new password on its standard input (closing that ends it, and it
+    removes its lock)."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(setup.dir),
@@ -125,11 +141,55 @@ def _kill_holding_a_lock(setup: Setup, repository: Path) -> None:
             assert time.monotonic() < deadline, "restic never took its lock"
             time.sleep(0.1)
         time.sleep(0.5)
-    finally:
-        holder.send_signal(signal.SIGKILL)
+    except BaseException:
+        holder.kill()
         holder.wait()
+        raise
+    return holder
 
 
+@pytest.mark.restic_matrix
+def test_a_lock_held_by_a_live_restic_is_waited_for_where_restic_can(setup: Setup) -> None:
+    setup.local_site("a", lock_wait="40s")
+    setup.source("www", ["a"])
+    _init_repository(setup, "a")
+    rt = setup.runtime()
+    holder = _holding_a_lock(setup, setup.dir / "repo-a")
+    release = threading.Timer(4.0, lambda: holder.stdin and holder.stdin.close())
+    release.start()
+    try:
+        run = back_up_site(rt, "www", "a")
+    finally:
+        release.join()
+        holder.wait(timeout=20)
+
+    if supports(rt.restic_version, Features.RETRY_LOCK):
+        # restic waited for the holder to finish, then backed up.
+        assert (run.status, run.error_class) == (Status.SUCCESS, None)
+        assert (run.duration_seconds or 0) > 3
+    else:
+        assert (run.status, run.error_class) == (Status.FAILED, "RepositoryLocked")
+
+
+@pytest.mark.restic_matrix
+def test_a_missing_source_path_is_partial_on_every_restic(setup: Setup) -> None:
+    """restic before 0.19 skips it and exits 0: firebreak must not call that a success."""
+    setup.local_site("a")
+    gone = setup.dir / "gone"
+    setup.source("www", ["a"], paths=[str(setup.source_dir), str(gone)])
+    rt = setup.runtime()
+
+    run = back_up_site(rt, "www", "a")
+
+    assert run.status == Status.PARTIAL
+    assert run.error_class == "PartialBackup"
+    assert run.snapshot_id, "the paths that exist are in a snapshot"
+    assert run.error_message == (
+        f"snapshot written, but source path {gone} does not exist (it is not in the snapshot)"
+    )
+
+
+@pytest.mark.restic_matrix
 def test_a_stale_lock_is_unlocked_and_the_retry_succeeds(setup: Setup) -> None:
     setup.local_site("a")
     setup.source("www", ["a"])

@@ -119,6 +119,7 @@ def test_a_disk_left_unmounted_is_lost_not_refilled_and_counts_again_once_mounte
         assert [row.repository_id for row in _recorded(rt, "usb")] == [first.repository_id]
 
 
+@pytest.mark.restic_matrix
 def test_a_rest_site_whose_directory_was_emptied_is_lost(
     setup: Setup, rest_server_factory: Callable[..., RestServer]
 ) -> None:
@@ -171,6 +172,7 @@ def test_an_s3_bucket_emptied_behind_firebreaks_back_is_lost(
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
+@pytest.mark.restic_matrix
 def test_a_repository_replaced_by_a_new_init_is_found_and_written_to_no_more(
     setup: Setup,
 ) -> None:

@@ -331,7 +331,12 @@ def _ensure_user(user: str) -> Path:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        _run(["useradd", "-m", "-s", "/bin/sh", user], what=f"useradd {user}")
+        # Test workers run at once (pytest-xdist): another may create the user meanwhile.
+        try:
+            _run(["useradd", "-m", "-s", "/bin/sh", user], what=f"useradd {user}")
+        except ServerError:
+            if user not in {known.pw_name for known in pwd.getpwall()}:
+                raise
         entry = pwd.getpwnam(user)
     # useradd leaves the account locked ("!"), and sshd refuses locked accounts.
     _run(["usermod", "-p", "*", user], what=f"usermod -p '*' {user}")

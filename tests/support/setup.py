@@ -33,8 +33,10 @@ def sample_tree(root: Path) -> Path:
 class Setup:
     """A config under construction; ``write()`` puts it on disk, ``load()`` validates it."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, restic: str = "restic") -> None:
         self.dir = tmp_path
+        # The restic program (tests/support/restics.py): written into restic.binary.
+        self.restic = restic
         self.password_file = tmp_path / "restic.password"
         self.password_file.write_text(PASSWORD + "\n")
         self.password_file.chmod(0o600)
@@ -62,6 +64,9 @@ class Setup:
             },
             "stall_timeout": "2m",
             "timeout": "10m",
+            # restic 0.16 and later wait this long for a lock, a stale one too: tests that
+            # leave one behind need not wait the default 2m (half the stall_timeout here).
+            "lock_wait": "10s",
         }
         site.update(extra)
         self.sites[name] = site
@@ -96,7 +101,10 @@ class Setup:
         return source
 
     def write(self) -> Path:
-        data = {**self.top, "sites": self.sites, "sources": self.sources}
+        top = dict(self.top)
+        if self.restic != "restic":
+            top["restic"] = {"binary": self.restic, **top.get("restic", {})}
+        data = {**top, "sites": self.sites, "sources": self.sources}
         self.path.write_text(yaml.safe_dump(data, sort_keys=False))
         return self.path
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.support.guest import Guest
 from tests.support.servers import RestServer
 from tests.systemd.conftest import install_md_block
@@ -25,6 +27,11 @@ ENV_FILE_LINE = 'B_RESTIC_PASSWORD="a$b c\\"d\\\\e"'
 ENV_PASSWORD = 'a$b c"d\\e'
 FILE_PASSWORD = "from-a-password-file"
 SITES = {"a": "10.0.2.100", "b": "10.0.2.101", "c": "10.0.2.102"}
+
+# The guest is built and booted (minutes, the first time on a machine) in fixtures with
+# timeouts of their own: the limit counts the test alone. All of it runs in one test worker,
+# which builds the guest once.
+pytestmark = [pytest.mark.timeout(300, func_only=True), pytest.mark.xdist_group("guest")]
 
 
 def _config(*, extra_source: str = "") -> str:

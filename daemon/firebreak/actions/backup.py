@@ -30,7 +30,7 @@ from firebreak.outcomes import (
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
-from firebreak.restic.messages import backup_summary, unreadable_items
+from firebreak.restic.messages import backup_summary, partial_backup_problem
 from firebreak.restic.result import ResticResult
 
 logger = logging.getLogger(__name__)
@@ -203,13 +203,11 @@ def backup_outcome(result: ResticResult, error: Failure | None, *, initialized: 
         missing = ResticFailed("restic exited 0 without a summary naming a snapshot")
         return replace(recorded, error_class=missing.error_class, error_message=missing.message)
     if isinstance(error, PartialBackup) and has_snapshot:
-        unreadable = unreadable_items(result)
-        message = "snapshot written, but some files could not be read"
         return replace(
             recorded,
             status=Status.PARTIAL,
             error_class=error.error_class,
-            error_message=f"{message}: {unreadable}" if unreadable else message,
+            error_message=partial_backup_problem(result),
         )
     return replace(
         recorded,

@@ -13,10 +13,12 @@ from firebreak.history.coordination import RepositoryBusy
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
 from firebreak.history.series import finished_runs
-from firebreak.outcomes import CheckFailed, Operation, Status
+from firebreak.outcomes import CheckFailed, Failure, Operation, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
+from firebreak.restic.messages import check_summary
+from firebreak.restic.result import ResticResult
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +74,25 @@ def check_site(
         error = classify(result)
         if error is None:
             return RunOutcome(Status.SUCCESS, exit_code=0)
-        if not any(VERDICT in line for line in result.stderr_tail):
-            # restic could not finish the check (the site, a lock, a timeout): no verdict on
-            # the data, so nothing that makes the site damaged.
-            return RunOutcome.failed(error, result.exit_code)
-        message = _check_problem([*result.stderr_tail, *result.stdout_lines]) or error.message
-        return RunOutcome.failed(CheckFailed(message), result.exit_code)
+        return RunOutcome.failed(check_verdict(result, error), result.exit_code)
 
     return at_site(rt, None, site_name, Operation.CHECK, check, cancel=cancel)
+
+
+def check_verdict(result: ResticResult, error: Failure) -> Failure:
+    """What a failed check stands for: CheckFailed, saying what restic found, when it found
+    the data damaged; otherwise restic could not finish the check (the site, a lock, a
+    timeout), which is no verdict on the data and does not make the site damaged."""
+    counted = check_summary(result)  # restic 0.18 and later count what they found
+    said = result.stderr_lines()
+    if not any(VERDICT in line for line in said) and not (counted and counted.num_errors):
+        return error
+    message = _check_problem([*said, *result.stdout_lines]) or error.message
+    if counted is not None and counted.num_errors:
+        packs = ", ".join(pack[:8] for pack in counted.broken_packs or ())
+        damaged = f"; damaged packs: {packs}" if packs else ""
+        message = f"{message} ({counted.num_errors} errors{damaged})"
+    return CheckFailed(message)
 
 
 # What restic check ends with when it found the data damaged (0.14 through current).

@@ -94,7 +94,7 @@ class Runtime:
 
     def restic_at(self, access: SiteAccess) -> SiteRestic:
         """How restic runs at the site, in this process's environment."""
-        return SiteRestic.of(self.config, access, os.environ)
+        return SiteRestic.of(self.config, access, os.environ, self.restic_version)
 
 
 def prepare_restic(config: Config) -> ResticVersion:

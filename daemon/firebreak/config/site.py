@@ -143,6 +143,14 @@ class Site(Strict):
             "reads and writes, so silent commands (check, prune, restore) are watched too."
         ),
     )
+    lock_wait: Duration | None = Field(
+        default=timedelta(minutes=2),
+        description=(
+            "How long restic waits for another restic's lock on the repository before it "
+            "fails (--retry-lock, restic 0.16 and later; at most half the stall_timeout). "
+            "Older restic fails at once, and the daemon retries later. null: never wait."
+        ),
+    )
     options: dict[str, str] = Field(
         default_factory=dict,
         description="Extended restic options, passed as -o key=value.",

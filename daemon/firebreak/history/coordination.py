@@ -27,6 +27,8 @@ from firebreak.history.database import upsert
 from firebreak.history.models import RepositoryLock
 
 POLL_SECONDS = 0.5
+# How long a host that found the lock taken waits for its holder's name (not for the lock).
+NAMING_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def repository_lock(
     with engine.connect() as connection:
         while not _try(connection, key):
             if deadline is not None and time.monotonic() >= deadline:
-                raise RepositoryBusy(holder(engine, repository))
+                raise RepositoryBusy(_named_holder(engine, repository))
             if cancel is not None and cancel.wait(POLL_SECONDS):
                 raise WaitCancelled(f"stopped while waiting for {holder(engine, repository)}")
             if cancel is None:
@@ -105,6 +107,15 @@ def holder(engine: Engine, repository: str) -> Holder | None:
     with Session(engine) as session:
         row = session.scalar(select(RepositoryLock).where(RepositoryLock.repository == repository))
         return None if row is None else Holder(row.host, row.purpose, row.since)
+
+
+def _named_holder(engine: Engine, repository: str) -> Holder | None:
+    """The holder, once it has written its name: it takes the lock, then names itself, so a
+    host that finds the lock taken may look in between (seen on a loaded machine)."""
+    deadline = time.monotonic() + NAMING_SECONDS
+    while (found := holder(engine, repository)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
 
 
 def _try(connection: Connection, key: int) -> bool:

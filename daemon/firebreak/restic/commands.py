@@ -13,6 +13,7 @@ from pathlib import Path
 
 from firebreak.config.model import Config, Retention, Site, Source
 from firebreak.restic.runner import Invocation
+from firebreak.restic.version import MINIMUM, Features, ResticVersion, supports
 
 SOURCE_TAG_PREFIX = "firebreak.source="
 PROGRESS_FPS = "0.5"  # a status line every 2 s: enough for the stall detector, cheap to parse
@@ -37,6 +38,8 @@ INHERITED = (
     "HTTPS_PROXY",
     "NO_PROXY",
 )
+# The commands that lock the repository: from restic 0.16 they wait for another's lock.
+LOCKING = frozenset({"backup", "check", "forget", "prune", "restore"})
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,26 @@ class SiteAccess:
 
 @dataclass(frozen=True)
 class SiteRestic:
-    """How to run restic at one site: the program, the site's resolved access, restic's cache,
-    and the environment firebreak runs in (restic inherits only the INHERITED part of it)."""
+    """How to run restic at one site: the program and its version, the site's resolved access,
+    restic's cache, and the environment firebreak runs in (restic inherits only the INHERITED
+    part of it). An unknown version is taken as the oldest: no newer option is used."""
 
     binary: str
     access: SiteAccess
     cache_dir: Path
     parent_env: Mapping[str, str] = field(repr=False)
+    version: ResticVersion = MINIMUM
 
     @classmethod
-    def of(cls, config: Config, access: SiteAccess, parent_env: Mapping[str, str]) -> SiteRestic:
-        return cls(config.restic.binary, access, config.site_cache_dir(access.name), parent_env)
+    def of(
+        cls,
+        config: Config,
+        access: SiteAccess,
+        parent_env: Mapping[str, str],
+        version: ResticVersion = MINIMUM,
+    ) -> SiteRestic:
+        cache = config.site_cache_dir(access.name)
+        return cls(config.restic.binary, access, cache, parent_env, version)
 
     def invocation(self, command: str, *args: str, cwd: str = "/") -> Invocation:
         """``restic COMMAND --json GLOBAL-OPTIONS ARGS``, run in cwd."""
@@ -73,6 +85,7 @@ class SiteRestic:
                 command,
                 "--json",
                 *global_args(self.access.site, self.cache_dir),
+                *self.lock_args(command),
                 *args,
             ),
             env=build_env(self.access, self.parent_env),
@@ -81,6 +94,19 @@ class SiteRestic:
             command=command,
             cwd=cwd,
         )
+
+    def lock_args(self, command: str) -> tuple[str, ...]:
+        """``--retry-lock`` where this restic has it and the command locks: the site's
+        lock_wait, at most half its stall_timeout (restic prints nothing while it waits)."""
+        site = self.access.site
+        if (
+            site.lock_wait is None
+            or command not in LOCKING
+            or not supports(self.version, Features.RETRY_LOCK)
+        ):
+            return ()
+        wait = min(site.lock_wait, site.stall_timeout / 2)
+        return ("--retry-lock", f"{max(int(wait.total_seconds()), 1)}s")
 
 
 def source_tag(source_name: str) -> str:

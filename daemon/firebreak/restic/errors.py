@@ -2,7 +2,10 @@
 then stderr. (The failure classes themselves are in ``firebreak.outcomes``.)
 
 restic 0.14 exits 1 for every fatal error; 0.17 and later use 10 (no repository), 11 (lock
-failed) and 12 (wrong password). The stderr patterns below are what 0.14 through current print.
+failed) and 12 (wrong password); they are read on every version (an older restic never
+exits with them). A source path that does not exist is a partial backup on every version,
+although restic before 0.19 exits 0 for it. The stderr patterns below are what 0.14 through
+current print.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from firebreak.outcomes import (
     Timeout,
     WrongPassword,
 )
+from firebreak.restic.messages import skipped_paths
+from firebreak.restic.progress import RETRYING
 from firebreak.restic.result import ResticResult, StopReason
 
 _BY_EXIT_CODE: dict[int, type[ResticError]] = {
@@ -69,12 +74,14 @@ _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
 )
 
 
-# restic retries a refused delete for a minute or more (0.14: about 45 s; later releases
-# longer), printing "Remove(<snapshot/1a2b3c4d5e>) returned error, retrying after 1.2s:
-# <why>" each time, and in the end "unable to remove <snapshot/1a2b3c4d5e> ...".
+# restic 0.14 retries a refused delete for a minute or more (about 45 s), printing
+# "Remove(<snapshot/1a2b3c4d5e>) returned error, retrying after 1.2s: <why>" each time, and
+# in the end "unable to remove <snapshot/1a2b3c4d5e> ...". 0.18 and later do not retry a 403:
+# "Remove(<snapshot/1a2b3c4d5e>) failed: <why>", "unable to remove snapshot/1a2b... from the
+# repository", and exit 3.
 _REMOVE = re.compile(
-    r"Remove\((<[a-z]+/[0-9a-f]+>)\) returned error, retrying after [^:]*: (.*)"
-    r"|unable to remove <[a-z]+/[0-9a-f]+>",
+    r"Remove\((<[a-z]+/[0-9a-f]+>)\) (?:returned error, retrying after [^:]*|failed): (.*)"
+    r"|unable to remove <?[a-z]+/[0-9a-f]+",
     re.IGNORECASE,
 )
 _REFUSED = re.compile(
@@ -110,7 +117,19 @@ def classify(result: ResticResult) -> ResticError | None:
     """The error a finished run stands for, or None when restic reported success."""
     if result.stop_reason is StopReason.TIMEOUT:
         return Timeout(f"stopped after the timeout of {result.limit_seconds:.0f}s")
+    if result.stop_reason is StopReason.UNREACHABLE:
+        return SiteUnreachable(
+            f"{_retried(result)} (restic kept retrying to open the repository; stopped)"
+        )
     if result.stop_reason is StopReason.STALLED:
+        retried = _retried(result)
+        if retried is not None and _classify_text(retried) is SiteUnreachable:
+            # restic 0.18 and later retry a dead site for up to 15 minutes (0.14 gave up at
+            # once): that is an unreachable site, stopped after the stall timeout.
+            return SiteUnreachable(
+                f"{retried} (restic kept retrying; stopped after "
+                f"{result.limit_seconds:.0f}s without progress)"
+            )
         return Stalled(f"stopped after {result.limit_seconds:.0f}s without progress")
     if result.stop_reason is StopReason.CANCELLED:
         return Interrupted("stopped on request", exit_code=result.exit_code)
@@ -123,11 +142,14 @@ def classify(result: ResticResult) -> ResticError | None:
             refused.exit_code = code
             return refused
     if code == 0:
+        if result.command == "backup" and skipped_paths(result):
+            # restic before 0.19 calls a snapshot without a missing source path a success.
+            return PartialBackup("a source path does not exist", exit_code=code)
         return None
     message = result.error_message()
-    kind = _BY_EXIT_CODE.get(code)
+    kind = _by_code(code, result.command)
     if kind is None and result.exit_error_code is not None:
-        kind = _BY_EXIT_CODE.get(result.exit_error_code)
+        kind = _by_code(result.exit_error_code, result.command)
     if kind is None or kind is RepositoryNotFound:
         # restic 0.14 exits 1 for everything, and an unreachable server also prints "Is there
         # a repository ...?": the text decides between the two.
@@ -135,6 +157,37 @@ def classify(result: ResticResult) -> ResticError | None:
     if kind is None:
         kind = ResticFailed
     return kind(message, exit_code=code)
+
+
+# restic opening a repository: "Stat(<config/>) returned error, retrying after 1s: <why>"
+# (0.18 and later; "Load(<config/>, 0, 0)" for some backends).
+_OPENING = re.compile(r"^(?:Stat|Load)\(<config/?>[^)]*\) returned error, retrying after")
+
+
+def opening_unreachable(line: str) -> bool:
+    """Whether this stderr line is restic retrying to open the repository at a site that
+    cannot be reached (refused, no route, no such host)."""
+    if _OPENING.search(line) is None:
+        return False
+    reason = RETRYING.search(line)
+    return reason is not None and _classify_text(reason.group(1)) is SiteUnreachable
+
+
+def _by_code(code: int, command: str) -> type[ResticError] | None:
+    # Exit 3 is a snapshot with files missing, for a backup; forget exits 3 too (0.18 and
+    # later) when it could not remove every snapshot it meant to.
+    if code == 3 and command != "backup":
+        return None
+    return _BY_EXIT_CODE.get(code)
+
+
+def _retried(result: ResticResult) -> str | None:
+    """Why restic retried last, if it was retrying when it stopped."""
+    for line in reversed(result.stderr_lines()):
+        found = RETRYING.search(line)
+        if found is not None:
+            return found.group(1).strip()
+    return None
 
 
 def _classify_text(text: str) -> type[ResticError] | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -14,6 +15,9 @@ from firebreak.restic.result import ResticResult
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_M = TypeVar("_M", bound=_Message)
 
 
 class BackupSummary(_Message):
@@ -42,13 +46,29 @@ class Snapshot(_Message):
 
 def backup_summary(result: ResticResult) -> BackupSummary | None:
     """The summary restic prints at the end of a backup, or None when there is none."""
+    return _summary(result, BackupSummary)
+
+
+def _summary(result: ResticResult, model: type[_M]) -> _M | None:
     summaries = result.messages_of("summary")
     if not summaries:
         return None
     try:
-        return BackupSummary.model_validate(summaries[-1])
+        return model.model_validate(summaries[-1])
     except ValidationError:
         return None
+
+
+class CheckSummary(_Message):
+    """What ``restic check --json`` prints at its end, from restic 0.18 (older ones print
+    text only)."""
+
+    num_errors: int = 0
+    broken_packs: list[str] | None = None
+
+
+def check_summary(result: ResticResult) -> CheckSummary | None:
+    return _summary(result, CheckSummary)
 
 
 def snapshot_list(result: ResticResult) -> list[Snapshot]:
@@ -96,8 +116,19 @@ def forget_decisions(result: ResticResult) -> list[ForgetDecision]:
     return sorted(decisions, key=lambda decision: decision.snapshot.time, reverse=True)
 
 
+# Every restic skips a top-level source path that does not exist and says so on stderr; 0.14
+# through 0.18 then exit 0 as if nothing were missing (0.19 exits 3).
+_SKIPPED = re.compile(r"^(.+) does not exist, skipping$")
+
+
+def skipped_paths(result: ResticResult) -> list[str]:
+    """The source paths restic skipped because they do not exist."""
+    found = (_SKIPPED.match(line) for line in result.stderr_tail)
+    return list(dict.fromkeys(match.group(1) for match in found if match is not None))
+
+
 def unreadable_items(result: ResticResult, limit: int = 3) -> str:
-    """``/a (permission denied), /b ...`` from a partial backup's error lines."""
+    """``/a, /b and 2 more`` from a partial backup's error lines."""
     # restic may report one item twice (stat, then open): each is named once.
     items = list(
         dict.fromkeys(
@@ -106,8 +137,31 @@ def unreadable_items(result: ResticResult, limit: int = 3) -> str:
             if m.get("message_type") == "error"
         )
     )
-    if not items:
-        return ""
+    return _few(items, limit)
+
+
+def partial_backup_problem(result: ResticResult, limit: int = 3) -> str:
+    """What a snapshot that was written lacks: source paths that do not exist, files that
+    could not be read."""
+    problems = []
+    missing = skipped_paths(result)
+    if len(missing) == 1:
+        problems.append(f"source path {missing[0]} does not exist (it is not in the snapshot)")
+    elif missing:
+        problems.append(
+            f"source paths {_few(missing, limit)} do not exist (they are not in the snapshot)"
+        )
+    unreadable = unreadable_items(result, limit)
+    if unreadable or not missing:
+        problems.append(
+            f"some files could not be read: {unreadable}"
+            if unreadable
+            else "some files could not be read"
+        )
+    return f"snapshot written, but {'; '.join(problems)}"
+
+
+def _few(items: list[str], limit: int) -> str:
     shown = ", ".join(items[:limit])
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return f"{shown}{more}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 IO_PROGRESS_BYTES = 64 * 1024
+# "Stat(<config/>) returned error, retrying after 1.3s: dial tcp ...: connection refused"
+RETRYING = re.compile(r"\) returned error, retrying after [^:]*: (.*)")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class Progress:
             self.last_change = time.monotonic()
 
     def saw(self, message: Any) -> None:
+        """A line of output: a JSON value, or text. restic 0.18 and later retry a failed
+        request for up to 15 minutes, saying so each time: that is no progress."""
+        if isinstance(message, str) and RETRYING.search(message):
+            return
         if isinstance(message, dict) and message.get("message_type") == "status":
             self.reports = True
             counters = tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ class StopReason(enum.Enum):
     CANCELLED = "cancelled"
     # restic kept retrying something the site refuses for good (see runner.run's give_up).
     GAVE_UP = "gave up"
+    # restic kept retrying to open a repository at a site that cannot be reached (0.18 and
+    # later would go on for 15 minutes; 0.14 gave up at once).
+    UNREACHABLE = "unreachable"
 
 
 @dataclass
@@ -53,6 +57,20 @@ class ResticResult:
     def stderr_text(self) -> str:
         return "\n".join(self.stderr_tail)
 
+    def stderr_lines(self) -> list[str]:
+        """stderr's tail as a person reads it: restic 0.18 and later print their errors as
+        JSON lines there (``{"message_type":"error","message":"..."}``), each stands for
+        the lines of its message."""
+        lines: list[str] = []
+        for line in self.stderr_tail:
+            value = _json_object(line)
+            message = value.get("message") if value is not None else None
+            if isinstance(message, str):
+                lines.extend(part for part in message.splitlines() if part.strip())
+            else:
+                lines.append(line)
+        return lines
+
     def error_message(self) -> str:
         """One short line for a person: restic's own fatal message when it gave one."""
         candidates = [m.get("message", "") for m in self.error_messages if "message" in m]
@@ -65,3 +83,13 @@ class ResticResult:
             ]
         text = candidates[0] if candidates else f"restic exited with code {self.exit_code}"
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from firebreak.outcomes import Failure, ResticUnavailable
+from firebreak.restic.errors import opening_unreachable
 from firebreak.restic.progress import IoCounters, Progress, sample_io
 from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
 
@@ -36,6 +37,9 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re
 # Where an argument names Invocation.piped's pipe: replaced by /dev/fd/N when the program
 # starts. (A NUL cannot be in a real argument, so this cannot be mistaken for one.)
 PIPED_FILE = "\0piped\0"
+# restic 0.18 and later retry opening a repository at a site that refuses connections for 15
+# minutes (0.14 gives up at once): after this many tries, firebreak stops it (about 4 s in).
+OPEN_RETRIES = 3
 # What hand_over writes at most: a pipe holds 64 KiB before a write blocks.
 PIPE_LIMIT = 60_000
 
@@ -220,6 +224,8 @@ class _Watch:
         self.next_sample = 0.0
         self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self.open_streams = 0
+        # Times restic said it would retry opening the repository at an unreachable site.
+        self.open_retries = 0
         # Bytes read from restic's stdout and stderr (one slot per reader thread): its own
         # output is in its I/O counters too, and is not progress.
         self.piped = [0, 0]
@@ -299,6 +305,10 @@ class _Watch:
         give_up = self.listeners.give_up
         if stream == "err" and give_up is not None and give_up(line):
             self.result.stop_reason = StopReason.GAVE_UP
+        if stream == "err" and opening_unreachable(line):
+            self.open_retries += 1
+            if self.open_retries >= OPEN_RETRIES and self.result.stop_reason is StopReason.NONE:
+                self.result.stop_reason = StopReason.UNREACHABLE
         return True
 
     def _drain(self) -> None:
@@ -323,8 +333,8 @@ class _Watch:
                 self.progress.saw_growth(self.stdout_path.stat().st_size)
 
     def _limit_reached(self) -> tuple[StopReason, float]:
-        if self.result.stop_reason is StopReason.GAVE_UP:
-            return StopReason.GAVE_UP, 0.0
+        if self.result.stop_reason in (StopReason.GAVE_UP, StopReason.UNREACHABLE):
+            return self.result.stop_reason, 0.0
         return limit_reached(self.limits, self.progress, self.started, time.monotonic())
 
     def _take(self, stream: str, line: str, *, draining: bool = False) -> None:

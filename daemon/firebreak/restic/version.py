@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
 
 
 @dataclass(frozen=True, order=True)
@@ -21,13 +20,39 @@ MINIMUM = ResticVersion(0, 14, 0)
 _VERSION = re.compile(r"restic (\d+)\.(\d+)\.(\d+)")
 
 
-class Feature(Enum):
-    """Things restic gained over time that firebreak uses when present."""
+@dataclass(frozen=True)
+class Feature:
+    """Something restic gained in a release, that firebreak uses where it is there."""
 
-    EXIT_CODES_10_TO_12 = ResticVersion(0, 17, 0)  # 10 no repo, 11 locked, 12 wrong password
-    RETRY_LOCK = ResticVersion(0, 16, 0)  # --retry-lock
-    JSON_EXIT_ERROR = ResticVersion(0, 17, 0)  # {"message_type":"exit_error"} on stderr
-    RESTORE_PROGRESS = ResticVersion(0, 16, 0)  # restore --json prints status lines
+    since: ResticVersion
+    what: str
+
+
+class Features:
+    """The table (docs/restic-versions.md shows it). An option firebreak passes is gated
+    through ``supports``: older restic would refuse it. Output only newer restic prints is
+    read wherever it appears, and is listed for the record."""
+
+    RETRY_LOCK = Feature(ResticVersion(0, 16, 0), "--retry-lock: wait for another's lock")
+    # Not needed: restore progress is read from restic's I/O counters on every release.
+    RESTORE_PROGRESS = Feature(ResticVersion(0, 16, 0), "restore --json prints progress")
+    EXIT_CODES_10_TO_12 = Feature(
+        ResticVersion(0, 17, 0), "exit 10 no repository, 11 locked, 12 wrong password"
+    )
+    FORGET_KEEPS_OLDEST = Feature(
+        ResticVersion(0, 17, 0),
+        "forget keeps the oldest snapshot while a --keep-* rule has room for more",
+    )
+    JSON_EXIT_ERROR = Feature(ResticVersion(0, 18, 0), "a JSON exit_error on stderr")
+    CHECK_SUMMARY = Feature(ResticVersion(0, 18, 0), "check --json prints its findings' count")
+    # Seen on 0.18 and 0.19, not on 0.14 (the releases between are not at hand to tell).
+    RETRIES_A_DEAD_SITE = Feature(
+        ResticVersion(0, 18, 0), "retries a refused connection for up to 15 minutes"
+    )
+    DELETE_REFUSED_AT_ONCE = Feature(
+        ResticVersion(0, 18, 0), "a refused delete is not retried: forget exits 3"
+    )
+    MISSING_SOURCE_EXIT_3 = Feature(ResticVersion(0, 19, 0), "a missing source path exits 3, not 0")
 
 
 def parse_version(text: str) -> ResticVersion:
@@ -39,4 +64,4 @@ def parse_version(text: str) -> ResticVersion:
 
 
 def supports(version: ResticVersion, feature: Feature) -> bool:
-    return version >= feature.value
+    return version >= feature.since

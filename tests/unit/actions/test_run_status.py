@@ -13,7 +13,9 @@ SUMMARY = {"message_type": "summary", "snapshot_id": "abc123", "files_new": 2, "
 
 
 def _result(code: int, *messages: dict[str, object], stderr: str = "") -> ResticResult:
-    result = ResticResult(argv=("restic",), exit_code=code, messages=list(messages))
+    result = ResticResult(
+        argv=("restic", "backup"), command="backup", exit_code=code, messages=list(messages)
+    )
     if stderr:
         result.stderr_tail.append(stderr)
     return result
@@ -59,3 +61,29 @@ def test_cycle_status() -> None:
 def test_a_site_without_any_run_fails_the_cycle() -> None:
     assert cycle_status(_runs(Status.SUCCESS, Status.SUCCESS), expected=3) == Status.FAILED
     assert cycle_status([], expected=1) == Status.FAILED
+
+
+def test_a_partial_backup_names_what_the_snapshot_lacks() -> None:
+    def outcome(code: int, *stderr: str, unreadable: tuple[str, ...] = ()) -> str:
+        result = _result(code, SUMMARY)
+        result.stderr_tail.extend(stderr)
+        result.error_messages.extend(
+            {"message_type": "error", "item": item, "during": "archival"} for item in unreadable
+        )
+        run = backup_outcome(result, classify(result), initialized=False)
+        assert run.status == Status.PARTIAL and run.snapshot_id == "abc123"
+        return run.error_message or ""
+
+    assert outcome(0, "/srv/gone does not exist, skipping") == (
+        "snapshot written, but source path /srv/gone does not exist (it is not in the snapshot)"
+    )
+    assert outcome(3, "/a does not exist, skipping", "/b does not exist, skipping") == (
+        "snapshot written, but source paths /a, /b do not exist (they are not in the snapshot)"
+    )
+    assert outcome(3, "/a does not exist, skipping", unreadable=("/srv/x", "/srv/x", "/y")) == (
+        "snapshot written, but source path /a does not exist (it is not in the snapshot); "
+        "some files could not be read: /srv/x, /y"
+    )
+    assert outcome(3, "Warning: at least one source file could not be read") == (
+        "snapshot written, but some files could not be read"
+    )

@@ -10,6 +10,7 @@ from firebreak.config.model import Site, Source
 from firebreak.restic import commands
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteAccess, SiteRestic
+from firebreak.restic.version import ResticVersion
 
 LOCATION = {"provider": "p", "region": "r", "datacenter": "d", "country": "FR"}
 
@@ -165,3 +166,42 @@ def test_forget_is_scoped_to_the_source_and_host() -> None:
         "keep",
         "--prune",
     )
+
+
+@pytest.mark.parametrize(
+    ("version", "site_extra", "expected"),
+    [
+        (ResticVersion(0, 14, 0), {}, ()),  # older than --retry-lock: fails at once
+        (ResticVersion(0, 15, 1), {}, ()),
+        (ResticVersion(0, 16, 0), {}, ("--retry-lock", "120s")),
+        (ResticVersion(0, 19, 1), {"lock_wait": "30s"}, ("--retry-lock", "30s")),
+        # restic prints nothing while it waits: never as long as the stall detector's patience
+        (ResticVersion(0, 19, 1), {"stall_timeout": "1m"}, ("--retry-lock", "30s")),
+        (ResticVersion(0, 19, 1), {"lock_wait": None}, ()),
+    ],
+)
+def test_commands_that_lock_wait_for_a_lock_where_restic_can(
+    version: ResticVersion, site_extra: dict[str, object], expected: tuple[str, ...]
+) -> None:
+    at = SiteRestic("restic", _access(_site(**site_extra)), Path("/c"), {}, version)
+    source = Source.model_validate({"paths": ["/srv"], "sites": ["fra"]})
+    locking = [
+        commands.backup(at, source_name="www", source=source, host="web1"),
+        commands.check(at, subset=(1, 12)),
+        commands.prune(at),
+        commands.restore(at, snapshot="latest", target=Path("/t")),
+    ]
+    for invocation in locking:
+        argv = invocation.argv
+        where = argv.index("--retry-lock") if "--retry-lock" in argv else None
+        assert (argv[where : where + 2] if where is not None else ()) == expected, (
+            invocation.command
+        )
+    for reading in (commands.snapshots(at), commands.cat_config(at), commands.unlock(at)):
+        assert "--retry-lock" not in reading.argv, reading.command
+
+
+def test_an_unknown_version_is_taken_as_the_oldest() -> None:
+    at = _at(_access(_site()))
+    assert at.version == ResticVersion(0, 14, 0)
+    assert "--retry-lock" not in commands.prune(at).argv

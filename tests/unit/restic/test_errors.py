@@ -56,7 +56,12 @@ CASES = [
         outcomes.RepositoryLocked,
     ),
     (_result(11, "Fatal: unable to create lock in backend"), outcomes.RepositoryLocked),
-    (_result(3, "Warning: at least one source file could not be read"), outcomes.PartialBackup),
+    (
+        _result(
+            3, "Warning: at least one source file could not be read", argv=("restic", "backup")
+        ),
+        outcomes.PartialBackup,
+    ),
     (_result(1, "Fatal: all target directories/files do not exist"), outcomes.SourceMissing),
     (_result(130, "signal interrupt received, cleaning up"), outcomes.Interrupted),
     (_result(1, '{"message_type":"exit_error","code":12}', exit_error=12), outcomes.WrongPassword),
@@ -161,6 +166,32 @@ def test_stopped_runs(reason: StopReason, kind: type[outcomes.ResticError]) -> N
     assert type(errors.classify(result)) is kind
 
 
+def test_a_stall_spent_retrying_a_dead_site_is_an_unreachable_site() -> None:
+    """restic 0.17 and later retry a refused connection for up to 15 minutes (real lines of
+    0.18 against a stopped REST server); the stall detector stops it."""
+    retry = (
+        "Stat(<config/>) returned error, retrying after {}: Head "
+        '"http://127.0.0.1:9/x/config": dial tcp 127.0.0.1:9: connect: connection refused'
+    )
+    result = _result(
+        -9,
+        retry.format("1.015839798s"),
+        retry.format("13.801217238s"),
+        "signal interrupt received, cleaning up",
+    )
+    result.stop_reason, result.limit_seconds = StopReason.STALLED, 120
+    error = errors.classify(result)
+    assert isinstance(error, outcomes.SiteUnreachable)
+    assert error.message == (
+        'Head "http://127.0.0.1:9/x/config": dial tcp 127.0.0.1:9: connect: connection refused'
+        " (restic kept retrying; stopped after 120s without progress)"
+    )
+    # Retrying something else is still a stall.
+    other = _result(-9, "Load(<data/1a2b>) returned error, retrying after 2s: 500 Internal")
+    other.stop_reason, other.limit_seconds = StopReason.STALLED, 120
+    assert type(errors.classify(other)) is outcomes.Stalled
+
+
 def test_message_prefers_restics_fatal_line() -> None:
     result = _result(1, "open repository", "Fatal: wrong password or no key found")
     assert result.error_message() == "wrong password or no key found"
@@ -212,3 +243,49 @@ def test_a_refused_delete_that_restic_gave_up_on_is_deletion_refused() -> None:
     ):
         error = errors.classify(_result(1, *lines, argv=backup))
         assert not isinstance(error, outcomes.DeletionRefused)
+
+
+def test_a_missing_source_path_is_never_a_clean_success() -> None:
+    """restic 0.14 through 0.18 skip it and exit 0; 0.19 exits 3 (its exit_error says so)."""
+    skipped = "/srv/gone does not exist, skipping"
+    backup = ("restic", "backup")
+    old = _result(0, skipped, argv=backup)
+    new = _result(
+        3,
+        skipped,
+        '{"message_type":"exit_error","code":3,"message":"Warning: at least one source file '
+        'could not be read"}',
+        exit_error=3,
+        argv=backup,
+    )
+    for result in (old, new):
+        assert isinstance(errors.classify(result), outcomes.PartialBackup)
+    # Only a backup reads sources: the same words from another command are not its business.
+    assert errors.classify(_result(0, skipped, argv=("restic", "forget"))) is None
+    assert errors.classify(_result(0, argv=backup)) is None
+
+
+def test_a_delete_refused_without_retrying_is_deletion_refused() -> None:
+    """restic 0.18 and later do not retry a 403 and exit 3 (real lines of 0.19 against
+    rclone serve restic --append-only)."""
+    refused = "Remove(<snapshot/a1295520e8>) failed: unexpected HTTP response (403): 403 Forbidden"
+    assert errors.refuses_deletion(refused)
+    result = _result(
+        3,
+        refused,
+        "unable to remove snapshot/a1295520e8038ec7eefe2cb8b94a8c3f5318882cbf3d4c1103f9a943b8b6"
+        " from the repository",
+        '{"message_type":"exit_error","code":3,"message":"failed to remove one or more '
+        'snapshots\\nmain.init"}',
+        exit_error=3,
+        argv=FORGET,
+    )
+    error = errors.classify(result)
+    assert isinstance(error, outcomes.DeletionRefused)
+    assert error.message == (
+        "the site refused to delete <snapshot/a1295520e8>: "
+        "unexpected HTTP response (403): 403 Forbidden"
+    )
+    # Exit 3 is a partial backup for a backup only.
+    other = _result(3, "failed to remove one or more snapshots", exit_error=3, argv=FORGET)
+    assert type(errors.classify(other)) is outcomes.ResticFailed

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from firebreak.outcomes import SiteUnreachable
+from firebreak.restic.errors import classify
 from firebreak.restic.progress import Progress
 from firebreak.restic.result import MAX_MESSAGES, StopReason
 from firebreak.restic.runner import PIPED_FILE, Invocation, mask, run
@@ -74,6 +76,43 @@ def test_unchanged_progress_lines_count_as_a_stall(tmp_path: Path) -> None:
     result = run(_invocation(program), timeout=60, stall_timeout=1.0)
     assert result.stop_reason is StopReason.STALLED
     assert result.limit_seconds == 1.0
+
+
+def test_restic_retrying_a_request_is_no_progress(tmp_path: Path) -> None:
+    # restic 0.18 and later retry a request for 15 minutes, a line each time.
+    program = _script(
+        tmp_path,
+        "while True:\n"
+        "    sys.stderr.write('Load(<data/1a2b3c>, 0, 0) returned error, retrying after 0.1s: dial tcp "
+        "127.0.0.1:9: connect: connection refused\\n')\n"
+        "    sys.stderr.flush()\n"
+        "    time.sleep(0.05)",
+    )
+    result = run(_invocation(program), timeout=60, stall_timeout=1.0)
+    assert result.stop_reason is StopReason.STALLED
+
+
+def test_restic_retrying_to_open_an_unreachable_repository_is_stopped(tmp_path: Path) -> None:
+    # restic 0.18 and later would retry it for 15 minutes; 0.14 gives up at once.
+    program = _script(
+        tmp_path,
+        "while True:\n"
+        "    sys.stderr.write('Stat(<config/>) returned error, retrying after 0.1s: Head "
+        '\\"http://127.0.0.1:9/r/config\\": dial tcp 127.0.0.1:9: connect: connection '
+        "refused\\n')\n"
+        "    sys.stderr.flush()\n"
+        "    time.sleep(0.1)",
+    )
+    started = time.monotonic()
+    result = run(_invocation(program), timeout=60, stall_timeout=30)
+    assert result.stop_reason is StopReason.UNREACHABLE
+    assert time.monotonic() - started < 10
+    error = classify(result)
+    assert isinstance(error, SiteUnreachable)
+    assert error.message == (
+        'Head "http://127.0.0.1:9/r/config": dial tcp 127.0.0.1:9: connect: connection refused'
+        " (restic kept retrying to open the repository; stopped)"
+    )
 
 
 def test_changing_progress_is_not_a_stall(tmp_path: Path) -> None:
