@@ -69,7 +69,7 @@ generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, do
 	$(BIN)/python -m firebreak.config.generate --write .
 
 test: deps venv restic-versions lint typecheck
-	$(BIN)/pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+	$(BIN)/pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 bench: deps venv  ## firebreak against plain restic, side by side; then scrapes on a 1M-run history (docs/scaling.md)
 	$(BIN)/python -m tests.benchmarks.bench

@@ -148,10 +148,31 @@ class SiteUnreachable(ResticError):
     transient = True
 
 
+class SiteServerError(ResticError):
+    """The site answered, with a server error (HTTP 5xx): its server is failing."""
+
+    summary = "the site's server fails (HTTP 5xx)"
+    transient = True
+
+
 class AccessDenied(ResticError):
     """The site answered, but refused us: credentials, permissions, a certificate."""
 
     summary = "the site refused access"
+
+
+class SiteFull(ResticError):
+    """The site's storage has no room left (a full disk, a quota): what is already stored
+    there stays, the new snapshot is not written."""
+
+    summary = "the site's storage is full"
+
+
+class SiteReadOnly(ResticError):
+    """The site's storage refuses every write (a filesystem remounted read-only after an
+    error, say): restic cannot even take its lock."""
+
+    summary = "the site's storage is read-only"
 
 
 class SourceMissing(ResticError):

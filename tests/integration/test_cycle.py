@@ -128,5 +128,6 @@ def test_a_hung_site_is_stopped_for_stalling_while_the_others_finish_on_time(set
     for name in ("a", "b"):
         healthy = by_site[name]
         assert healthy.status == Status.SUCCESS
-        assert healthy.finished_at is not None and hung.finished_at is not None
-        assert healthy.finished_at < hung.finished_at, "a healthy site waited for the hung one"
+        assert healthy.started_at is not None and hung.finished_at is not None
+        # It ran beside the hung one, not after it (on a loaded machine it may finish later).
+        assert healthy.started_at < hung.finished_at, "a healthy site waited for the hung one"

@@ -7,12 +7,14 @@ default /var/cache/firebreak-tests): about 3 minutes the first time, then a rest
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,17 +37,27 @@ def guest_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A new build script or new dependencies make a new image; older ones are removed.
     key = hashlib.sha256(BUILD.read_bytes() + _dependencies()).hexdigest()[:12]
     cache = CACHE_BASE / f"guest-{key}"
-    CACHE_BASE.mkdir(parents=True, exist_ok=True)
-    for old in CACHE_BASE.glob("guest-*"):
-        if old != cache:
-            shutil.rmtree(old, ignore_errors=True)
-    built = subprocess.run(
-        [str(BUILD), str(cache)], capture_output=True, text=True, timeout=1200, check=False
-    )
-    assert built.returncode == 0, f"building the guest image failed:\n{built.stdout}{built.stderr}"
-    if not Guest.snapshot(cache, BOOT)[1].exists():
-        boot_and_save(cache, tmp_path_factory.mktemp("boot"))
+    with _one_at_a_time("guest"):
+        for old in CACHE_BASE.glob("guest-*"):
+            if old != cache:
+                shutil.rmtree(old, ignore_errors=True)
+        built = subprocess.run(
+            [str(BUILD), str(cache)], capture_output=True, text=True, timeout=1200, check=False
+        )
+        assert built.returncode == 0, f"building the guest failed:\n{built.stdout}{built.stderr}"
+        if not Guest.snapshot(cache, BOOT)[1].exists():
+            boot_and_save(cache, tmp_path_factory.mktemp("boot"))
     return cache
+
+
+@contextmanager
+def _one_at_a_time(what: str) -> Iterator[None]:
+    """Test workers (pytest-xdist) share the cache: one builds while the others wait, then
+    find it built."""
+    CACHE_BASE.mkdir(parents=True, exist_ok=True)
+    with (CACHE_BASE / f".{what}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -53,23 +65,24 @@ def installed(guest_image: Path, tmp_path_factory: pytest.TempPathFactory) -> st
     """The snapshot of a guest where docs/install.md's first section ran on this source tree."""
     tree = _source_tree()
     name = f"installed-{hashlib.sha256(tree).hexdigest()[:12]}"
-    if Guest.snapshot(guest_image, name)[1].exists():
-        return name
-    for old in guest_image.glob("installed-*"):
-        old.unlink()
-    guest = Guest.restore(guest_image, tmp_path_factory.mktemp("install"))
-    try:
-        # In place of `git clone`: this checkout, uncommitted changes included.
-        guest.run(
-            "mkdir -p /usr/local/src/firebreak && tar -x -C /usr/local/src/firebreak",
-            stdin=tree,
-            check=True,
-        )
-        steps = [line for line in install_md_block("## 1.") if not line.startswith("git clone")]
-        guest.run("set -e\n" + "\n".join(steps), timeout=900, check=True)
-        guest.save(name)
-    finally:
-        guest.close()
+    with _one_at_a_time("installed"):
+        if Guest.snapshot(guest_image, name)[1].exists():
+            return name
+        for old in guest_image.glob("installed-*"):
+            old.unlink(missing_ok=True)
+        guest = Guest.restore(guest_image, tmp_path_factory.mktemp("install"))
+        try:
+            # In place of `git clone`: this checkout, uncommitted changes included.
+            guest.run(
+                "mkdir -p /usr/local/src/firebreak && tar -x -C /usr/local/src/firebreak",
+                stdin=tree,
+                check=True,
+            )
+            steps = [line for line in install_md_block("## 1.") if not line.startswith("git clone")]
+            guest.run("set -e\n" + "\n".join(steps), timeout=900, check=True)
+            guest.save(name)
+        finally:
+            guest.close()
     return name
 
 

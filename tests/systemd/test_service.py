@@ -29,9 +29,8 @@ FILE_PASSWORD = "from-a-password-file"
 SITES = {"a": "10.0.2.100", "b": "10.0.2.101", "c": "10.0.2.102"}
 
 # The guest is built and booted (minutes, the first time on a machine) in fixtures with
-# timeouts of their own: the limit counts the test alone. All of it runs in one test worker,
-# which builds the guest once.
-pytestmark = [pytest.mark.timeout(300, func_only=True), pytest.mark.xdist_group("guest")]
+# timeouts of their own, one test worker at a time: the limit counts the test alone.
+pytestmark = pytest.mark.timeout(300, func_only=True)
 
 
 def _config(*, extra_source: str = "") -> str:

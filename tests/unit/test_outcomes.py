@@ -38,7 +38,13 @@ def test_names_already_in_databases_do_not_change() -> None:
 
 def test_only_transient_failures_are_retried() -> None:
     transient = {kind.error_class for kind in _classes() if outcomes.is_transient(kind.error_class)}
-    assert transient == {"RepositoryLocked", "SiteUnreachable", "Timeout", "Stalled"}
+    assert transient == {
+        "RepositoryLocked",
+        "SiteUnreachable",
+        "SiteServerError",
+        "Timeout",
+        "Stalled",
+    }
     assert not outcomes.is_transient(None) and not outcomes.is_transient("Unknown")
 
 

@@ -27,6 +27,8 @@ from firebreak.outcomes import (
     Failure,
     Interrupted,
     Operation,
+    SiteFull,
+    SiteReadOnly,
     SnapshotNotFound,
     Status,
 )
@@ -176,14 +178,15 @@ def _verify(
     )
     restored = run_restic(rt, invocation, access, cancel, kill_grace=READER_KILL_GRACE)
     error = classify(restored)
-    if error is not None and (error.transient or isinstance(error, Interrupted)):
-        # The drill could not run (site gone, stopped): that proves nothing about the data.
-        return RunOutcome.failed(error, restored.exit_code)
     trouble = _local_trouble(restored.stderr_tail, scratch) if error is not None else None
     if trouble is not None:
-        # Our own disk failed us (full, read-only): that says nothing about the site either.
+        # Our own disk failed us (full, read-only): that says nothing about the site.
         where = f"writing the scratch copy in {scratch.parent} failed: {trouble}"
         return RunOutcome.failed(DrillScratchFailed(where), restored.exit_code)
+    if error is not None and (error.transient or isinstance(error, _NO_VERDICT)):
+        # The drill could not run (site gone, stopped, full or read-only so that restic
+        # cannot take its lock): that proves nothing about the data.
+        return RunOutcome.failed(error, restored.exit_code)
     if error is not None:
         return RunOutcome.failed(DrillFailed(error.message), restored.exit_code)
     taken = snapshot.time.timestamp()
@@ -198,6 +201,7 @@ def _verify(
     return None
 
 
+_NO_VERDICT = (Interrupted, SiteFull, SiteReadOnly)
 _LOCAL_TROUBLE = ("no space left on device", "read-only file system", "disk quota exceeded")
 
 

@@ -21,6 +21,9 @@ from firebreak.outcomes import (
     RepositoryNotFound,
     ResticError,
     ResticFailed,
+    SiteFull,
+    SiteReadOnly,
+    SiteServerError,
     SiteUnreachable,
     SourceMissing,
     Stalled,
@@ -48,6 +51,11 @@ _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
         (r"wrong password or no key found", WrongPassword),
         (r"repository is already locked", RepositoryLocked),
         (r"all (target|source) directories/files do not exist", SourceMissing),
+        (
+            r"no space left on device|disk quota exceeded|quotaexceeded|insufficient storage",
+            SiteFull,
+        ),
+        (r"read-only file system", SiteReadOnly),
         # ssh refusing the server's host key (unknown, or changed: someone may stand in the
         # middle) is no network trouble to retry: an operator must look.
         (r"host key verification failed|remote host identification has changed", AccessDenied),
@@ -57,6 +65,11 @@ _BY_TEXT: tuple[tuple[re.Pattern[str], type[ResticError]], ...] = tuple(
             r"|ssh: connect to host|connection closed by|unable to start the sftp session"
             r"|subprocess ssh:|server misbehaving|broken pipe",
             SiteUnreachable,
+        ),
+        (
+            r"unexpected http response \(5\d\d\)|\b5\d\d (internal server error|bad gateway"
+            r"|service unavailable|gateway time-?out)|internalerror|serviceunavailable",
+            SiteServerError,
         ),
         (
             r"\b401\b|\b403\b|unauthori[sz]ed|forbidden|access ?denied|permission denied"
@@ -117,17 +130,15 @@ def classify(result: ResticResult) -> ResticError | None:
     """The error a finished run stands for, or None when restic reported success."""
     if result.stop_reason is StopReason.TIMEOUT:
         return Timeout(f"stopped after the timeout of {result.limit_seconds:.0f}s")
-    if result.stop_reason is StopReason.UNREACHABLE:
-        return SiteUnreachable(
-            f"{_retried(result)} (restic kept retrying to open the repository; stopped)"
-        )
+    vain = _retried_in_vain(result)
+    if result.stop_reason is StopReason.OPEN_IN_VAIN and vain is not None:
+        return vain[1](f"{vain[0]} (restic kept retrying to open the repository; stopped)")
     if result.stop_reason is StopReason.STALLED:
-        retried = _retried(result)
-        if retried is not None and _classify_text(retried) is SiteUnreachable:
-            # restic 0.18 and later retry a dead site for up to 15 minutes (0.14 gave up at
-            # once): that is an unreachable site, stopped after the stall timeout.
-            return SiteUnreachable(
-                f"{retried} (restic kept retrying; stopped after "
+        if vain is not None:
+            # restic 0.18 and later retry a dead or failing site for up to 15 minutes (0.14
+            # gives up at once): that is the site's trouble, stopped after the stall timeout.
+            return vain[1](
+                f"{vain[0]} (restic kept retrying; stopped after "
                 f"{result.limit_seconds:.0f}s without progress)"
             )
         return Stalled(f"stopped after {result.limit_seconds:.0f}s without progress")
@@ -164,13 +175,16 @@ def classify(result: ResticResult) -> ResticError | None:
 _OPENING = re.compile(r"^(?:Stat|Load)\(<config/?>[^)]*\) returned error, retrying after")
 
 
-def opening_unreachable(line: str) -> bool:
+def opening_in_vain(line: str) -> bool:
     """Whether this stderr line is restic retrying to open the repository at a site that
-    cannot be reached (refused, no route, no such host)."""
+    cannot be reached (refused, no route, no such host) or answers with server errors."""
     if _OPENING.search(line) is None:
         return False
     reason = RETRYING.search(line)
-    return reason is not None and _classify_text(reason.group(1)) is SiteUnreachable
+    return reason is not None and _classify_text(reason.group(1)) in (
+        SiteUnreachable,
+        SiteServerError,
+    )
 
 
 def _by_code(code: int, command: str) -> type[ResticError] | None:
@@ -181,12 +195,15 @@ def _by_code(code: int, command: str) -> type[ResticError] | None:
     return _BY_EXIT_CODE.get(code)
 
 
-def _retried(result: ResticResult) -> str | None:
-    """Why restic retried last, if it was retrying when it stopped."""
+def _retried_in_vain(result: ResticResult) -> tuple[str, type[ResticError]] | None:
+    """Why restic retried last, and the failure that stands for, when it was retrying at a
+    site that cannot be reached or answers with server errors."""
     for line in reversed(result.stderr_lines()):
         found = RETRYING.search(line)
         if found is not None:
-            return found.group(1).strip()
+            why = found.group(1).strip()
+            kind = _classify_text(why)
+            return (why, kind) if kind in (SiteUnreachable, SiteServerError) else None
     return None
 
 

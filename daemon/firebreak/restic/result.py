@@ -22,9 +22,10 @@ class StopReason(enum.Enum):
     CANCELLED = "cancelled"
     # restic kept retrying something the site refuses for good (see runner.run's give_up).
     GAVE_UP = "gave up"
-    # restic kept retrying to open a repository at a site that cannot be reached (0.18 and
-    # later would go on for 15 minutes; 0.14 gave up at once).
-    UNREACHABLE = "unreachable"
+    # restic kept retrying to open the repository at a site that cannot be reached or
+    # answers with server errors (0.18 and later would go on for 15 minutes; 0.14 gives up at
+    # once).
+    OPEN_IN_VAIN = "retrying to open the repository"
 
 
 @dataclass

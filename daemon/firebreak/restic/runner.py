@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from firebreak.outcomes import Failure, ResticUnavailable
-from firebreak.restic.errors import opening_unreachable
+from firebreak.restic.errors import opening_in_vain
 from firebreak.restic.progress import IoCounters, Progress, sample_io
 from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
 
@@ -40,6 +40,10 @@ PIPED_FILE = "\0piped\0"
 # restic 0.18 and later retry opening a repository at a site that refuses connections for 15
 # minutes (0.14 gives up at once): after this many tries, firebreak stops it (about 4 s in).
 OPEN_RETRIES = 3
+# The lines of a Go stack trace, which restic 0.14 prints after some errors (40 lines and
+# more): "github.com/restic/restic/internal/restic.NewLock", then
+# "\tgithub.com/restic/restic/internal/restic/lock.go:66". A message has spaces; these do not.
+_GO_FRAME = re.compile(r"^\t\S+\.go:\d+|^[A-Za-z_][\w.-]*(/[\w.-]+)*\.[\w.()*]+$")
 # What hand_over writes at most: a pipe holds 64 KiB before a write blocks.
 PIPE_LIMIT = 60_000
 
@@ -305,10 +309,10 @@ class _Watch:
         give_up = self.listeners.give_up
         if stream == "err" and give_up is not None and give_up(line):
             self.result.stop_reason = StopReason.GAVE_UP
-        if stream == "err" and opening_unreachable(line):
+        if stream == "err" and opening_in_vain(line):
             self.open_retries += 1
             if self.open_retries >= OPEN_RETRIES and self.result.stop_reason is StopReason.NONE:
-                self.result.stop_reason = StopReason.UNREACHABLE
+                self.result.stop_reason = StopReason.OPEN_IN_VAIN
         return True
 
     def _drain(self) -> None:
@@ -333,7 +337,7 @@ class _Watch:
                 self.progress.saw_growth(self.stdout_path.stat().st_size)
 
     def _limit_reached(self) -> tuple[StopReason, float]:
-        if self.result.stop_reason in (StopReason.GAVE_UP, StopReason.UNREACHABLE):
+        if self.result.stop_reason in (StopReason.GAVE_UP, StopReason.OPEN_IN_VAIN):
             return self.result.stop_reason, 0.0
         return limit_reached(self.limits, self.progress, self.started, time.monotonic())
 
@@ -349,6 +353,8 @@ class _Watch:
         self.progress.saw(message if message is not None else line)
         kind = message.get("message_type") if isinstance(message, dict) else None
         if stream == "err":
+            if _GO_FRAME.match(line):
+                return  # a stack trace would push the error it follows out of the tail
             result.stderr_tail.append(mask(line, self.secrets))
             if kind in ("error", "exit_error") and len(result.error_messages) < MAX_MESSAGES:
                 result.error_messages.append(_masked(message, self.secrets))

@@ -65,7 +65,6 @@ CASES = [
     (_result(1, "Fatal: all target directories/files do not exist"), outcomes.SourceMissing),
     (_result(130, "signal interrupt received, cleaning up"), outcomes.Interrupted),
     (_result(1, '{"message_type":"exit_error","code":12}', exit_error=12), outcomes.WrongPassword),
-    (_result(1, "Fatal: unable to save snapshot: no space left on device"), outcomes.ResticFailed),
     (_result(77, "something new"), outcomes.ResticFailed),
     (
         _result(1, "subprocess ssh: ssh: connect to host 127.0.0.1 port 1: Connection refused"),
@@ -108,7 +107,27 @@ CASES = [
     # A read-only repository also fails to create a lock: that is not "locked by another".
     (
         _result(1, "unable to create lock in backend: open /r/locks/x: read-only file system"),
-        outcomes.ResticFailed,
+        outcomes.SiteReadOnly,
+    ),
+    # A full site, as 0.14 and 0.19 say it.
+    (
+        _result(
+            1,
+            "Fatal: unable to save snapshot: write /r/data/27/2728-tmp-474934435: no space "
+            "left on device",
+        ),
+        outcomes.SiteFull,
+    ),
+    (
+        _result(
+            1,
+            "Save(<data/5f05c2067b>) failed: write /r/data/5f/5f05-tmp-530482789: no space "
+            "left on device",
+            '{"message_type":"exit_error","code":1,"message":"Fatal: unable to save snapshot: '
+            'write /r/data/5f/5f05-tmp-530482789: no space left on device"}',
+            exit_error=1,
+        ),
+        outcomes.SiteFull,
     ),
     (
         _result(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from firebreak.outcomes import SiteUnreachable
+from firebreak.outcomes import SiteReadOnly, SiteUnreachable
 from firebreak.restic.errors import classify
 from firebreak.restic.progress import Progress
 from firebreak.restic.result import MAX_MESSAGES, StopReason
@@ -105,7 +105,7 @@ def test_restic_retrying_to_open_an_unreachable_repository_is_stopped(tmp_path: 
     )
     started = time.monotonic()
     result = run(_invocation(program), timeout=60, stall_timeout=30)
-    assert result.stop_reason is StopReason.UNREACHABLE
+    assert result.stop_reason is StopReason.OPEN_IN_VAIN
     assert time.monotonic() - started < 10
     error = classify(result)
     assert isinstance(error, SiteUnreachable)
@@ -113,6 +113,27 @@ def test_restic_retrying_to_open_an_unreachable_repository_is_stopped(tmp_path: 
         'Head "http://127.0.0.1:9/r/config": dial tcp 127.0.0.1:9: connect: connection refused'
         " (restic kept retrying to open the repository; stopped)"
     )
+
+
+def test_a_go_stack_trace_does_not_push_the_error_out_of_the_tail(tmp_path: Path) -> None:
+    # restic 0.14 on a read-only site: the error, 44 lines of stack trace, a last word.
+    frames = "".join(
+        f"github.com/restic/restic/internal/pkg{n}.(*Thing).Call{n}\\n"
+        f"\\tgithub.com/restic/restic/internal/pkg{n}/file.go:{n + 10}\\n"
+        for n in range(22)
+    )
+    program = _script(
+        tmp_path,
+        "sys.stderr.write('open /r/locks/1fb0-tmp-26: read-only file system\\n"
+        + frames
+        + "unable to create lock in backend\\n')\nsys.exit(1)",
+    )
+    result = run(_invocation(program), timeout=30)
+    assert list(result.stderr_tail) == [
+        "open /r/locks/1fb0-tmp-26: read-only file system",
+        "unable to create lock in backend",
+    ]
+    assert isinstance(classify(result), SiteReadOnly)
 
 
 def test_changing_progress_is_not_a_stall(tmp_path: Path) -> None:
