@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.history.database import make_engine, require_current
+from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.cache import forget_cached
 from firebreak.restic.commands import SiteAccess, SiteRestic
 from firebreak.restic.program import detect_version
@@ -101,11 +102,18 @@ def prepare_restic(config: Config) -> ResticVersion:
     """restic's version (ResticUnavailable if missing or too old), and the state and cache
     directories it needs."""
     version = detect_version(config.restic.binary)
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Each site has a cache of its own now (config.site_cache_dir); one shared by every site
-    # (as earlier releases had) is of no use any more.
-    forget_cached(config.cache_dir)
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        config.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Each site has a cache of its own now (config.site_cache_dir); one shared by every
+        # site (as earlier releases had) is of no use any more.
+        forget_cached(config.cache_dir)
+    except OSError as exc:  # a read-only or full filesystem, a path that is a file
+        where = exc.filename or config.state_dir
+        raise ResticUnavailable(
+            f"cannot prepare restic's cache in {where}: {exc.strerror or exc} "
+            "(state_dir and restic.cache_dir must be writable)"
+        ) from None
     return version
 
 

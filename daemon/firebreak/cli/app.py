@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from firebreak import __version__
-from firebreak.cli.common import DEFAULT_CONFIG, Options, setup_logging
+from firebreak.cli.common import DEFAULT_CONFIG, Exit, Options, fail, setup_logging
 
 # name → module and function: a command's module (and what it alone needs: APScheduler,
 # prometheus_client, rich's progress bars) is imported only when that command runs.
@@ -32,6 +32,18 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            # The history went away, or another process holds it locked, in the middle of a
+            # command: say so, not a traceback. (Opening it is checked before: Exit.NOT_READY.)
+            from firebreak.history.database import database_problem
+
+            fail(f"the history database failed: {database_problem(exc)}", Exit.NOT_READY)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

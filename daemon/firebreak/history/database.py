@@ -42,6 +42,18 @@ class DatabaseError(Exception):
     """The run history cannot be used; the message says what to do."""
 
 
+def database_problem(exc: Exception) -> str:
+    """One line for a person from a database driver's error, with what to look at."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if "database is locked" in text:
+        return (
+            f"{text}: another process has held the SQLite history locked for 30 s (a second "
+            "firebreak writing to it, a sqlite3 shell in a transaction?)"
+        )
+    return text
+
+
 class DatabaseBehind(DatabaseError):
     pass
 
