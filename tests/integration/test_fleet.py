@@ -145,10 +145,14 @@ def test_a_fleet_shows_a_killed_host_silent_and_its_sites_going_stale(
         assert value(found, "firebreak_host_stopped", host="web2") == 1
         assert value(found, "firebreak_host_stopped", host="web3") == 0
 
-        # Nobody backs up web3's etc any more: its sites go stale, web1's stay fresh.
+        # Nobody backs up web3's etc any more: its sites go stale, web1's stay fresh. (The
+        # source is unsafe once one site is stale; the other follows a moment later.)
         def stale() -> bool:
             now = samples(get(f"{base}/metrics")[1])
-            return value(now, "firebreak_source_safe", host="web3", source="etc") == 0
+            return value(now, "firebreak_source_safe", host="web3", source="etc") == 0 and all(
+                value(now, "firebreak_site_fresh", host="web3", source="etc", site=site) == 0
+                for site in ("a", "b")
+            )
 
         daemons["web1"].wait_for("web3's etc to go stale", stale, timeout=40)
         found = samples(get(f"{base}/metrics")[1])
