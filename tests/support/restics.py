@@ -6,6 +6,7 @@ A test marked ``restic_matrix`` runs once per release; every other test uses the
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ def system_version() -> ResticVersion | None:
     return parse_version(done.stdout)
 
 
+@functools.cache
 def matrix() -> dict[str, str]:
     """test id → restic binary: the system's first, then each cached release it is not."""
     system = system_version()

@@ -178,13 +178,7 @@ _OPENING = re.compile(r"^(?:Stat|Load)\(<config/?>[^)]*\) returned error, retryi
 def opening_in_vain(line: str) -> bool:
     """Whether this stderr line is restic retrying to open the repository at a site that
     cannot be reached (refused, no route, no such host) or answers with server errors."""
-    if _OPENING.search(line) is None:
-        return False
-    reason = RETRYING.search(line)
-    return reason is not None and _classify_text(reason.group(1)) in (
-        SiteUnreachable,
-        SiteServerError,
-    )
+    return _OPENING.search(line) is not None and _in_vain(line) is not None
 
 
 def _by_code(code: int, command: str) -> type[ResticError] | None:
@@ -199,12 +193,20 @@ def _retried_in_vain(result: ResticResult) -> tuple[str, type[ResticError]] | No
     """Why restic retried last, and the failure that stands for, when it was retrying at a
     site that cannot be reached or answers with server errors."""
     for line in reversed(result.stderr_lines()):
-        found = RETRYING.search(line)
-        if found is not None:
-            why = found.group(1).strip()
-            kind = _classify_text(why)
-            return (why, kind) if kind in (SiteUnreachable, SiteServerError) else None
+        if RETRYING.search(line) is not None:
+            return _in_vain(line)
     return None
+
+
+def _in_vain(line: str) -> tuple[str, type[ResticError]] | None:
+    """(why, failure) when this line is restic retrying at a site that cannot be reached or
+    answers with server errors: no retry of restic's will help soon."""
+    found = RETRYING.search(line)
+    if found is None:
+        return None
+    why = found.group(1).strip()
+    kind = _classify_text(why)
+    return (why, kind) if kind in (SiteUnreachable, SiteServerError) else None
 
 
 def _classify_text(text: str) -> type[ResticError] | None:
