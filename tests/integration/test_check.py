@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -164,15 +166,21 @@ def test_a_full_read_on_demand_finds_what_the_rotating_subset_did_not_read(setup
     setup.local_site("a", check_read_data_subsets=256)
     setup.source("www", ["a"])
     rt = setup.runtime()
-    assert run_cycle(rt, "www").status == Status.SUCCESS
     # restic reads, for subset n/N, the data packs whose first id byte modulo N is n-1: with
     # N = 256 the next check reads only packs named 00…. Every other data pack (the big ones:
-    # tree packs are a few KiB, and every check reads those) is damaged.
-    damaged = [
-        pack
-        for pack in (setup.dir / "repo-a" / "data").rglob("*")
-        if pack.is_file() and not pack.name.startswith("00") and pack.stat().st_size > 100_000
-    ]
+    # tree packs are a few KiB, and every check reads those) is damaged. One in 256 big packs
+    # is named 00…: back up new data until one is not.
+    damaged: list[Path] = []
+    for attempt in range(4):
+        (setup.source_dir / f"more-{attempt}.bin").write_bytes(os.urandom(300_000))
+        assert run_cycle(rt, "www").status == Status.SUCCESS
+        damaged = [
+            pack
+            for pack in (setup.dir / "repo-a" / "data").rglob("*")
+            if pack.is_file() and not pack.name.startswith("00") and pack.stat().st_size > 100_000
+        ]
+        if damaged:
+            break
     assert damaged
     for pack in damaged:
         with pack.open("r+b") as handle:
