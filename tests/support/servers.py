@@ -95,8 +95,9 @@ def wait_for_port(
     name: str = "server",
     process: subprocess.Popen[bytes] | None = None,
     log_path: Path | None = None,
+    host: str = LOOPBACK,
 ) -> None:
-    """Wait until something accepts TCP connections on 127.0.0.1:``port``.
+    """Wait until something accepts TCP connections on ``host`` (127.0.0.1):``port``.
 
     Raises ``ServerError`` naming ``name`` if the port does not open within ``timeout``
     seconds, or at once if ``process`` exits first.
@@ -106,16 +107,16 @@ def wait_for_port(
         if process is not None and process.poll() is not None:
             raise ServerError(
                 f"{name} exited with code {process.returncode} before it opened "
-                f"{LOOPBACK}:{port}{_log_tail(log_path)}"
+                f"{host}:{port}{_log_tail(log_path)}"
             )
         try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             pass
         if time.monotonic() >= deadline:
             raise ServerError(
-                f"{name} did not open {LOOPBACK}:{port} within {timeout:.1f} s{_log_tail(log_path)}"
+                f"{name} did not open {host}:{port} within {timeout:.1f} s{_log_tail(log_path)}"
             )
         time.sleep(0.05)
 
@@ -179,7 +180,8 @@ class _ProcessServer:
 
     kind = "server"
 
-    def __init__(self, port: int | None, log_path: Path | None) -> None:
+    def __init__(self, port: int | None, log_path: Path | None, host: str = LOOPBACK) -> None:
+        self.host = host
         self.port: int = port if port is not None else free_port()
         self._own_dirs: list[Path] = []
         if log_path is None:
@@ -231,6 +233,7 @@ class _ProcessServer:
                 name=f"{self.kind} ({argv[0]})",
                 process=self._process,
                 log_path=self.log_path,
+                host=self.host,
             )
         except BaseException:
             self.stop()
@@ -283,8 +286,9 @@ class RestServer(_ProcessServer):
         port: int | None = None,
         *,
         log_path: Path | None = None,
+        host: str = LOOPBACK,
     ) -> None:
-        super().__init__(port, log_path)
+        super().__init__(port, log_path, host)
         self.root: Path = Path(root)
         self.append_only = append_only
 
@@ -292,7 +296,7 @@ class RestServer(_ProcessServer):
         rclone = shutil.which("rclone")
         if rclone is None:
             raise ServerUnavailable("rclone is not installed")
-        argv = [rclone, "serve", "restic", "--addr", f"{LOOPBACK}:{self.port}"]
+        argv = [rclone, "serve", "restic", "--addr", f"{self.host}:{self.port}"]
         if self.append_only:
             argv.append("--append-only")
         argv.append(str(self.root))
@@ -309,7 +313,7 @@ class RestServer(_ProcessServer):
 
     def url(self, name: str) -> str:
         """Repository URL for restic, e.g. ``rest:http://127.0.0.1:PORT/NAME``."""
-        return f"rest:http://{LOOPBACK}:{self.port}/{name.strip('/')}"
+        return f"rest:http://{self.host}:{self.port}/{name.strip('/')}"
 
 
 # --------------------------------------------------------------------------- SFTP

@@ -83,10 +83,12 @@ def check_verdict(result: ResticResult, error: Failure) -> Failure:
     """What a failed check stands for: CheckFailed, saying what restic found, when it found
     the data damaged; otherwise restic could not finish the check (the site, a lock, a
     timeout), which is no verdict on the data and does not make the site damaged."""
-    counted = check_summary(result)  # restic 0.18 and later count what they found
     said = result.stderr_lines()
-    if not any(VERDICT in line for line in said) and not (counted and counted.num_errors):
+    # Only restic's verdict: 0.18 and later also count one "error" when they could not even
+    # lock the repository (exit 11), which says nothing about the data.
+    if not any(VERDICT in line for line in said):
         return error
+    counted = check_summary(result)  # restic 0.18 and later count what they found
     message = _check_problem([*said, *result.stdout_lines]) or error.message
     if counted is not None and counted.num_errors:
         packs = ", ".join(pack[:8] for pack in counted.broken_packs or ())

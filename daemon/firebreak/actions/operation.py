@@ -21,7 +21,7 @@ from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome, finish_run, start_run
+from firebreak.history.records import RunOutcome, finish_run, left_a_lock, start_run
 from firebreak.history.series import site_is_lost
 from firebreak.outcomes import (
     Failure,
@@ -121,7 +121,7 @@ def at_site(
         with _site_turn(rt, source, site_name, operation, cancel, exclusive):
             watched = operation is not Operation.RESET
             witness = Witness(rt, site_name, tidy=exclusive) if watched else None
-            if exclusive and site_name in rt.needs_unlock:
+            if exclusive and _lock_may_be_left(rt, site_name):
                 unlock(rt, source, site_name, cycle_id, cancel)
             run_id = _start(rt, operation, source, site_name, cycle_id)
             log = RunLog(logger, {"source": source, "site": site_name, "run_id": run_id})
@@ -221,6 +221,12 @@ def _start(
         cycle_id=cycle_id,
         pid=os.getpid(),
     )
+
+
+def _lock_may_be_left(rt: Runtime, site_name: str) -> bool:
+    """A run of this process, or one the history holds (the daemon's, seen by a CLI check;
+    one from before a restart), was stopped at the site or met a lock there."""
+    return site_name in rt.needs_unlock or left_a_lock(rt.engine, rt.host, site_name)
 
 
 def unlock(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from firebreak.clock import utcnow
 from firebreak.history import series
 from firebreak.history.models import Cycle, Run, SiteRepository
-from firebreak.outcomes import Failure, Interrupted, Operation, Status
+from firebreak.outcomes import Failure, Interrupted, Operation, Status, leaves_stale_lock
 
 
 @dataclass(frozen=True)
@@ -301,6 +301,29 @@ def last_written_snapshot(engine: Engine, host: str, site: str) -> str | None:
     )
     with Session(engine) as session:
         return session.scalar(query)
+
+
+# How far back left_a_lock looks: this host's latest runs at the site, newest first.
+LOCK_LOOKBACK = 200
+
+
+def left_a_lock(engine: Engine, host: str, site: str) -> bool:
+    """Whether this host's last word at the site was a run that was stopped or met a lock,
+    with no ``restic unlock`` since: restic's lock may still be there. Any process asks (a
+    CLI check after the daemon's stalled backup); a successful unlock is the answer."""
+    query = (
+        select(Run.operation, Run.status, Run.error_class)
+        .where(Run.host == host, Run.site == site)
+        .order_by(Run.id.desc())
+        .limit(LOCK_LOOKBACK)
+    )
+    with Session(engine) as session:
+        for operation, status, error_class in session.execute(query):
+            if operation == Operation.UNLOCK and status == Status.SUCCESS:
+                return False
+            if leaves_stale_lock(error_class):
+                return True
+    return False
 
 
 def prune_runs(engine: Engine, *, host: str, before: datetime, batch: int = 1000) -> int:

@@ -141,6 +141,13 @@ def classify(result: ResticResult) -> ResticError | None:
                 f"{vain[0]} (restic kept retrying; stopped after "
                 f"{result.limit_seconds:.0f}s without progress)"
             )
+        if result.silent_when_stopped:
+            # Nothing at all, not even the first answer opening the repository: a site that
+            # drops every packet (restic 0.14 waits 30 s for it, later ones again and again).
+            return SiteUnreachable(
+                f"the site did not answer: nothing from restic in {result.limit_seconds:.0f}s"
+                " (stopped)"
+            )
         return Stalled(f"stopped after {result.limit_seconds:.0f}s without progress")
     if result.stop_reason is StopReason.CANCELLED:
         return Interrupted("stopped on request", exit_code=result.exit_code)

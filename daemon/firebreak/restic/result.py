@@ -47,6 +47,9 @@ class ResticResult:
     error_messages: list[dict[str, Any]] = field(default_factory=list)
     exit_error_code: int | None = None
     last_status: dict[str, Any] | None = None
+    # firebreak stopped restic before it printed anything (its answer to being stopped, such
+    # as "signal interrupt received, cleaning up", comes after).
+    silent_when_stopped: bool = False
 
     def messages_of(self, message_type: str) -> list[dict[str, Any]]:
         return [
@@ -54,6 +57,10 @@ class ResticResult:
             for m in self.messages
             if isinstance(m, dict) and m.get("message_type") == message_type
         ]
+
+    def said_nothing(self) -> bool:
+        """Whether restic printed nothing yet, on either stream."""
+        return not (self.messages or self.stdout_lines or self.stderr_tail or self.last_status)
 
     def stderr_text(self) -> str:
         return "\n".join(self.stderr_tail)

@@ -288,6 +288,7 @@ class _Watch:
             reason, limit = self._limit_reached()
             if reason is not StopReason.NONE:
                 self.result.stop_reason, self.result.limit_seconds = reason, limit
+                self.result.silent_when_stopped = self.result.said_nothing()
                 # Stopping on request is routine; a limit reached is worth a warning.
                 level = logging.INFO if reason is StopReason.CANCELLED else logging.WARNING
                 log.log(level, "stopping restic (pid %d): %s", self.process.pid, reason.value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from firebreak.actions.check import check_verdict
-from firebreak.outcomes import CheckFailed, SiteUnreachable
+from firebreak.outcomes import CheckFailed, RepositoryLocked, SiteUnreachable
 from firebreak.restic.errors import classify
 from firebreak.restic.result import ResticResult
 
@@ -75,3 +75,24 @@ def test_a_check_that_could_not_finish_is_no_verdict() -> None:
     # 0.18's summary with nothing found is no verdict either
     counted = _result("Fatal: connection refused", summary={"num_errors": 0})
     assert check_verdict(counted, SiteUnreachable("x")).error_class == "SiteUnreachable"
+
+
+def test_a_check_that_met_a_lock_is_no_verdict_though_restic_counts_an_error() -> None:
+    # What restic 0.18 and 0.19 print for check --json at a repository with a stale lock.
+    result = _result(
+        json.dumps(
+            {
+                "message_type": "exit_error",
+                "code": 11,
+                "message": "unable to create lock in backend: repository is already locked by "
+                "PID 17347 on vm by root (UID 0, GID 0)\nlock was created at 2026-12-03 "
+                "13:45:06 (5.06736367s ago)\nstorage ID 931cd9a1\nthe `unlock` command can be "
+                "used to remove stale locks",
+            }
+        ),
+        summary={"num_errors": 1, "broken_packs": None, "suggest_repair_index": False},
+    )
+    result.exit_code = 11
+    error = classify(result)
+    assert isinstance(error, RepositoryLocked)
+    assert check_verdict(result, error) is error

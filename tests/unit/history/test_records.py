@@ -22,7 +22,14 @@ from firebreak.history.database import (
 )
 from firebreak.history.freshness import Proof, freshness
 from firebreak.history.models import Base
-from firebreak.history.records import RunOutcome, finish_cycle, finish_run, start_cycle, start_run
+from firebreak.history.records import (
+    RunOutcome,
+    finish_cycle,
+    finish_run,
+    left_a_lock,
+    start_cycle,
+    start_run,
+)
 from firebreak.history.series import (
     consecutive_failures,
     durations,
@@ -362,3 +369,28 @@ def test_a_site_is_lost_until_a_run_meets_its_repository_again(engine: Engine) -
     assert set(lost_sites(engine, "h")) == {"b"}
     run("b", "backup", Status.PARTIAL)  # the repository is back
     assert lost_sites(engine, "h") == {}
+
+
+def test_a_lock_left_at_a_site_is_known_to_any_process_until_an_unlock_succeeds(
+    engine: Engine,
+) -> None:
+    def ran(operation: str, status: Status, error: str | None = None, host: str = "h") -> None:
+        run_id = start_run(
+            engine, source=None, site="far", operation=operation, host=host, restic_version="0.14.0"
+        )
+        finish_run(engine, run_id, RunOutcome(status, exit_code=0, error_class=error))
+
+    assert not left_a_lock(engine, "h", "far")
+    ran("backup", Status.FAILED, "Stalled")
+    # Neither a restore that read beside the lock, nor a failed unlock, nor another host's
+    # success says it is gone.
+    ran("restore", Status.SUCCESS)
+    ran("unlock", Status.FAILED, "SiteUnreachable")
+    ran("backup", Status.SUCCESS, host="other")
+    assert left_a_lock(engine, "h", "far")
+    assert not left_a_lock(engine, "other", "far")
+    assert not left_a_lock(engine, "h", "near")
+    ran("unlock", Status.SUCCESS)
+    assert not left_a_lock(engine, "h", "far")
+    ran("check", Status.FAILED, "RepositoryLocked")
+    assert left_a_lock(engine, "h", "far")

@@ -180,9 +180,28 @@ def test_success_is_no_error() -> None:
     ],
 )
 def test_stopped_runs(reason: StopReason, kind: type[outcomes.ResticError]) -> None:
-    result = _result(-9)
+    result = _result(-9, "open repository")
     result.stop_reason, result.limit_seconds = reason, 30
     assert type(errors.classify(result)) is kind
+
+
+def test_a_stall_before_restic_said_anything_is_a_site_that_does_not_answer() -> None:
+    """A site that drops every packet: restic waits silently for its first answer."""
+    # What restic 0.18 says once it is stopped there.
+    result = _result(
+        -9,
+        "\x1b[2Ksignal interrupt received, cleaning up",
+        '{"message_type":"exit_error","code":1,"message":"Fatal: unable to open config file: '
+        'context canceled\\nIs there a repository at the following location?"}',
+    )
+    result.stop_reason, result.limit_seconds = StopReason.STALLED, 20
+    result.silent_when_stopped = True
+    error = errors.classify(result)
+    assert isinstance(error, outcomes.SiteUnreachable)
+    assert error.message == "the site did not answer: nothing from restic in 20s (stopped)"
+    # Once restic said anything, a stall is a stall.
+    result.silent_when_stopped = False
+    assert type(errors.classify(result)) is outcomes.Stalled
 
 
 def test_a_stall_spent_retrying_a_dead_site_is_an_unreachable_site() -> None:

@@ -21,7 +21,13 @@ from firebreak.restic.runner import PIPED_FILE, Invocation, mask, run
 
 def _script(tmp_path: Path, body: str) -> str:
     path = tmp_path / "fake-restic"
-    path.write_text(f"#!{sys.executable}\nimport json, os, signal, subprocess, sys, time\n{body}\n")
+    # Like restic, a fake ends quietly on SIGINT (exit 130): a Python traceback would put the
+    # source line it stopped on, text the classifier reads, into stderr.
+    path.write_text(
+        f"#!{sys.executable}\nimport json, os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *_: os._exit(130))\n"
+        f"{body}\n"
+    )
     path.chmod(0o755)
     return str(path)
 
@@ -90,6 +96,25 @@ def test_restic_retrying_a_request_is_no_progress(tmp_path: Path) -> None:
     )
     result = run(_invocation(program), timeout=60, stall_timeout=1.0)
     assert result.stop_reason is StopReason.STALLED
+    assert not result.silent_when_stopped
+
+
+def test_a_restic_stopped_before_it_said_anything_is_known_to_have_been_silent(
+    tmp_path: Path,
+) -> None:
+    # Waiting for a site that drops every packet; what it says once stopped comes after.
+    program = _script(
+        tmp_path,
+        "def stopped(*_):\n"
+        "    sys.stderr.write('signal interrupt received, cleaning up\\n')\n"
+        "    os._exit(130)\n"
+        "signal.signal(signal.SIGINT, stopped)\n"
+        "time.sleep(300)",
+    )
+    result = run(_invocation(program), timeout=60, stall_timeout=1.0)
+    assert result.stop_reason is StopReason.STALLED
+    assert result.silent_when_stopped
+    assert list(result.stderr_tail) == ["signal interrupt received, cleaning up"]
 
 
 def test_restic_retrying_to_open_an_unreachable_repository_is_stopped(tmp_path: Path) -> None:
