@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -58,19 +59,22 @@ class ConfigError(Exception):
 
 
 def render_problem(file: str, problem: Problem) -> str:
+    """One line: the message's characters that do not print (a newline in a key the user
+    wrote) are escaped, so each problem stays one line and no listing can be forged."""
     where = f"{file}:{problem.line}" if problem.line else file
-    return (
-        f"{where}: {problem.path}: {problem.message}"
-        if problem.loc
-        else f"{where}: {problem.message}"
-    )
+    message = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in problem.message)
+    return f"{where}: {problem.path}: {message}" if problem.loc else f"{where}: {message}"
 
 
 def format_loc(loc: Loc) -> str:
+    """sites.gra.location.country, sources.www.paths[0]; an empty key, or one with a newline
+    or another character that does not print, in quotes: sources["www\\n"]."""
     text = ""
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not part.isprintable() or not part:
+            text += f"[{json.dumps(part)}]"
         else:
             text += f".{part}" if text else str(part)
     return text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from firebreak.restic.result import ResticResult
+from firebreak.restic.result import ResticResult, decoded
+
+log = logging.getLogger(__name__)
 
 
 class _Message(BaseModel):
@@ -72,15 +74,20 @@ def check_summary(result: ResticResult) -> CheckSummary | None:
 
 
 def snapshot_list(result: ResticResult) -> list[Snapshot]:
-    """``restic snapshots --json`` prints one JSON array."""
-    listed: list[Any] = []
-    for message in result.messages:
-        if isinstance(message, list):
-            listed.extend(message)
-    return sorted(
-        (Snapshot.model_validate(item) for item in listed if isinstance(item, dict)),
-        key=lambda snapshot: snapshot.time,
-    )
+    """``restic snapshots --json`` prints one JSON array. An entry that is no snapshot (no
+    id, no time) is left out, and said so in the log."""
+    listed = [item for message in result.messages if isinstance(message, list) for item in message]
+    snapshots = [snapshot for snapshot in map(_snapshot, listed) if snapshot is not None]
+    if len(snapshots) < len(listed):
+        log.warning("restic listed %d entries that are no snapshot", len(listed) - len(snapshots))
+    return sorted(snapshots, key=lambda snapshot: snapshot.time)
+
+
+def _snapshot(item: object) -> Snapshot | None:
+    try:
+        return Snapshot.model_validate(item)
+    except ValidationError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -101,19 +108,30 @@ def forget_decisions(result: ResticResult) -> list[ForgetDecision]:
             if not isinstance(group, dict):
                 continue
             why = {
-                str((reason.get("snapshot") or {}).get("time")): tuple(reason.get("matches") or ())
-                for reason in group.get("reasons") or ()
+                str(_field(reason.get("snapshot"), "time")): _words(reason.get("matches"))
+                for reason in _items(group.get("reasons"))
                 if isinstance(reason, dict)
             }
             for keep, key in ((True, "keep"), (False, "remove")):
-                for item in group.get(key) or ():
-                    try:
-                        snapshot = Snapshot.model_validate(item)
-                    except ValidationError:
+                for item in _items(group.get(key)):
+                    snapshot = _snapshot(item)
+                    if snapshot is None:
                         continue
-                    reasons = why.get(str(item.get("time")), ()) if keep else ()
+                    reasons = why.get(str(_field(item, "time")), ()) if keep else ()
                     decisions.append(ForgetDecision(snapshot, keep, reasons))
     return sorted(decisions, key=lambda decision: decision.snapshot.time, reverse=True)
+
+
+def _items(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _field(value: object, name: str) -> object:
+    return value.get(name) if isinstance(value, dict) else None
+
+
+def _words(value: object) -> tuple[str, ...]:
+    return tuple(str(word) for word in _items(value))
 
 
 # Every restic skips a top-level source path that does not exist and says so on stderr; 0.14
@@ -172,15 +190,13 @@ def listed_file(message: object) -> tuple[str, int] | None:
     snapshot line, directories, links)."""
     if not isinstance(message, dict) or message.get("type") != "file" or "path" not in message:
         return None
-    return str(message["path"]), int(message.get("size") or 0)
+    size = message.get("size")
+    return str(message["path"]), size if isinstance(size, int) and size > 0 else 0
 
 
 def repository_id(result: ResticResult) -> str | None:
     """The id ``restic cat config`` printed (as indented JSON: one value over several lines)."""
-    try:
-        config_json = json.loads("\n".join(result.stdout_lines))
-    except ValueError:
-        config_json = None
+    config_json = decoded("\n".join(result.stdout_lines))
     if isinstance(config_json, dict) and isinstance(config_json.get("id"), str):
         return str(config_json["id"])
     for message in result.messages:

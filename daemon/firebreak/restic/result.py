@@ -81,7 +81,9 @@ class ResticResult:
 
     def error_message(self) -> str:
         """One short line for a person: restic's own fatal message when it gave one."""
-        candidates = [m.get("message", "") for m in self.error_messages if "message" in m]
+        candidates = [
+            m["message"] for m in self.error_messages if isinstance(m.get("message"), str)
+        ]
         for line in self.stderr_tail:
             if line.startswith("Fatal: "):
                 candidates.append(line.removeprefix("Fatal: "))
@@ -93,11 +95,15 @@ class ResticResult:
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-def _json_object(line: str) -> dict[str, Any] | None:
-    if not line.startswith("{"):
-        return None
+def decoded(text: str) -> Any:
+    """The JSON value text holds, or None: not JSON, or nested deeper than Python recurses
+    (restic never prints that; garbage may)."""
     try:
-        value = json.loads(line)
-    except ValueError:
+        return json.loads(text)
+    except (ValueError, RecursionError):
         return None
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    value = decoded(line) if line.startswith("{") else None
     return value if isinstance(value, dict) else None

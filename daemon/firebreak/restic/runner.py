@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import queue
@@ -27,7 +26,7 @@ from typing import IO, Any
 from firebreak.outcomes import Failure, ResticUnavailable
 from firebreak.restic.errors import opening_in_vain
 from firebreak.restic.progress import IoCounters, Progress, sample_io
-from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason
+from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason, decoded
 
 log = logging.getLogger(__name__)
 
@@ -345,25 +344,20 @@ class _Watch:
     def _take(self, stream: str, line: str, *, draining: bool = False) -> None:
         """Keep one line: stderr's tail and its error messages, stdout's JSON values."""
         result = self.result
-        message: Any = None
-        if line.startswith(("{", "[")):
-            try:
-                message = json.loads(line)
-            except ValueError:
-                message = None
+        message: Any = decoded(line) if line.startswith(("{", "[")) else None
         self.progress.saw(message if message is not None else line)
         kind = message.get("message_type") if isinstance(message, dict) else None
         if stream == "err":
             if _GO_FRAME.match(line):
                 return  # a stack trace would push the error it follows out of the tail
-            result.stderr_tail.append(mask(line, self.secrets))
+            result.stderr_tail.append(_kept(mask(line, self.secrets)))
             if kind in ("error", "exit_error") and len(result.error_messages) < MAX_MESSAGES:
                 result.error_messages.append(_masked(message, self.secrets))
             if kind == "exit_error" and isinstance(message.get("code"), int):
                 result.exit_error_code = message["code"]
         elif message is None:
             if len(result.stdout_lines) < MAX_MESSAGES:
-                result.stdout_lines.append(mask(line, self.secrets))
+                result.stdout_lines.append(_kept(mask(line, self.secrets)))
         elif kind == "status":
             result.last_status = message
             if self.listeners.on_status is not None and not draining:
@@ -423,6 +417,11 @@ def _die_with_parent() -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--")
 
 
+# The longest line kept whole: `restic snapshots --json` prints every snapshot on one line
+# (about 500 bytes each). A longer one is cut, so no output can take the daemon's memory.
+LINE_LIMIT = 64 << 20
+
+
 def _pump(
     stream: IO[bytes] | None,
     name: str,
@@ -432,10 +431,23 @@ def _pump(
 ) -> None:
     assert stream is not None
     with stream:
-        for raw in stream:
+        while raw := stream.readline(LINE_LIMIT):
             piped[slot] += len(raw)
+            if len(raw) == LINE_LIMIT and not raw.endswith(b"\n"):
+                # No restic prints such a line: keep its start, drop the rest unread.
+                while (rest := stream.readline(LINE_LIMIT)) and not rest.endswith(b"\n"):
+                    piped[slot] += len(rest)
+                piped[slot] += len(rest)
             lines.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n")))
     lines.put((name, None))
+
+
+# A text line is kept up to this long (masked first, so no secret is cut in two).
+TEXT_LIMIT = 16 << 10
+
+
+def _kept(line: str) -> str:
+    return line if len(line) <= TEXT_LIMIT else line[: TEXT_LIMIT - 1] + "…"
 
 
 def _masked(message: Any, secrets: tuple[str, ...]) -> Any:

@@ -584,3 +584,12 @@ def test_a_heartbeat_is_a_duration_of_a_second_or_more(tmp_path: Path) -> None:
     assert any("daemon.heartbeat" in p and "is zero" in p for p in problems), problems
     config = load_config(_write(tmp_path, _config()))
     assert config.daemon.heartbeat == parse_duration("1m")
+
+
+def test_a_key_with_a_newline_keeps_each_problem_on_one_line(tmp_path: Path) -> None:
+    data = _config()
+    data["sites"]["gra\nfake.yaml:1: all good"] = data["sites"].pop("gra")
+    problems = _problems(tmp_path, data, check_environment=False)
+    assert all("\n" not in problem for problem in problems)
+    assert any('sites["gra\\nfake.yaml:1: all good"]: name' in p for p in problems), problems
+    assert any("sites defined: fra, gra\\nfake.yaml:1: all good" in p for p in problems), problems
