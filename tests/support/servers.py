@@ -287,10 +287,13 @@ class RestServer(_ProcessServer):
         *,
         log_path: Path | None = None,
         host: str = LOOPBACK,
+        htpasswd: Path | None = None,
     ) -> None:
         super().__init__(port, log_path, host)
         self.root: Path = Path(root)
         self.append_only = append_only
+        # Users and bcrypt hashes (name:$2b$...): then every request needs a user's password.
+        self.htpasswd = htpasswd
 
     def _command(self) -> list[str]:
         rclone = shutil.which("rclone")
@@ -299,6 +302,8 @@ class RestServer(_ProcessServer):
         argv = [rclone, "serve", "restic", "--addr", f"{self.host}:{self.port}"]
         if self.append_only:
             argv.append("--append-only")
+        if self.htpasswd is not None:
+            argv += ["--htpasswd", str(self.htpasswd)]
         argv.append(str(self.root))
         return argv
 

@@ -30,6 +30,8 @@ class Strict(BaseModel):
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 LISTEN_PATTERN = r"^\[?[0-9A-Za-z.:-]*\]?:\d{1,5}$"
 COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
+# A bcrypt hash as htpasswd -B writes it: variant, cost, then 53 characters of salt and hash.
+BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 # restic backends are written "name:..." (rest:, sftp:, s3:, rclone:, b2:, local: ...).
 BACKEND_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*:")
 DEFAULT_STATE_DIR = Path("/var/lib/firebreak")

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from firebreak.config.base import (
+    BCRYPT_HASH,
     DEFAULT_STATE_DIR,
     LISTEN_PATTERN,
     Duration,
@@ -321,11 +322,7 @@ class Metrics(Strict):
     @field_validator("basic_auth_users")
     @classmethod
     def _bcrypt_hashes(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [
-            name
-            for name, hashed in value.items()
-            if not hashed.startswith(("$2a$", "$2b$", "$2y$"))
-        ]
+        bad = [name for name, hashed in value.items() if not BCRYPT_HASH.fullmatch(hashed)]
         if bad:
             raise ValueError(
                 f"not a bcrypt hash for {', '.join(bad)}: store hashes, never passwords "

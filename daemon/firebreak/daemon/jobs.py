@@ -28,6 +28,7 @@ from firebreak.config import Config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.schedules import period
 from firebreak.history.coordination import shared
+from firebreak.notify.sender import CycleNotifier
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,16 @@ class Jobs:
             self._running.add(source_name)
         try:
             retry = self._retry_plan(rt, source_name)
-            run_cycle(rt, source_name, trigger=trigger, cancel=self._cancel, retry=retry)
+            # Its webhooks and pings go out in their own threads, never holding the cycle.
+            notifier = CycleNotifier(rt.config)
+            run_cycle(
+                rt,
+                source_name,
+                trigger=trigger,
+                cancel=self._cancel,
+                retry=retry,
+                notifier=notifier,
+            )
         except Exception:
             log.exception("cycle of %s failed inside firebreak", source_name)
         finally:

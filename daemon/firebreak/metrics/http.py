@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import bcrypt
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from firebreak.config.base import BCRYPT_HASH
+
 log = logging.getLogger(__name__)
 
 Check = Callable[[], tuple[bool, str]]
@@ -40,6 +42,14 @@ class BasicAuth:
         self.users = users
         self._good: set[str] = set()
         self._lock = threading.Lock()
+        # An unknown name is checked against this (a password nobody has, at the cost the
+        # users' hashes have), so that it takes as long as a wrong password: the time of a
+        # refusal does not tell which names exist. bcrypt compares in constant time.
+        self._nobody = b""
+        if users:
+            costs = [BCRYPT_HASH.fullmatch(hashed) for hashed in users.values()]
+            cost = min((int(found.group(1)) for found in costs if found), default=10)
+            self._nobody = bcrypt.hashpw(b"\0nobody", bcrypt.gensalt(rounds=cost))
 
     def allows(self, header: str | None) -> bool:
         if not self.users:
@@ -55,7 +65,9 @@ class BasicAuth:
         except (ValueError, UnicodeDecodeError):
             return False
         hashed = self.users.get(name)
-        if hashed is None or not bcrypt.checkpw(password.encode(), hashed.encode()):
+        known = hashed is not None
+        against = hashed.encode() if hashed is not None else self._nobody
+        if not bcrypt.checkpw(password.encode(), against) or not known:
             return False
         with self._lock:
             self._good.add(digest)
