@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +83,9 @@ class ResticResult:
     def error_message(self) -> str:
         """One short line for a person: restic's own fatal message when it gave one."""
         candidates = [
-            m["message"] for m in self.error_messages if isinstance(m.get("message"), str)
+            m["message"].strip().removeprefix("Fatal: ")
+            for m in self.error_messages
+            if isinstance(m.get("message"), str) and m["message"].strip()
         ]
         for line in self.stderr_tail:
             if line.startswith("Fatal: "):
@@ -92,7 +95,34 @@ class ResticResult:
                 line for line in self.stderr_tail if line.strip() and not line.startswith("{")
             ]
         text = candidates[0] if candidates else f"restic exited with code {self.exit_code}"
+        first = self._first_error() if _COUNTED.match(text) else None
+        if first is not None:
+            text = f"{text}; the first: {first}"
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+    def _first_error(self) -> str | None:
+        """restic's first error about one item ("There were 3 errors" says only how many),
+        why first: what it was doing has the long path, and a message is cut at its end."""
+        said = None
+        for message in self.error_messages:
+            inner = message.get("error")
+            if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+                said = inner["message"]
+                break
+        else:
+            for line in self.stderr_tail:
+                if line.startswith(_IGNORED):
+                    said = line.removeprefix(_IGNORED).partition(": ")[2]
+                    break
+        if not said:
+            return None
+        doing, _, why = said.rpartition(": ")
+        return f"{why} ({doing})" if doing else why
+
+
+# restic restore's last words after errors about single files (each on a line before).
+_COUNTED = re.compile(r"There were \d+ errors$")
+_IGNORED = "ignoring error for "
 
 
 def decoded(text: str) -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from firebreak import outcomes
 from firebreak.restic import errors
-from firebreak.restic.result import ResticResult, StopReason
+from firebreak.restic.result import ResticResult, StopReason, decoded
 
 
 def _result(
@@ -327,3 +327,25 @@ def test_a_delete_refused_without_retrying_is_deletion_refused() -> None:
     # Exit 3 is a partial backup for a backup only.
     other = _result(3, "failed to remove one or more snapshots", exit_error=3, argv=FORGET)
     assert type(errors.classify(other)) is outcomes.ResticFailed
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        (  # restic 0.14
+            "ignoring error for /src/d/f: mkdir /target/src/d/f: file name too long",
+            "Fatal: There were 4 errors",
+        ),
+        (  # restic 0.18
+            '{"message_type":"error","error":{"message":"failed to check for directory: lstat '
+            '/target/src/d/f: file name too long"},"during":"restore","item":"/src/d/f"}',
+            '{"message_type":"exit_error","code":1,"message":"Fatal: There were 4 errors\\n"}',
+        ),
+    ],
+)
+def test_a_restore_that_counts_its_errors_says_the_first(stderr: tuple[str, ...]) -> None:
+    result = _result(1, *stderr)
+    result.error_messages = [m for m in map(decoded, stderr) if isinstance(m, dict)]
+    message = result.error_message()
+    assert message.startswith("There were 4 errors; the first: file name too long (")
+    assert "/target/src/d/f)" in message
