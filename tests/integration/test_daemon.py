@@ -269,6 +269,26 @@ def test_sighup_reloads_a_valid_config_and_rejects_an_invalid_one(
     assert daemon.stop() == 0
 
 
+def test_a_broken_config_sent_mid_backup_leaves_the_backup_and_the_running_config_alone(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _slow_source(setup)
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("restic to start", lambda: bool(restic_processes(str(setup.dir))))
+
+    good = setup.path.read_text()
+    setup.path.write_text(good + "sources: [this is: not yaml\n")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for("the rejection", lambda: "configuration NOT reloaded" in daemon.log())
+    assert restic_processes(str(setup.dir)), "the reload stopped the running backup"
+    daemon.wait_for("the backup to end", lambda: bool(_backups(setup, Status.SUCCESS)), 90)
+    metrics = f"http://{setup.top['metrics']['listen']}/metrics"
+    assert value(samples(get(metrics)[1]), "firebreak_config_last_reload_successful") == 0
+    assert daemon.stop() == 0
+
+
 def test_a_reload_while_a_cycle_runs_never_runs_more_restic_than_max_parallel_runs(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:

@@ -82,6 +82,21 @@ def test_an_interval_is_due_once_it_has_passed(engine: Engine, tmp_path: Path) -
     assert overdue_sources(config, engine, WEDNESDAY + timedelta(hours=2)) == ["www"]
 
 
+@pytest.mark.parametrize("schedule", ["every 6h", "0 3 * * *"])
+def test_a_clock_that_jumps_back_or_forward_catches_up_once_and_never_in_a_loop(
+    engine: Engine, tmp_path: Path, schedule: str
+) -> None:
+    config = _config(tmp_path, schedule)
+    _ran(engine, WEDNESDAY)
+    # Set back 3 hours (an NTP correction, a wrong RTC): the last run is "in the future".
+    assert overdue_sources(config, engine, WEDNESDAY - timedelta(hours=3)) == []
+    # Forward past the next wanted time (a machine that slept over it): due, once.
+    later = WEDNESDAY + timedelta(days=1, hours=1)
+    assert overdue_sources(config, engine, later) == ["www"]
+    _ran(engine, later)
+    assert overdue_sources(config, engine, later + timedelta(minutes=1)) == []
+
+
 def test_another_host_s_cycles_of_a_source_of_the_same_name_do_not_count(
     engine: Engine, tmp_path: Path
 ) -> None:
