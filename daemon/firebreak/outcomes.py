@@ -273,6 +273,14 @@ class DumpFailed(Failure):
     summary = "the dump failed"
 
 
+class HistoryUnavailable(Failure):
+    """The run history stopped answering while the run needed it (to know the site's
+    repository before restic ran): the run ended there. Recorded once the history is back."""
+
+    summary = "the run history did not answer"
+    transient = True
+
+
 class InternalError(Failure):
     """firebreak itself failed during the run (the log has the traceback)."""
 

@@ -44,6 +44,7 @@ def test_only_transient_failures_are_retried() -> None:
         "SiteServerError",
         "Timeout",
         "Stalled",
+        "HistoryUnavailable",
     }
     assert not outcomes.is_transient(None) and not outcomes.is_transient("Unknown")
 

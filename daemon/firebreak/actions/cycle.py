@@ -6,18 +6,22 @@ hang or timeout is recorded for that site and never stops or delays the others.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.backup import BackupProgress, RetryPlan, back_up_site
 from firebreak.actions.dumps import staged_dump
 from firebreak.actions.hooks import HookContext, run_hooks
 from firebreak.actions.operation import not_run
 from firebreak.actions.runtime import Runtime
+from firebreak.clock import utcnow
 from firebreak.config.hooks import Hooks
 from firebreak.history.models import Run
 from firebreak.history.records import (
@@ -26,6 +30,7 @@ from firebreak.history.records import (
     runs_of_cycle,
     start_cycle,
 )
+from firebreak.history.unwritten import refusal
 from firebreak.notify.sender import CycleNotifier
 from firebreak.outcomes import DumpFailed, Failure, InternalError, Interrupted, Operation, Status
 
@@ -118,7 +123,10 @@ def run_cycle(
         finally:
             _after(hooks, ended, hooks_cancel)
     if notifier is not None and report.status != Status.INTERRUPTED:
-        previous = previous_cycle_status(rt.engine, source_name, cycle_id, host=rt.host)
+        try:
+            previous = previous_cycle_status(rt.engine, source_name, cycle_id, host=rt.host)
+        except DBAPIError:
+            previous = None  # the history is away: no "recovery" can be told
         notifier.finished(source_name, report.status, report.failed_sites, len(names), previous)
     log.info(
         "cycle %d of %s: %s (%d of %d sites succeeded)",
@@ -176,6 +184,8 @@ class _Cycle:
     cancel: threading.Event | None
     retry: RetryPlan | None
     progress: BackupProgress | None
+    # Each site's last run as this process knows it (the history may not answer).
+    ended: list[Run] = field(default_factory=list)
 
     def back_up_and_record(self) -> CycleReport:
         try:
@@ -234,7 +244,9 @@ class _Cycle:
                 crashed = False
                 for future in futures:
                     crash = future.exception()
-                    if crash is not None:
+                    if crash is None:
+                        self.ended.append(future.result())
+                    else:
                         crashed = True
                         log.error(
                             "cycle %d: a site run crashed: %r", cycle_id, crash, exc_info=crash
@@ -253,7 +265,11 @@ class _Cycle:
         """The cycle's report from what its sites recorded, and the cycle recorded as ended."""
         # The last backup try at each site decides (earlier tries were retried).
         last: dict[str, Run] = {}
-        for run in runs_of_cycle(self.rt.engine, self.cycle_id):
+        try:
+            recorded = runs_of_cycle(self.rt.engine, self.cycle_id)
+        except DBAPIError:
+            recorded = self.ended  # the history is away: what this process saw end
+        for run in recorded:
             if run.operation == Operation.BACKUP:
                 last[run.site] = run
         runs = [last[name] for name in self.names if name in last]
@@ -265,5 +281,17 @@ class _Cycle:
             runs=runs,
             sites=self.names,
         )
-        finish_cycle(self.rt.engine, self.cycle_id, status=status, succeeded=report.succeeded)
+        at, succeeded = utcnow(), report.succeeded
+        end = functools.partial(
+            finish_cycle, cycle_id=self.cycle_id, status=status, succeeded=succeeded, at=at
+        )
+        reason = "writes before it still wait"
+        if self.rt.unwritten.flush(self.rt.engine):
+            try:
+                end(self.rt.engine)
+                return report
+            except DBAPIError as exc:
+                reason = refusal(exc)
+        what = f"cycle {self.cycle_id} of {self.source_name} ended {status} at {at:%H:%M:%S}Z"
+        self.rt.unwritten.keep(what, end, reason)
         return report

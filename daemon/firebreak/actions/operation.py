@@ -8,23 +8,30 @@ access, lets the operation do its work, and records how it ended, also when the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.identity import Witness
 from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.runtime import RunLog, Runtime
+from firebreak.clock import utcnow
 from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome, finish_run, left_a_lock, start_run
+from firebreak.history.records import RunOutcome, ended, finish_run, left_a_lock, start_run
 from firebreak.history.series import site_is_lost
+from firebreak.history.unwritten import refusal
 from firebreak.outcomes import (
     Failure,
+    HistoryUnavailable,
     InternalError,
     Interrupted,
     Operation,
@@ -130,12 +137,21 @@ def at_site(
                 if witness is None:
                     return _resolved(rt, site_name, log, work)
                 checked = _rechecked(rt, witness, work, cancel) if exclusive else work
-                return witness.judge(operation, _resolved(rt, site_name, log, checked), run_id)
+                done = _resolved(rt, site_name, log, checked)
+                try:
+                    return witness.judge(operation, done, run_id)
+                except DBAPIError:
+                    # The history went away while restic ran: the repository restic met is
+                    # compared with the recorded one at the next run.
+                    log.warning("the history is unavailable: the repository is judged next time")
+                    return done
 
+            begun = utcnow()
             outcome = _guarded(rt, run_id, attempt)
             if leaves_stale_lock(outcome.error_class):
                 rt.needs_unlock.add(site_name)
-            return finish_run(rt.engine, run_id, outcome)
+            end = _Ended(run_id, source, site_name, operation, begun, cycle_id)
+            return end.recorded(rt, outcome)
     except LockWaitCancelled as exc:
         run_id = _start(rt, operation, source, site_name, cycle_id)
         return finish_run(rt.engine, run_id, RunOutcome.failed(Interrupted(str(exc))))
@@ -199,12 +215,57 @@ def _guarded(rt: Runtime, run_id: int, work: Callable[[], RunOutcome]) -> RunOut
         return work()
     except Failure as exc:  # restic could not be started: say why, not "crashed"
         return RunOutcome.failed(exc)
+    except DBAPIError as exc:  # the history, asked before restic ran, did not answer
+        return RunOutcome.failed(HistoryUnavailable(refusal(exc)))
     except BaseException as exc:
         crashed = RunOutcome.failed(InternalError(f"{type(exc).__name__} in firebreak"))
         if isinstance(exc, KeyboardInterrupt):
             crashed = replace(crashed, status=Status.INTERRUPTED)
         finish_run(rt.engine, run_id, crashed)
         raise
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A run that ended, as far as this process knows it, before the history has it."""
+
+    run_id: int
+    source: str | None
+    site: str
+    operation: Operation
+    started_at: datetime
+    cycle_id: int | None
+
+    def recorded(self, rt: Runtime, outcome: RunOutcome) -> Run:
+        """The run's row once its end is written; when the history does not answer, the end
+        is kept to write later (rt.unwritten) and the run as this process knows it."""
+        at = utcnow()
+        reason = "writes before it still wait"
+        if rt.unwritten.flush(rt.engine):
+            try:
+                return finish_run(rt.engine, self.run_id, outcome, at)
+            except DBAPIError as exc:
+                reason = refusal(exc)
+        what = (
+            f"run {self.run_id} ({self.operation} of {self.source} at {self.site}) ended "
+            f"{outcome.status} at {at:%Y-%m-%d %H:%M:%S}Z"
+            + (f", snapshot {outcome.snapshot_id}" if outcome.snapshot_id else "")
+            + (f": {outcome.error_class}: {outcome.error_message}" if outcome.error_class else "")
+        )
+        write = functools.partial(finish_run, run_id=self.run_id, outcome=outcome, at=at)
+        rt.unwritten.keep(what, write, reason)
+        return self.as_known(outcome, at)
+
+    def as_known(self, outcome: RunOutcome, at: datetime) -> Run:
+        known = Run(
+            id=self.run_id,
+            cycle_id=self.cycle_id,
+            source=self.source,
+            site=self.site,
+            operation=self.operation,
+            started_at=self.started_at,
+        )
+        return ended(known, outcome, at)
 
 
 def _start(
@@ -259,6 +320,7 @@ def side_run(
 ) -> Run:
     """A housekeeping restic operation (init, unlock) at the site, recorded as its own run;
     returns that run, finished."""
+    begun = utcnow()
     run_id = _start(rt, operation, source, access.name, cycle_id)
 
     def once() -> RunOutcome:
@@ -269,7 +331,8 @@ def side_run(
         initialized = operation == Operation.INIT
         return RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=initialized)
 
-    return finish_run(rt.engine, run_id, _guarded(rt, run_id, once))
+    end = _Ended(run_id, source, access.name, operation, begun, cycle_id)
+    return end.recorded(rt, _guarded(rt, run_id, once))
 
 
 def create_repository(

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from firebreak.config.model import Config
 from firebreak.history.database import make_engine, require_current
+from firebreak.history.unwritten import Unwritten
 from firebreak.outcomes import ResticUnavailable
 from firebreak.restic.cache import forget_cached
 from firebreak.restic.commands import SiteAccess, SiteRestic
@@ -66,6 +67,8 @@ class Runtime:
     run_slots: RunSlots = field(init=False)
     # Sites whose last run was stopped or hit a lock: `restic unlock` before the next run.
     needs_unlock: set[str] = field(default_factory=set)
+    # Ends of runs and cycles the history could not take: written when it answers again.
+    unwritten: Unwritten = field(default_factory=Unwritten)
 
     def __post_init__(self) -> None:
         self.run_slots = RunSlots(self.config.max_parallel_runs)
@@ -89,6 +92,7 @@ class Runtime:
             host=config.host_name,  # a changed host: applies from now on, everywhere
         )
         fresh.needs_unlock = self.needs_unlock
+        fresh.unwritten = self.unwritten
         fresh.run_slots = self.run_slots
         self.run_slots.resize(config.max_parallel_runs)
         return fresh

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import DBAPIError
+
 from firebreak.actions.backup import RetryPlan
 from firebreak.actions.check import check_site
 from firebreak.actions.cycle import run_cycle
@@ -28,6 +30,7 @@ from firebreak.config import Config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.schedules import period
 from firebreak.history.coordination import shared
+from firebreak.history.unwritten import refusal
 from firebreak.notify.sender import CycleNotifier
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,12 @@ class Jobs:
                 cancel=self._cancel,
                 retry=retry,
                 notifier=notifier,
+            )
+        except DBAPIError as exc:  # the history, asked before a run could start
+            log.error(
+                "cycle of %s did not run: the history is unavailable (%s)",
+                source_name,
+                refusal(exc),
             )
         except Exception:
             log.exception("cycle of %s failed inside firebreak", source_name)

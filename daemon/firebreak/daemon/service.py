@@ -114,6 +114,7 @@ class Daemon:
                 self.reload()
             if time.monotonic() - last_check >= CATCH_UP_CHECK_SECONDS:
                 last_check = time.monotonic()
+                self.rt.unwritten.flush(self.rt.engine)  # what ended while it was away
                 self._catch_up(initial=False)
         self._shutdown()
         return 0
@@ -147,6 +148,9 @@ class Daemon:
         left = self.jobs.wait_until_idle(self.rt.kill_grace + SHUTDOWN_MARGIN_SECONDS)
         if left:
             log.error("cycles still running at exit: %s", ", ".join(left))
+        if not self.rt.unwritten.flush(self.rt.engine):
+            for what in self.rt.unwritten.abandoned():  # the journal keeps them
+                log.error("never written to the history (it did not answer): %s", what)
         self.metrics.stop()
         self._beat_stopped(self.rt.host)
         log.info("firebreak daemon stopped")

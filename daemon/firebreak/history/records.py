@@ -61,12 +61,20 @@ def start_cycle(engine: Engine, *, source: str, trigger: str, host: str, sites: 
         )
 
 
-def finish_cycle(engine: Engine, cycle_id: int, *, status: Status, succeeded: int) -> None:
+def finish_cycle(
+    engine: Engine,
+    cycle_id: int,
+    *,
+    status: Status,
+    succeeded: int,
+    at: datetime | None = None,
+) -> None:
+    """at: when it ended, if not now (written after the history was away)."""
     with Session(engine) as session, session.begin():
         session.execute(
             update(Cycle)
             .where(Cycle.id == cycle_id)
-            .values(status=status, finished_at=utcnow(), sites_succeeded=succeeded)
+            .values(status=status, finished_at=at or utcnow(), sites_succeeded=succeeded)
         )
 
 
@@ -107,27 +115,32 @@ def _inserted(session: Session, row: Cycle | Run) -> int:
     return row.id
 
 
-def finish_run(engine: Engine, run_id: int, outcome: RunOutcome) -> Run:
-    """Record how a run ended; returns the finished row (detached)."""
+def finish_run(engine: Engine, run_id: int, outcome: RunOutcome, at: datetime | None = None) -> Run:
+    """Record how a run ended (at: when, if not now); returns the finished row (detached)."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        run = session.get_one(Run, run_id)
-        now = utcnow()
-        run.status = outcome.status
-        run.finished_at = now
-        run.duration_seconds = (now - run.started_at).total_seconds()
-        run.exit_code = outcome.exit_code
-        run.error_class = outcome.error_class
-        run.error_message = _fit(outcome.error_message, Run.error_message.type.length)
-        run.snapshot_id = outcome.snapshot_id
-        run.files_new = outcome.files_new
-        run.files_changed = outcome.files_changed
-        run.files_unmodified = outcome.files_unmodified
-        run.bytes_added = outcome.bytes_added
-        run.bytes_processed = outcome.bytes_processed
-        run.repository_initialized = outcome.repository_initialized
+        run = ended(session.get_one(Run, run_id), outcome, at or utcnow())
         session.flush()
         series.finished(session, run)
         return run
+
+
+def ended(run: Run, outcome: RunOutcome, at: datetime) -> Run:
+    """The run with its end set from its outcome (a row, or one the history does not have
+    yet: actions/operation.py keeps those)."""
+    run.status = outcome.status
+    run.finished_at = at
+    run.duration_seconds = (at - run.started_at).total_seconds()
+    run.exit_code = outcome.exit_code
+    run.error_class = outcome.error_class
+    run.error_message = _fit(outcome.error_message, Run.error_message.type.length)
+    run.snapshot_id = outcome.snapshot_id
+    run.files_new = outcome.files_new
+    run.files_changed = outcome.files_changed
+    run.files_unmodified = outcome.files_unmodified
+    run.bytes_added = outcome.bytes_added
+    run.bytes_processed = outcome.bytes_processed
+    run.repository_initialized = outcome.repository_initialized
+    return run
 
 
 def _fit(text: str | None, length: int | None) -> str | None:

@@ -134,11 +134,17 @@ def classify(result: ResticResult) -> ResticError | None:
     if result.stop_reason is StopReason.OPEN_IN_VAIN and vain is not None:
         return vain[1](f"{vain[0]} (restic kept retrying to open the repository; stopped)")
     if result.stop_reason is StopReason.STALLED:
-        if vain is not None:
+        retry = result.retrying_when_stopped or ""
+        retried = _in_vain(retry)
+        if retried is not None:
             # restic 0.18 and later retry a dead or failing site for up to 15 minutes (0.14
             # gives up at once): that is the site's trouble, stopped after the stall timeout.
-            return vain[1](
-                f"{vain[0]} (restic kept retrying; stopped after "
+            # Still opening the repository, restic holds no lock there; later it may, and
+            # Stalled says so (restic unlock before the next run).
+            why, site_trouble = retried
+            named = site_trouble if _OPENING.search(retry) else Stalled
+            return named(
+                f"{why} (restic kept retrying; stopped after "
                 f"{result.limit_seconds:.0f}s without progress)"
             )
         if result.silent_when_stopped:

@@ -51,6 +51,9 @@ class ResticResult:
     # firebreak stopped restic before it printed anything (its answer to being stopped, such
     # as "signal interrupt received, cleaning up", comes after).
     silent_when_stopped: bool = False
+    # The last line of restic retrying something before firebreak stopped it (what it retries
+    # while it cleans up after the stop, such as deleting its lock, comes after).
+    retrying_when_stopped: str | None = None
 
     def messages_of(self, message_type: str) -> list[dict[str, Any]]:
         return [

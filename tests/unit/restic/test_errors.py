@@ -218,6 +218,7 @@ def test_a_stall_spent_retrying_a_dead_site_is_an_unreachable_site() -> None:
         "signal interrupt received, cleaning up",
     )
     result.stop_reason, result.limit_seconds = StopReason.STALLED, 120
+    result.retrying_when_stopped = retry.format("13.801217238s")
     error = errors.classify(result)
     assert isinstance(error, outcomes.SiteUnreachable)
     assert error.message == (
@@ -228,6 +229,26 @@ def test_a_stall_spent_retrying_a_dead_site_is_an_unreachable_site() -> None:
     other = _result(-9, "Load(<data/1a2b>) returned error, retrying after 2s: 500 Internal")
     other.stop_reason, other.limit_seconds = StopReason.STALLED, 120
     assert type(errors.classify(other)) is outcomes.Stalled
+
+
+def test_a_dead_site_retried_mid_transfer_is_a_stall_that_leaves_a_lock() -> None:
+    """restic 0.18 in a backup whose site was blackholed mid-transfer; once stopped, it
+    retries deleting its lock (that comes after the stop, and is not why it was stopped)."""
+    save = (
+        "Save(<data/5e1b2c3d4f>) returned error, retrying after 1.2s: client.Do: Post "
+        '"http://10.213.0.2:8000/r/data/5e1b2c3d4f": dial tcp 10.213.0.2:8000: i/o timeout'
+    )
+    unlock = (
+        "Remove(<lock/064bc06eae>) returned error, retrying after 0.6s: client.Do: Delete "
+        '"http://10.213.0.2:8000/r/locks/064bc06eae": dial tcp 10.213.0.2:8000: i/o timeout'
+    )
+    result = _result(-9, save, "signal interrupt received, cleaning up", unlock)
+    result.stop_reason, result.limit_seconds = StopReason.STALLED, 15
+    result.retrying_when_stopped = save
+    error = errors.classify(result)
+    assert isinstance(error, outcomes.Stalled)
+    assert "data/5e1b2c3d4f" in error.message and "i/o timeout" in error.message
+    assert outcomes.leaves_stale_lock(error.error_class)
 
 
 def test_message_prefers_restics_fatal_line() -> None:
