@@ -25,7 +25,7 @@ APT_NEEDS := restic:restic rclone:rclone sshd:openssh-server initdb:postgresql \
 RESTIC_CACHE ?= $(HOME)/.cache/firebreak-tests/restic
 export FIREBREAK_TEST_RESTICS := $(RESTIC_CACHE)
 
-.PHONY: help deps venv restic-versions lint typecheck generate test test-fast test-systemd bench bench-fleet demo demo-once demo-stop clean
+.PHONY: help deps venv restic-versions lint typecheck generate test test-fast test-systemd soak bench bench-fleet demo demo-once demo-stop clean
 
 help:
 	@echo "make demo    - set everything up, run the daemon on a demo config (three demo sites, a cycle a minute)"
@@ -77,6 +77,9 @@ bench: deps venv  ## firebreak against plain restic, side by side; then scrapes 
 
 bench-fleet: deps venv  ## a fleet exporter over 100 hosts and 10M runs (BENCH_DATABASE_URL=postgresql+psycopg://…, emptied)
 	$(BIN)/python -m tests.benchmarks.fleet
+
+soak: deps venv  ## the daemon for SOAK_SECONDS (600) with random faults, then nothing may be lost (not in make test)
+	$(BIN)/python -m tests.soak.soak
 
 test-systemd: deps venv  ## the service on a real systemd, in a qemu guest (make test runs it too)
 	$(BIN)/pytest tests/systemd $(PYTEST_ARGS)

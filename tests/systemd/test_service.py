@@ -58,6 +58,15 @@ def _config(*, extra_source: str = "") -> str:
     )
 
 
+def _written(config: Path) -> bool:
+    """A repository's config the guest's restic init has finished uploading (rclone makes
+    the file before its bytes arrive: restic reading it then says "zero size")."""
+    try:
+        return config.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _host_snapshots(server: RestServer, site: str, password: str) -> list[dict[str, object]]:
     """The snapshots at a site, as restic on the host sees them."""
     done = subprocess.run(
@@ -158,7 +167,7 @@ def test_installed_as_install_md_says_it_backs_up_reloads_stops_and_keeps_its_se
                 s for s in _host_snapshots(server, site, password) if s["paths"] == ["/srv/data"]
             ]
             for site, password in passwords.items()
-            if (server.root / site / "config").exists()
+            if _written(server.root / site / "config")
         }
         if len(found) == 3 and all(found.values()):
             break
