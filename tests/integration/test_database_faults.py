@@ -15,16 +15,20 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from firebreak.actions.check import check_site
 from firebreak.actions.cycle import run_cycle
+from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
 from firebreak.history.models import Cycle
 from firebreak.history.records import all_runs
+from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs
 from firebreak.outcomes import Operation, Status
 from tests.support.cli import firebreak
 from tests.support.daemon import restic_processes
 from tests.support.mounts import tmpfs
+from tests.support.scrape import samples, value
 from tests.support.servers import PostgresCluster, find_postgres_bindir, free_port
 from tests.support.setup import Setup
 
@@ -117,6 +121,9 @@ def test_a_postgresql_stopped_mid_backup_gets_the_backups_end_when_it_is_back(
         kept = [r.getMessage() for r in caplog.records if "kept to write later" in r.getMessage()]
         assert any(f"snapshot {slow.snapshot_id}" in line for line in kept), kept
         assert len(rt.unwritten) >= 2  # the slow site's end and the cycle's
+        scraped = _scrape(rt)
+        assert value(scraped, "firebreak_database_up") == 0
+        assert value(scraped, "firebreak_history_unwritten") == len(rt.unwritten)
 
         cluster.start()
         back = utcnow()
@@ -136,5 +143,21 @@ def test_a_postgresql_stopped_mid_backup_gets_the_backups_end_when_it_is_back(
         assert cycle.status == Status.SUCCESS and cycle.finished_at < back
         shown = firebreak(setup.path, "status", "--json")
         assert slow.snapshot_id in shown.stdout
+        scraped = _scrape(rt)
+        assert value(scraped, "firebreak_database_up") == 1
+        assert value(scraped, "firebreak_history_unwritten") == 0
     finally:
         cluster.close()
+
+
+def _scrape(rt: Runtime) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """What the daemon's /metrics says (its collector, with its kept writes)."""
+    registry = CollectorRegistry(auto_describe=False)
+    inputs = ScrapeInputs(
+        config=lambda: rt.config,
+        engine=lambda: rt.engine,
+        restic_version=lambda: str(rt.restic_version),
+        unwritten=lambda: len(rt.unwritten),
+    )
+    registry.register(FirebreakCollector(inputs))
+    return samples(generate_latest(registry).decode())

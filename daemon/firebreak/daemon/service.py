@@ -93,6 +93,7 @@ class Daemon:
                     restic_version=lambda: str(self.rt.restic_version),
                     reload_ok=lambda: None if self.reload_status is None else self.reload_status.ok,
                     host=lambda: self.rt.host,
+                    unwritten=lambda: len(self.rt.unwritten),
                 ),
                 healthy=self._healthy,
                 ready=database_ready(lambda: self.rt.engine),

@@ -54,6 +54,8 @@ class ScrapeInputs:
     reload_ok: Callable[[], bool | None] = lambda: None
     # The host whose runs are exported (None: the config's host).
     host: Callable[[], str] | None = None
+    # Ends of runs and cycles waiting for the history (the daemon's; None: an exporter).
+    unwritten: Callable[[], int] | None = None
 
     def host_name(self) -> str:
         return self.host() if self.host is not None else self.config().host_name
@@ -81,6 +83,13 @@ class FirebreakCollector(Collector):
                 "firebreak_config_last_reload_successful",
                 "1 if the last SIGHUP reload was accepted, 0 if it was rejected",
                 value=1 if reload_ok else 0,
+            )
+        if self.inputs.unwritten is not None:
+            yield GaugeMetricFamily(
+                "firebreak_history_unwritten",
+                "Ends of runs and cycles the run history could not take yet (written when it "
+                "answers again)",
+                value=self.inputs.unwritten(),
             )
         database_up = GaugeMetricFamily("firebreak_database_up", "1 if the run history answered")
         try:
