@@ -134,27 +134,7 @@ def classify(result: ResticResult) -> ResticError | None:
     if result.stop_reason is StopReason.OPEN_IN_VAIN and vain is not None:
         return vain[1](f"{vain[0]} (restic kept retrying to open the repository; stopped)")
     if result.stop_reason is StopReason.STALLED:
-        retry = result.retrying_when_stopped or ""
-        retried = _in_vain(retry)
-        if retried is not None:
-            # restic 0.18 and later retry a dead or failing site for up to 15 minutes (0.14
-            # gives up at once): that is the site's trouble, stopped after the stall timeout.
-            # Still opening the repository, restic holds no lock there; later it may, and
-            # Stalled says so (restic unlock before the next run).
-            why, site_trouble = retried
-            named = site_trouble if _OPENING.search(retry) else Stalled
-            return named(
-                f"{why} (restic kept retrying; stopped after "
-                f"{result.limit_seconds:.0f}s without progress)"
-            )
-        if result.silent_when_stopped:
-            # Nothing at all, not even the first answer opening the repository: a site that
-            # drops every packet (restic 0.14 waits 30 s for it, later ones again and again).
-            return SiteUnreachable(
-                f"the site did not answer: nothing from restic in {result.limit_seconds:.0f}s"
-                " (stopped)"
-            )
-        return Stalled(f"stopped after {result.limit_seconds:.0f}s without progress")
+        return _stalled(result)
     if result.stop_reason is StopReason.CANCELLED:
         return Interrupted("stopped on request", exit_code=result.exit_code)
     code = result.exit_code
@@ -181,6 +161,41 @@ def classify(result: ResticResult) -> ResticError | None:
     if kind is None:
         kind = ResticFailed
     return kind(message, exit_code=code)
+
+
+def _stalled(result: ResticResult) -> ResticError:
+    """What a run stopped for showing no progress stands for, from what restic had said.
+
+    restic 0.18 and later retry a dead, failing, full or read-only site for up to 15 minutes
+    (0.14 gives up at once): the run is named for the site's trouble. A full or read-only site
+    stays so; a dead one met while opening the repository holds no lock of restic's; met
+    later, restic may hold one, and Stalled says so (restic unlock before the next run there).
+    """
+    limit = f"stopped after {result.limit_seconds:.0f}s without progress"
+    retry = result.retrying_when_stopped or ""
+    found = RETRYING.search(retry)
+    why = found.group(1).strip() if found is not None else ""
+    trouble = _classify_text(why) if why else None
+    if trouble is not None and trouble in _STAYS:
+        return trouble(f"{why} (restic kept retrying; {limit})")
+    if trouble is not None and trouble in (SiteUnreachable, SiteServerError):
+        named = trouble if _OPENING.search(retry) else Stalled
+        return named(f"{why} (restic kept retrying; {limit})")
+    said = _classify_text("\n".join(result.said_when_stopped))
+    if said is not None and said in _STAYS:
+        # It said so, then hung (seen with 0.18 on a full disk): the disk is the trouble.
+        return said(f"{_first_saying(result.said_when_stopped, said)} (then {limit})")
+    if result.silent_when_stopped:
+        # Nothing at all, not even the first answer opening the repository: a site that
+        # drops every packet (restic 0.14 waits 30 s for it, later ones again and again).
+        return SiteUnreachable(
+            f"the site did not answer: nothing from restic in {result.limit_seconds:.0f}s (stopped)"
+        )
+    return Stalled(limit)
+
+
+# A site's trouble that does not go away while restic retries.
+_STAYS: tuple[type[ResticError], ...] = (SiteFull, SiteReadOnly)
 
 
 # restic opening a repository: "Stat(<config/>) returned error, retrying after 1s: <why>"
@@ -220,6 +235,11 @@ def _in_vain(line: str) -> tuple[str, type[ResticError]] | None:
     why = found.group(1).strip()
     kind = _classify_text(why)
     return (why, kind) if kind in (SiteUnreachable, SiteServerError) else None
+
+
+def _first_saying(lines: tuple[str, ...], kind: type[ResticError]) -> str:
+    """The first line whose words stand for this failure."""
+    return next((line for line in lines if _classify_text(line) is kind), "")
 
 
 def _classify_text(text: str) -> type[ResticError] | None:

@@ -51,9 +51,14 @@ class ResticResult:
     # firebreak stopped restic before it printed anything (its answer to being stopped, such
     # as "signal interrupt received, cleaning up", comes after).
     silent_when_stopped: bool = False
-    # The last line of restic retrying something before firebreak stopped it (what it retries
-    # while it cleans up after the stop, such as deleting its lock, comes after).
-    retrying_when_stopped: str | None = None
+    # What restic had said on stderr when firebreak stopped it (what it says while it cleans
+    # up after the stop, such as retrying to delete its lock, comes after).
+    said_when_stopped: tuple[str, ...] = ()
+
+    @property
+    def retrying_when_stopped(self) -> str | None:
+        """The last line of restic retrying something before it was stopped."""
+        return next((line for line in reversed(self.said_when_stopped) if _RETRY in line), None)
 
     def messages_of(self, message_type: str) -> list[dict[str, Any]]:
         return [
@@ -123,6 +128,8 @@ class ResticResult:
         return f"{why} ({doing})" if doing else why
 
 
+# How restic says it retries: "Save(<data/1a2b>) returned error, retrying after 1s: why".
+_RETRY = ") returned error, retrying after "
 # restic restore's last words after errors about single files (each on a line before).
 _COUNTED = re.compile(r"There were \d+ errors$")
 _IGNORED = "ignoring error for "

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from firebreak.outcomes import Failure, ResticUnavailable
 from firebreak.restic.errors import opening_in_vain
-from firebreak.restic.progress import RETRYING, IoCounters, Progress, sample_io
+from firebreak.restic.progress import IoCounters, Progress, sample_io
 from firebreak.restic.result import MAX_MESSAGES, ResticResult, StopReason, decoded
 
 log = logging.getLogger(__name__)
@@ -288,14 +288,7 @@ class _Watch:
             if reason is not StopReason.NONE:
                 self.result.stop_reason, self.result.limit_seconds = reason, limit
                 self.result.silent_when_stopped = self.result.said_nothing()
-                self.result.retrying_when_stopped = next(
-                    (
-                        line
-                        for line in reversed(self.result.stderr_lines())
-                        if RETRYING.search(line)
-                    ),
-                    None,
-                )
+                self.result.said_when_stopped = tuple(self.result.stderr_lines())
                 # Stopping on request is routine; a limit reached is worth a warning.
                 level = logging.INFO if reason is StopReason.CANCELLED else logging.WARNING
                 log.log(level, "stopping restic (pid %d): %s", self.process.pid, reason.value)

@@ -218,7 +218,7 @@ def test_a_stall_spent_retrying_a_dead_site_is_an_unreachable_site() -> None:
         "signal interrupt received, cleaning up",
     )
     result.stop_reason, result.limit_seconds = StopReason.STALLED, 120
-    result.retrying_when_stopped = retry.format("13.801217238s")
+    result.said_when_stopped = (retry.format("13.801217238s"),)
     error = errors.classify(result)
     assert isinstance(error, outcomes.SiteUnreachable)
     assert error.message == (
@@ -244,7 +244,7 @@ def test_a_dead_site_retried_mid_transfer_is_a_stall_that_leaves_a_lock() -> Non
     )
     result = _result(-9, save, "signal interrupt received, cleaning up", unlock)
     result.stop_reason, result.limit_seconds = StopReason.STALLED, 15
-    result.retrying_when_stopped = save
+    result.said_when_stopped = (save,)
     error = errors.classify(result)
     assert isinstance(error, outcomes.Stalled)
     assert "data/5e1b2c3d4f" in error.message and "i/o timeout" in error.message
@@ -370,3 +370,28 @@ def test_a_restore_that_counts_its_errors_says_the_first(stderr: tuple[str, ...]
     message = result.error_message()
     assert message.startswith("There were 4 errors; the first: file name too long (")
     assert "/target/src/d/f)" in message
+
+
+def test_a_stall_while_restic_retries_a_full_site_is_a_full_site() -> None:
+    """restic 0.18 retrying a pack upload at a site with no space left, stopped by the stall
+    detector before it gives up by itself."""
+    save = (
+        "Save(<data/5e1b2c3d4f>) returned error, retrying after 4.1s: open "
+        "/srv/repo/data/5e/5e1b2c3d4f: no space left on device"
+    )
+    result = _result(-9, save)
+    result.stop_reason, result.limit_seconds = StopReason.STALLED, 120
+    result.said_when_stopped = (save,)
+    error = errors.classify(result)
+    assert isinstance(error, outcomes.SiteFull)
+    assert error.message.startswith("open /srv/repo/data/5e/5e1b2c3d4f: no space left on device")
+    # Said once, then hung (restic 0.18 on a full disk, once in a while).
+    failed = (
+        "Save(<data/09d404de39>) failed: write /r/data/09/09d4-tmp-8340: no space left on device"
+    )
+    result = _result(-9, failed)
+    result.stop_reason, result.limit_seconds = StopReason.STALLED, 120
+    result.said_when_stopped = (failed,)
+    error = errors.classify(result)
+    assert isinstance(error, outcomes.SiteFull)
+    assert error.message == f"{failed} (then stopped after 120s without progress)"
