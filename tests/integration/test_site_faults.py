@@ -5,6 +5,7 @@ restic check, and status tells the truth."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from firebreak.actions.backup import _full_instead
 from firebreak.actions.check import check_site
 from firebreak.actions.cycle import run_cycle
-from firebreak.outcomes import Status
+from firebreak.outcomes import SiteFull, Stalled, Status
+from firebreak.restic.access import resolve_site
 from tests.support.cli import firebreak
 from tests.support.mounts import tmpfs
 from tests.support.restore import restore_snapshot
@@ -148,3 +151,24 @@ def _failing_server() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_stall_at_a_local_site_with_no_room_left_is_a_full_site(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """restic (0.14 and 0.18 seen) now and then hangs at a full disk without a word: the
+    stall detector stops it, and the site's filesystem says why."""
+    with tmpfs(tmp_path / "small", size="1m") as small:
+        setup.site("full", str(small / "repo" / "data"))
+        setup.local_site("roomy")
+        setup.source("www", ["full", "roomy"])
+        config = setup.load()
+        stalled = Stalled("stopped after 120s without progress")
+        roomy = _full_instead(resolve_site("roomy", config.sites["roomy"]), stalled)
+        assert roomy is stalled
+        with contextlib.suppress(OSError), (small / "filler").open("wb") as filler:
+            filler.write(b"\0" * (2 << 20))  # more than fits: no space left
+        full = _full_instead(resolve_site("full", config.sites["full"]), stalled)
+        assert isinstance(full, SiteFull)
+        assert full.message.startswith(f"no space left on device at {small} (")
+        assert full.message.endswith("; stopped after 120s without progress")

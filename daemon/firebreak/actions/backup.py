@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
 import threading
 import time
@@ -23,10 +24,14 @@ from firebreak.outcomes import (
     Operation,
     PartialBackup,
     RepositoryNotFound,
+    ResticError,
     ResticFailed,
+    SiteFull,
+    Stalled,
     Status,
     is_transient,
 )
+from firebreak.placement.targets import parse_repository
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
@@ -148,11 +153,36 @@ def _back_up(
             return failed
         result = run_restic(rt, invocation, access, cancel, on_status=on_status)
         error = classify(result)
+    if isinstance(error, Stalled):
+        error = _full_instead(access, error)
     outcome = backup_outcome(result, error, initialized=initialized)
     if isinstance(error, RepositoryNotFound):
         hint = " (init: never — create it with `restic init`, or set init: auto)"
         outcome = replace(outcome, error_message=f"{outcome.error_message}{hint}")
     return outcome
+
+
+# Less room than this left at a local site whose backup stalled: the site is full.
+_NO_ROOM = 1 << 20
+
+
+def _full_instead(access: SiteAccess, stalled: Stalled) -> ResticError:
+    """A stall at a local site whose filesystem has no room left is that site being full:
+    restic (0.14 and 0.18 seen) now and then hangs there without a word."""
+    target = parse_repository(access.repository)
+    if target.kind != "local" or not target.path:
+        return stalled
+    where = Path(target.path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        room = os.statvfs(where)
+    except OSError:
+        return stalled
+    free = room.f_bavail * room.f_frsize
+    if free >= _NO_ROOM:
+        return stalled
+    return SiteFull(f"no space left on device at {where} ({free} bytes free); {stalled.message}")
 
 
 def _create(
