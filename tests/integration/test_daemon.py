@@ -53,6 +53,16 @@ def _slow_source(setup: Setup) -> None:
     setup.local_site("slow", limit_upload=300)
 
 
+def _backing_up_slowly(setup: Setup, daemons: list[DaemonProcess]) -> DaemonProcess:
+    """A daemon whose catch-up backup of www to the slow site is under way."""
+    _slow_source(setup)
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("restic to start", lambda: bool(restic_processes(str(setup.dir))))
+    return daemon
+
+
 def test_scheduled_cycles_notify_systemd_and_stop_cleanly(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:
@@ -220,11 +230,7 @@ def test_sigkill_mid_backup_leaves_no_restic_and_the_next_cycle_succeeds(
 def test_sigterm_during_a_cycle_interrupts_restic_and_exits_0(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:
-    _slow_source(setup)
-    setup.source("www", ["slow"], schedule="0 3 * * *")
-    daemon = _start(setup, daemons)
-    daemon.ready()
-    daemon.wait_for("restic to start", lambda: bool(restic_processes(str(setup.dir))))
+    daemon = _backing_up_slowly(setup, daemons)
     time.sleep(1)
     started = time.monotonic()
     assert daemon.stop() == 0
@@ -272,11 +278,7 @@ def test_sighup_reloads_a_valid_config_and_rejects_an_invalid_one(
 def test_a_broken_config_sent_mid_backup_leaves_the_backup_and_the_running_config_alone(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:
-    _slow_source(setup)
-    setup.source("www", ["slow"], schedule="0 3 * * *")
-    daemon = _start(setup, daemons)
-    daemon.ready()
-    daemon.wait_for("restic to start", lambda: bool(restic_processes(str(setup.dir))))
+    daemon = _backing_up_slowly(setup, daemons)
 
     good = setup.path.read_text()
     setup.path.write_text(good + "sources: [this is: not yaml\n")
@@ -319,11 +321,7 @@ def test_a_reload_while_a_cycle_runs_never_runs_more_restic_than_max_parallel_ru
 def test_a_manual_backup_waits_for_the_daemons_run_on_the_same_site(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:
-    _slow_source(setup)
-    setup.source("www", ["slow"], schedule="0 3 * * *")
-    daemon = _start(setup, daemons)
-    daemon.ready()
-    daemon.wait_for("the daemon's run", lambda: bool(restic_processes(str(setup.dir))))
+    daemon = _backing_up_slowly(setup, daemons)
     manual = firebreak(setup.path, "-v", "backup", "www", timeout=180)
     assert manual.returncode == 0, manual.stderr
     assert "site slow is busy (pid " in manual.stderr and "waiting for it" in manual.stderr

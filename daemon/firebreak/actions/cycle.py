@@ -30,7 +30,6 @@ from firebreak.history.records import (
     runs_of_cycle,
     start_cycle,
 )
-from firebreak.history.unwritten import refusal
 from firebreak.notify.sender import CycleNotifier
 from firebreak.outcomes import DumpFailed, Failure, InternalError, Interrupted, Operation, Status
 
@@ -285,13 +284,6 @@ class _Cycle:
         end = functools.partial(
             finish_cycle, cycle_id=self.cycle_id, status=status, succeeded=succeeded, at=at
         )
-        reason = "writes before it still wait"
-        if self.rt.unwritten.flush(self.rt.engine):
-            try:
-                end(self.rt.engine)
-                return report
-            except DBAPIError as exc:
-                reason = refusal(exc)
         what = f"cycle {self.cycle_id} of {self.source_name} ended {status} at {at:%H:%M:%S}Z"
-        self.rt.unwritten.keep(what, end, reason)
+        self.rt.unwritten.write(self.rt.engine, end, what)
         return report

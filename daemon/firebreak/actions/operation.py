@@ -240,12 +240,6 @@ class _Ended:
         """The run's row once its end is written; when the history does not answer, the end
         is kept to write later (rt.unwritten) and the run as this process knows it."""
         at = utcnow()
-        reason = "writes before it still wait"
-        if rt.unwritten.flush(rt.engine):
-            try:
-                return finish_run(rt.engine, self.run_id, outcome, at)
-            except DBAPIError as exc:
-                reason = refusal(exc)
         what = (
             f"run {self.run_id} ({self.operation} of {self.source} at {self.site}) ended "
             f"{outcome.status} at {at:%Y-%m-%d %H:%M:%S}Z"
@@ -253,8 +247,8 @@ class _Ended:
             + (f": {outcome.error_class}: {outcome.error_message}" if outcome.error_class else "")
         )
         write = functools.partial(finish_run, run_id=self.run_id, outcome=outcome, at=at)
-        rt.unwritten.keep(what, write, reason)
-        return self.as_known(outcome, at)
+        row = rt.unwritten.write(rt.engine, write, what)
+        return row if row is not None else self.as_known(outcome, at)
 
     def as_known(self, outcome: RunOutcome, at: datetime) -> Run:
         known = Run(

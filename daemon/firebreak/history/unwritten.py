@@ -8,6 +8,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 log = logging.getLogger(__name__)
 
 Write = Callable[[Engine], object]
+T = TypeVar("T")
 
 
 class Unwritten:
@@ -37,6 +39,17 @@ class Unwritten:
         log.error("the history is unavailable (%s); kept to write later: %s", reason, what)
         if waiting == 1:
             log.error("writes wait for the history from now on; none is lost while firebreak runs")
+
+    def write(self, engine: Engine, write: Callable[[Engine], T], what: str) -> T | None:
+        """Write now, after what waits; when the history does not answer, keep it (None)."""
+        reason = "writes before it still wait"
+        if self.flush(engine):
+            try:
+                return write(engine)
+            except DBAPIError as exc:
+                reason = refusal(exc)
+        self.keep(what, write, reason)
+        return None
 
     def flush(self, engine: Engine) -> bool:
         """Write what waits, in order; False when the history still refuses (all stay)."""

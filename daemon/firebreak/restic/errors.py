@@ -130,9 +130,10 @@ def classify(result: ResticResult) -> ResticError | None:
     """The error a finished run stands for, or None when restic reported success."""
     if result.stop_reason is StopReason.TIMEOUT:
         return Timeout(f"stopped after the timeout of {result.limit_seconds:.0f}s")
-    vain = _retried_in_vain(result)
-    if result.stop_reason is StopReason.OPEN_IN_VAIN and vain is not None:
-        return vain[1](f"{vain[0]} (restic kept retrying to open the repository; stopped)")
+    if result.stop_reason is StopReason.OPEN_IN_VAIN:
+        vain = _in_vain(result.retrying_when_stopped or "")
+        if vain is not None:
+            return vain[1](f"{vain[0]} (restic kept retrying to open the repository; stopped)")
     if result.stop_reason is StopReason.STALLED:
         return _stalled(result)
     if result.stop_reason is StopReason.CANCELLED:
@@ -173,9 +174,7 @@ def _stalled(result: ResticResult) -> ResticError:
     """
     limit = f"stopped after {result.limit_seconds:.0f}s without progress"
     retry = result.retrying_when_stopped or ""
-    found = RETRYING.search(retry)
-    why = found.group(1).strip() if found is not None else ""
-    trouble = _classify_text(why) if why else None
+    why, trouble = _why_retried(retry) or ("", None)
     if trouble is not None and trouble in _STAYS:
         return trouble(f"{why} (restic kept retrying; {limit})")
     if trouble is not None and trouble in (SiteUnreachable, SiteServerError):
@@ -217,24 +216,23 @@ def _by_code(code: int, command: str) -> type[ResticError] | None:
     return _BY_EXIT_CODE.get(code)
 
 
-def _retried_in_vain(result: ResticResult) -> tuple[str, type[ResticError]] | None:
-    """Why restic retried last, and the failure that stands for, when it was retrying at a
-    site that cannot be reached or answers with server errors."""
-    for line in reversed(result.stderr_lines()):
-        if RETRYING.search(line) is not None:
-            return _in_vain(line)
-    return None
+def _why_retried(line: str) -> tuple[str, type[ResticError] | None] | None:
+    """(why, the failure its words stand for) when this line is restic retrying."""
+    found = RETRYING.search(line)
+    if found is None:
+        return None
+    why = found.group(1).strip()
+    return why, _classify_text(why)
 
 
 def _in_vain(line: str) -> tuple[str, type[ResticError]] | None:
     """(why, failure) when this line is restic retrying at a site that cannot be reached or
     answers with server errors: no retry of restic's will help soon."""
-    found = RETRYING.search(line)
-    if found is None:
+    retried = _why_retried(line)
+    if retried is None:
         return None
-    why = found.group(1).strip()
-    kind = _classify_text(why)
-    return (why, kind) if kind in (SiteUnreachable, SiteServerError) else None
+    why, kind = retried
+    return (why, kind) if kind is not None and kind in (SiteUnreachable, SiteServerError) else None
 
 
 def _first_saying(lines: tuple[str, ...], kind: type[ResticError]) -> str:

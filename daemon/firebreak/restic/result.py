@@ -9,6 +9,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from firebreak.restic.progress import RETRYING
+
 STDERR_TAIL_LINES = 40
 MAX_MESSAGES = 10_000
 MESSAGE_LIMIT = 500
@@ -58,7 +60,9 @@ class ResticResult:
     @property
     def retrying_when_stopped(self) -> str | None:
         """The last line of restic retrying something before it was stopped."""
-        return next((line for line in reversed(self.said_when_stopped) if _RETRY in line), None)
+        return next(
+            (line for line in reversed(self.said_when_stopped) if RETRYING.search(line)), None
+        )
 
     def messages_of(self, message_type: str) -> list[dict[str, Any]]:
         return [
@@ -128,8 +132,6 @@ class ResticResult:
         return f"{why} ({doing})" if doing else why
 
 
-# How restic says it retries: "Save(<data/1a2b>) returned error, retrying after 1s: why".
-_RETRY = ") returned error, retrying after "
 # restic restore's last words after errors about single files (each on a line before).
 _COUNTED = re.compile(r"There were \d+ errors$")
 _IGNORED = "ignoring error for "
