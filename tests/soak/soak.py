@@ -1,7 +1,9 @@
 """`make soak`: the daemon on a one-second schedule for SOAK_SECONDS (default 600), with faults
 injected at random the whole time: the REST site stopped and started again, its link
-blackholed (a network namespace of our own, as root), restic SIGKILLed mid-backup, SIGHUP,
-source files changed. Then nothing may be lost: every snapshot the history calls a success is
+blackholed (a network namespace of our own, as root), a local site's filesystem filled (a
+small tmpfs, as root), the history's PostgreSQL stopped and started again (where PostgreSQL's
+server is installed), restic SIGKILLed mid-backup, SIGHUP, source files changed. Then nothing
+may be lost: every snapshot the history calls a success is
 in its site's repository, the newest at every site restores whole, restic check passes there,
 and no run is left running. The counts are printed; exit 1 on any loss.
 
@@ -20,14 +22,20 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from firebreak.history.models import Cycle
 from firebreak.history.records import all_runs
 from firebreak.outcomes import Operation, Status
 from tests.support.daemon import DaemonProcess, restic_processes
+from tests.support.mounts import tmpfs
 from tests.support.netns import FarRestServer, Link
 from tests.support.restore import assert_same_tree, restore_snapshot
-from tests.support.servers import RestServer
+from tests.support.servers import PostgresCluster, RestServer, find_postgres_bindir
 from tests.support.setup import Setup
 
 
@@ -50,32 +58,51 @@ def main() -> int:
 
 def _soak(work: Path, seconds: float, chance: random.Random, link: Link | None) -> int:
     setup = Setup(work)
-    rest: RestServer = (
-        FarRestServer(link, work / "rest") if link is not None else RestServer(work / "rest")
-    )
-    rest.start()
-    setup.local_site("a", stall_timeout="10s")
-    setup.local_site("b", stall_timeout="10s")
-    setup.rest_site("r", rest, stall_timeout="10s")
-    setup.source("www", ["a", "b", "r"], schedule="every 1s")
-    setup.top["retry"] = {"attempts": 0}
-    setup.top["daemon"] = {"shutdown_grace": "5s"}
-    daemon = DaemonProcess(setup.write(), work, watchdog_usec=None)
-    faults: Counter[str] = Counter()
-    try:
-        daemon.ready()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            time.sleep(chance.uniform(1, 6))
-            name, fault = chance.choice(_faults(setup, rest, daemon, link))
-            fault(chance)
-            faults[name] += 1
+    with ExitStack() as stack:
+        rest: RestServer = (
+            FarRestServer(link, work / "rest") if link is not None else RestServer(work / "rest")
+        )
         rest.start()
-        if link is not None:
-            link.heal()
-    finally:
-        code = daemon.stop(timeout=120)
-    return _verify(setup, faults, code)
+        stack.callback(rest.stop)
+        history = None
+        if find_postgres_bindir() is not None:
+            history = PostgresCluster(work / "pg")
+            history.start()
+            stack.callback(history.close)
+            setup.top["database"] = {"url": history.create_database()}
+        small = None
+        if link is not None:  # root: a tmpfs can be mounted
+            small = stack.enter_context(tmpfs(work / "small", size="512m"))
+            setup.site("a", str(small / "repo"), stall_timeout="10s")
+        else:
+            setup.local_site("a", stall_timeout="10s")
+        setup.local_site("b", stall_timeout="10s")
+        setup.rest_site("r", rest, stall_timeout="10s")
+        setup.source("www", ["a", "b", "r"], schedule="every 1s")
+        setup.top["retry"] = {"attempts": 0}
+        setup.top["daemon"] = {"shutdown_grace": "5s"}
+        daemon = DaemonProcess(setup.write(), work, watchdog_usec=None)
+        faults: Counter[str] = Counter()
+        choices = _faults(setup, rest, daemon, link)
+        if history is not None:
+            choices.append(("history stopped", _stopped(history)))
+        if small is not None:
+            choices.append(("site a filled", _filled(small)))
+        try:
+            daemon.ready()
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(chance.uniform(1, 6))
+                name, fault = chance.choice(choices)
+                fault(chance)
+                faults[name] += 1
+            rest.start()
+            if link is not None:
+                link.heal()
+        finally:
+            code = daemon.stop(timeout=120)
+        return _verify(setup, faults, code)
+    raise AssertionError("unreachable")
 
 
 def _faults(
@@ -117,12 +144,42 @@ def _faults(
     return faults
 
 
+def _stopped(history: PostgresCluster) -> Callable[[random.Random], None]:
+    def stop(chance: random.Random) -> None:
+        history.stop()
+        time.sleep(chance.uniform(2, 20))
+        history.start()
+
+    return stop
+
+
+def _filled(small: Path) -> Callable[[random.Random], None]:
+    def fill(chance: random.Random) -> None:
+        filler = small / "filler"
+        with filler.open("wb") as out:
+            try:
+                while True:
+                    out.write(b"\0" * (1 << 20))
+            except OSError:  # ENOSPC: full
+                pass
+        time.sleep(chance.uniform(2, 10))
+        filler.unlink()
+
+    return fill
+
+
 def _verify(setup: Setup, faults: Counter[str], exit_code: int) -> int:
     config = setup.load()
-    runs = [run for run in all_runs(setup.runtime().engine)]
+    engine = setup.runtime().engine
+    runs = all_runs(engine)
     backups = [run for run in runs if run.operation == Operation.BACKUP]
     problems = [] if exit_code == 0 else [f"the daemon exited {exit_code}"]
     problems += [f"run {run.id} left running" for run in runs if run.status == Status.RUNNING]
+    with Session(engine) as session:
+        cycles = list(session.scalars(select(Cycle)))
+    problems += [f"cycle {c.id} left running" for c in cycles if c.status == Status.RUNNING]
+    orphans = {run.cycle_id for run in runs} - {c.id for c in cycles} - {None}
+    problems += [f"runs of cycle {cycle}, which the history lacks" for cycle in sorted(orphans)]
     snapshots_checked = 0
     for site in config.sites:
         held = _snapshots(setup, site)
@@ -136,6 +193,7 @@ def _verify(setup: Setup, faults: Counter[str], exit_code: int) -> int:
         problems += [f"{site}: the history's snapshot {s} is not in the repository" for s in lost]
         problems += _restores_and_checks(setup, site, held)
     print("soak: faults injected:", dict(faults) or "none")
+    print("soak: cycles:", dict(Counter(str(c.status) for c in cycles)))
     print("soak: runs:", dict(Counter(f"{r.operation} {r.status}" for r in runs)))
     print(f"soak: {snapshots_checked} successful snapshots looked for in their repositories")
     for problem in problems:
@@ -147,6 +205,8 @@ def _verify(setup: Setup, faults: Counter[str], exit_code: int) -> int:
 def _snapshots(setup: Setup, site: str) -> dict[str, str]:
     """The site's snapshots: short id → full id."""
     listed = _restic(setup, site, "snapshots", "--json")
+    if listed.returncode != 0:
+        raise RuntimeError(f"{site}: restic snapshots failed: {listed.stderr.strip()}")
     return {s["short_id"]: s["id"] for s in json.loads(listed.stdout or "[]")}
 
 

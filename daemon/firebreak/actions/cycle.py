@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.backup import BackupProgress, RetryPlan, back_up_site
@@ -30,6 +31,7 @@ from firebreak.history.records import (
     runs_of_cycle,
     start_cycle,
 )
+from firebreak.history.unwritten import NotWrittenYet
 from firebreak.notify.sender import CycleNotifier
 from firebreak.outcomes import DumpFailed, Failure, InternalError, Interrupted, Operation, Status
 
@@ -98,9 +100,7 @@ def run_cycle(
     which run whatever happened, also when firebreak is stopping."""
     source = rt.config.sources[source_name]
     names = sites if sites is not None else list(source.sites)
-    cycle_id = start_cycle(
-        rt.engine, source=source_name, trigger=trigger, host=rt.host, sites=len(names)
-    )
+    cycle_id = _start(rt, source_name, trigger, len(names))
     log.info("cycle %d of %s to %s started", cycle_id, source_name, ", ".join(names))
     if notifier is not None:
         notifier.started(source_name)
@@ -123,8 +123,9 @@ def run_cycle(
             _after(hooks, ended, hooks_cancel)
     if notifier is not None and report.status != Status.INTERRUPTED:
         try:
-            previous = previous_cycle_status(rt.engine, source_name, cycle_id, host=rt.host)
-        except DBAPIError:
+            before = rt.unwritten.real(cycle_id)
+            previous = previous_cycle_status(rt.engine, source_name, before, host=rt.host)
+        except (DBAPIError, NotWrittenYet):
             previous = None  # the history is away: no "recovery" can be told
         notifier.finished(source_name, report.status, report.failed_sites, len(names), previous)
     log.info(
@@ -136,6 +137,16 @@ def run_cycle(
         len(names),
     )
     return report
+
+
+def _start(rt: Runtime, source_name: str, trigger: str, sites: int) -> int:
+    """Record the cycle as running (while the history is away: its stand-in, and it runs)."""
+    at = utcnow()
+    start = functools.partial(
+        start_cycle, source=source_name, trigger=trigger, host=rt.host, sites=sites, started_at=at
+    )
+    what = f"cycle of {source_name} ({trigger}) started at {at:%Y-%m-%d %H:%M:%S}Z"
+    return rt.unwritten.insert(rt.engine, start, what)
 
 
 def _after(hooks: Hooks, ended: HookContext, cancel: threading.Event | None) -> None:
@@ -255,20 +266,24 @@ class _Cycle:
 
     def record_unrun(self, failure: Failure) -> None:
         """A run for every site of the cycle that has none yet, ended in this failure."""
-        ran = {run.site for run in runs_of_cycle(self.rt.engine, self.cycle_id)}
+        ran = {run.site for run in self.recorded()}
         for name in self.names:
             if name not in ran:
                 not_run(self.rt, self.source_name, name, Operation.BACKUP, self.cycle_id, failure)
+
+    def recorded(self) -> list[Run]:
+        """The cycle's runs in the history; while it is away, the ones this process saw end."""
+        try:
+            self.rt.unwritten.flush(self.rt.engine)
+            return runs_of_cycle(self.rt.engine, self.rt.unwritten.real(self.cycle_id))
+        except (DBAPIError, NotWrittenYet):
+            return self.ended
 
     def finished(self) -> CycleReport:
         """The cycle's report from what its sites recorded, and the cycle recorded as ended."""
         # The last backup try at each site decides (earlier tries were retried).
         last: dict[str, Run] = {}
-        try:
-            recorded = runs_of_cycle(self.rt.engine, self.cycle_id)
-        except DBAPIError:
-            recorded = self.ended  # the history is away: what this process saw end
-        for run in recorded:
+        for run in self.recorded():
             if run.operation == Operation.BACKUP:
                 last[run.site] = run
         runs = [last[name] for name in self.names if name in last]
@@ -281,9 +296,12 @@ class _Cycle:
             sites=self.names,
         )
         at, succeeded = utcnow(), report.succeeded
-        end = functools.partial(
-            finish_cycle, cycle_id=self.cycle_id, status=status, succeeded=succeeded, at=at
-        )
+        unwritten = self.rt.unwritten
+
+        def end(engine: Engine) -> None:
+            cycle_id = unwritten.real(self.cycle_id)
+            finish_cycle(engine, cycle_id, status=status, succeeded=succeeded, at=at)
+
         what = f"cycle {self.cycle_id} of {self.source_name} ended {status} at {at:%H:%M:%S}Z"
         self.rt.unwritten.write(self.rt.engine, end, what)
         return report

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.locks import LockWaitCancelled, if_free, site_lock
 from firebreak.actions.programs import failure_of
@@ -140,8 +141,12 @@ def remove_leftover_stages(rt: Runtime) -> None:
 
 
 def _check_space(engine: Engine, source: str, stage: Path, host: str) -> None:
-    """Refuse to start a dump the stage's filesystem cannot hold (judged by the last one)."""
-    last = last_processed_bytes(engine, source, host=host)
+    """Refuse to start a dump the stage's filesystem cannot hold (judged by the last one;
+    while the history is away, not judged: a dump that does not fit fails by itself)."""
+    try:
+        last = last_processed_bytes(engine, source, host=host)
+    except DBAPIError:
+        return
     if last is None:
         return
     usage = shutil.disk_usage(stage)

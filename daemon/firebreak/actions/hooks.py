@@ -40,7 +40,8 @@ class HookContext:
         env.update(
             FIREBREAK_PHASE=phase,
             FIREBREAK_SOURCE=self.source,
-            FIREBREAK_CYCLE_ID=str(self.cycle_id),
+            # empty for a cycle that started while the history was away (not numbered yet)
+            FIREBREAK_CYCLE_ID=str(self.cycle_id) if self.cycle_id > 0 else "",
             FIREBREAK_SITES=",".join(self.sites),
         )
         if self.outcome is not None:

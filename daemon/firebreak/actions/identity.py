@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import DBAPIError
+
 from firebreak.actions.runtime import Runtime
 from firebreak.history.records import (
     RunOutcome,
@@ -49,8 +51,28 @@ def location(rt: Runtime, site: str) -> str:
 
 
 def expected_repository(rt: Runtime, site: str) -> str | None:
-    row = recorded_repository(rt.engine, location(rt, site))
-    return None if row is None else row.repository_id
+    """The repository recorded at the site's location. While the history is away: the one
+    this process last read there (a daemon reads every site's at start); a site it never
+    read raises the history's error, and the run waits for the history."""
+    where = location(rt, site)
+    try:
+        row = recorded_repository(rt.engine, where)
+    except DBAPIError:
+        if where in rt.recalled:
+            return rt.recalled[where]
+        raise
+    rt.recalled[where] = None if row is None else row.repository_id
+    return rt.recalled[where]
+
+
+def recall_repositories(rt: Runtime) -> None:
+    """Read the repository recorded at every site (a daemon starting), so that backups go
+    on knowing them if the history goes away later; what it cannot read now, a run reads."""
+    try:
+        for site in rt.config.sites:
+            expected_repository(rt, site)
+    except DBAPIError:
+        return
 
 
 def stranger_at(rt: Runtime, site: str) -> str | None:
@@ -133,6 +155,7 @@ class Witness:
             repository_id=identity,
             run_id=run_id,
         )
+        self.rt.recalled[self.repository] = identity
         log.info("site %s: recorded its repository %s", self.site, identity[:8])
 
     def lost(self, exit_code: int | None) -> RunOutcome:

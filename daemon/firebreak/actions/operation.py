@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.identity import Witness
@@ -28,7 +29,7 @@ from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome, ended, finish_run, left_a_lock, start_run
 from firebreak.history.series import site_is_lost
-from firebreak.history.unwritten import refusal
+from firebreak.history.unwritten import NotWrittenYet, refusal
 from firebreak.outcomes import (
     Failure,
     HistoryUnavailable,
@@ -126,23 +127,23 @@ def at_site(
     """
     try:
         with _site_turn(rt, source, site_name, operation, cancel, exclusive):
-            watched = operation is not Operation.RESET
-            witness = Witness(rt, site_name, tidy=exclusive) if watched else None
             if exclusive and _lock_may_be_left(rt, site_name):
                 unlock(rt, source, site_name, cycle_id, cancel)
             run_id = _start(rt, operation, source, site_name, cycle_id)
             log = RunLog(logger, {"source": source, "site": site_name, "run_id": run_id})
 
             def attempt() -> RunOutcome:
-                if witness is None:
+                if operation is Operation.RESET:
                     return _resolved(rt, site_name, log, work)
+                witness = Witness(rt, site_name, tidy=exclusive)
                 checked = _rechecked(rt, witness, work, cancel) if exclusive else work
                 done = _resolved(rt, site_name, log, checked)
                 try:
-                    return witness.judge(operation, done, run_id)
-                except DBAPIError:
-                    # The history went away while restic ran: the repository restic met is
-                    # compared with the recorded one at the next run.
+                    rt.unwritten.flush(rt.engine)  # a run that started while it was away
+                    return witness.judge(operation, done, rt.unwritten.real(run_id))
+                except (DBAPIError, NotWrittenYet):
+                    # The history is away: the repository restic met is compared with the
+                    # recorded one at the next run.
                     log.warning("the history is unavailable: the repository is judged next time")
                     return done
 
@@ -153,8 +154,7 @@ def at_site(
             end = _Ended(run_id, source, site_name, operation, begun, cycle_id)
             return end.recorded(rt, outcome)
     except LockWaitCancelled as exc:
-        run_id = _start(rt, operation, source, site_name, cycle_id)
-        return finish_run(rt.engine, run_id, RunOutcome.failed(Interrupted(str(exc))))
+        return _never_began(rt, source, site_name, operation, cycle_id, Interrupted(str(exc)))
 
 
 @contextmanager
@@ -182,13 +182,17 @@ def _rechecked(rt: Runtime, witness: Witness, work: Work, cancel: threading.Even
 
     def checked(access: SiteAccess, log: RunLog) -> RunOutcome:
         at = rt.restic_at(access)
+        try:
+            lost = site_is_lost(rt.engine, rt.host, witness.site)
+        except DBAPIError:
+            lost = True  # the history is away: in doubt, look
         unconfirmed = witness.unconfirmed_snapshot()
         if unconfirmed is not None:
             asked = run_restic(rt, commands.cat_snapshot(at, unconfirmed), access, cancel)
             verdict = witness.recheck(asked, snapshot=unconfirmed)
             if verdict is not None:
                 return verdict
-        elif witness.expected is not None and site_is_lost(rt.engine, rt.host, witness.site):
+        elif witness.expected is not None and lost:
             asked = run_restic(rt, commands.cat_config(at), access, cancel)
             verdict = witness.recheck(asked)
             if verdict is not None:
@@ -217,11 +221,13 @@ def _guarded(rt: Runtime, run_id: int, work: Callable[[], RunOutcome]) -> RunOut
         return RunOutcome.failed(exc)
     except DBAPIError as exc:  # the history, asked before restic ran, did not answer
         return RunOutcome.failed(HistoryUnavailable(refusal(exc)))
+    except NotWrittenYet as exc:  # a row that started while it was away is asked for
+        return RunOutcome.failed(HistoryUnavailable(str(exc)))
     except BaseException as exc:
         crashed = RunOutcome.failed(InternalError(f"{type(exc).__name__} in firebreak"))
         if isinstance(exc, KeyboardInterrupt):
             crashed = replace(crashed, status=Status.INTERRUPTED)
-        finish_run(rt.engine, run_id, crashed)
+        _finish_later_if_away(rt, run_id, crashed, f"run {run_id} ended {crashed.status}")
         raise
 
 
@@ -246,8 +252,7 @@ class _Ended:
             + (f", snapshot {outcome.snapshot_id}" if outcome.snapshot_id else "")
             + (f": {outcome.error_class}: {outcome.error_message}" if outcome.error_class else "")
         )
-        write = functools.partial(finish_run, run_id=self.run_id, outcome=outcome, at=at)
-        row = rt.unwritten.write(rt.engine, write, what)
+        row = _finish_later_if_away(rt, self.run_id, outcome, what, at)
         return row if row is not None else self.as_known(outcome, at)
 
     def as_known(self, outcome: RunOutcome, at: datetime) -> Run:
@@ -265,23 +270,64 @@ class _Ended:
 def _start(
     rt: Runtime, operation: Operation, source: str | None, site: str, cycle_id: int | None
 ) -> int:
-    """Record a run of this process as ``running``."""
-    return start_run(
-        rt.engine,
+    """Record a run of this process as ``running`` (while the history is away: its stand-in,
+    history/unwritten.py, and the run goes on)."""
+    unwritten = rt.unwritten
+    start = functools.partial(
+        start_run,
         source=source,
         site=site,
         operation=operation,
         host=rt.host,
         restic_version=str(rt.restic_version),
-        cycle_id=cycle_id,
         pid=os.getpid(),
+        started_at=utcnow(),
     )
+
+    def started(engine: Engine) -> int:
+        return start(engine, cycle_id=None if cycle_id is None else unwritten.real(cycle_id))
+
+    what = f"{operation} of {source} at {site} started at {utcnow():%Y-%m-%d %H:%M:%S}Z"
+    return unwritten.insert(rt.engine, started, what)
+
+
+def _finish_later_if_away(
+    rt: Runtime, run_id: int, outcome: RunOutcome, what: str, at: datetime | None = None
+) -> Run | None:
+    """Record how a run ended: its row, or None when the history keeps it for later."""
+    when = at or utcnow()
+
+    def finish(engine: Engine) -> Run:
+        return finish_run(engine, rt.unwritten.real(run_id), outcome, at=when)
+
+    return rt.unwritten.write(rt.engine, finish, what)
+
+
+def _never_began(
+    rt: Runtime,
+    source: str | None,
+    site: str,
+    operation: Operation,
+    cycle_id: int | None,
+    failure: Failure,
+) -> Run:
+    """A run recorded as ended at once in the failure, restic never started."""
+    begun = utcnow()
+    run_id = _start(rt, operation, source, site, cycle_id)
+    end = _Ended(run_id, source, site, operation, begun, cycle_id)
+    return end.recorded(rt, RunOutcome.failed(failure))
 
 
 def _lock_may_be_left(rt: Runtime, site_name: str) -> bool:
     """A run of this process, or one the history holds (the daemon's, seen by a CLI check;
-    one from before a restart), was stopped at the site or met a lock there."""
-    return site_name in rt.needs_unlock or left_a_lock(rt.engine, rt.host, site_name)
+    one from before a restart), was stopped at the site or met a lock there. While the history
+    is away: maybe (``restic unlock`` removes stale locks only)."""
+    if site_name in rt.needs_unlock:
+        return True
+    try:
+        return left_a_lock(rt.engine, rt.host, site_name)
+    except DBAPIError:
+        return True
 
 
 def unlock(
@@ -361,5 +407,4 @@ def not_run(
     """A run that never reached the site, because what had to come first failed (a before
     hook, the dump): recorded like any other, so that freshness, the metrics and the alerts
     see it at every site."""
-    run_id = _start(rt, operation, source, site, cycle_id)
-    return finish_run(rt.engine, run_id, RunOutcome.failed(failure))
+    return _never_began(rt, source, site, operation, cycle_id, failure)

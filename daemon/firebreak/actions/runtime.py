@@ -69,6 +69,9 @@ class Runtime:
     needs_unlock: set[str] = field(default_factory=set)
     # Ends of runs and cycles the history could not take: written when it answers again.
     unwritten: Unwritten = field(default_factory=Unwritten)
+    # The repository id recorded at each site's location, as last read (None: none recorded):
+    # what a run trusts while the history is away (actions/identity.py).
+    recalled: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_slots = RunSlots(self.config.max_parallel_runs)
@@ -93,6 +96,7 @@ class Runtime:
         )
         fresh.needs_unlock = self.needs_unlock
         fresh.unwritten = self.unwritten
+        fresh.recalled = self.recalled
         fresh.run_slots = self.run_slots
         self.run_slots.resize(config.max_parallel_runs)
         return fresh

@@ -69,15 +69,18 @@ def reset_site(
         identity = repository_id(asked)
         if identity is None:
             return RunOutcome.failed(ResticFailed("restic cat config printed no repository id"))
+        rt.unwritten.flush(rt.engine)  # a reset that started while the history was away
+        run_id = None if log.run_id is None else rt.unwritten.real(log.run_id)
         record_repository(
             rt.engine,
             host=rt.host,
             site=site_name,
             repository=location(rt, site_name),
             repository_id=identity,
-            run_id=log.run_id,
+            run_id=run_id,
             reason=reason,
         )
+        rt.recalled[location(rt, site_name)] = identity
         forget_cached(at.cache_dir, keep=identity)  # the old repository's cache is of no use
         found.append(identity)
         log.warning("the site holds repository %s from now on: %s", identity[:8], reason)

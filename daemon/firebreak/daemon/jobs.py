@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -121,25 +122,18 @@ class Jobs:
                 return
             self._running.add(source_name)
         try:
-            retry = self._retry_plan(rt, source_name)
-            # Its webhooks and pings go out in their own threads, never holding the cycle.
-            notifier = CycleNotifier(rt.config)
-            run_cycle(
-                rt,
-                source_name,
-                trigger=trigger,
-                cancel=self._cancel,
-                retry=retry,
-                notifier=notifier,
-            )
-        except DBAPIError as exc:  # the history, asked before a run could start
-            log.error(
-                "cycle of %s did not run: the history is unavailable (%s)",
-                source_name,
-                refusal(exc),
-            )
-        except Exception:
-            log.exception("cycle of %s failed inside firebreak", source_name)
+            with _reported(f"cycle of {source_name}"):
+                retry = self._retry_plan(rt, source_name)
+                # Its webhooks and pings go out in their own threads, never holding the cycle.
+                notifier = CycleNotifier(rt.config)
+                run_cycle(
+                    rt,
+                    source_name,
+                    trigger=trigger,
+                    cancel=self._cancel,
+                    retry=retry,
+                    notifier=notifier,
+                )
         finally:
             with self._idle:
                 self._running.discard(source_name)
@@ -150,43 +144,35 @@ class Jobs:
         rt = self._runtime()
         if not any(site_name in source.sites for source in rt.config.sources.values()):
             return  # no source uses the site (or a reload removed it)
-        try:
+        with _reported(f"check of {site_name}"):
             schedule = rt.config.sites[site_name].check_schedule
             since = None if schedule is None else done_since(rt, schedule)
             check_site(rt, site_name, self._cancel, done_since=since)
-        except Exception:
-            log.exception("check of %s failed inside firebreak", site_name)
 
     def drill(self, site_name: str) -> None:
         rt = self._runtime()
         for name, source in rt.config.sources.items():
             if site_name not in source.sites or self._cancel.is_set():
                 continue
-            try:
+            with _reported(f"restore drill of {name} at {site_name}"):
                 drill_site(rt, name, site_name, self._cancel)
-            except Exception:
-                log.exception("restore drill of %s at %s failed inside firebreak", name, site_name)
 
     def retention(self, source_name: str) -> None:
         rt = self._runtime()
         source = rt.config.sources.get(source_name)
         if source is None or source.retention is None:
             return  # removed by a reload
-        try:
+        with _reported(f"retention of {source_name}"):
             since = done_since(rt, source.retention.schedule)
             apply_retention(rt, source_name, cancel=self._cancel, done_since=since)
-        except Exception:
-            log.exception("retention of %s failed inside firebreak", source_name)
 
     def prune(self) -> None:
         rt = self._runtime()
         keep = rt.config.database.keep_runs
         if keep is None:
             return  # turned off by a reload
-        try:
+        with _reported("pruning the run history"):  # the next hour tries again
             prune_history(rt.engine, rt.host, keep, self._cancel)
-        except Exception:  # the database may be briefly unreachable: the next hour tries again
-            log.exception("pruning the run history failed")
 
     def _retry_plan(self, rt: Runtime, source_name: str) -> RetryPlan:
         """Retries stop before the source's next scheduled cycle would start."""
@@ -214,3 +200,15 @@ def done_since(rt: Runtime, schedule: str) -> datetime | None:
     now = utcnow()
     gap = period(parse_schedule(schedule), now, ZoneInfo(rt.config.timezone))
     return now - gap / 2
+
+
+@contextmanager
+def _reported(job: str) -> Iterator[None]:
+    """A scheduled job whose failure is logged, never raised into the scheduler: the history
+    away in one line (the job runs again when it is due), anything else with its traceback."""
+    try:
+        yield
+    except DBAPIError as exc:
+        log.error("%s stopped: the history is unavailable (%s)", job, refusal(exc))
+    except Exception:
+        log.exception("%s failed inside firebreak", job)

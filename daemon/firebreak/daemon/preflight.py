@@ -11,6 +11,7 @@ from pathlib import Path
 from firebreak.actions.runtime import Runtime, open_runtime
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.history.database import DatabaseError
+from firebreak.history.unwritten import Unwritten
 from firebreak.humanize import plural
 from firebreak.outcomes import ResticUnavailable
 from firebreak.placement.check import check_placement
@@ -41,7 +42,9 @@ def preflight(config_path: Path) -> tuple[Config, Runtime]:
         raise StartupError(exc.render(), 2) from None
     verify_placement(config)
     try:
-        return config, open_runtime(config)
+        rt = open_runtime(config)
+        rt.unwritten = Unwritten(keep_starts=True)  # cycles run through a history outage
+        return config, rt
     except (ResticUnavailable, DatabaseError) as exc:
         raise StartupError(str(exc), 5) from None
 

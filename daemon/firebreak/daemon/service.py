@@ -22,9 +22,11 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
+from sqlalchemy.exc import DBAPIError
 
 from firebreak import __version__
 from firebreak.actions.dumps import remove_leftover_stages
+from firebreak.actions.identity import recall_repositories
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
@@ -37,6 +39,7 @@ from firebreak.daemon.triggers import trigger
 from firebreak.fleet import HostProfile
 from firebreak.history import hosts
 from firebreak.history.records import interrupt_leftovers
+from firebreak.history.unwritten import refusal
 from firebreak.humanize import humanize_age, plural
 from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
@@ -83,6 +86,7 @@ class Daemon:
             )
             self.rt.needs_unlock.add(run.site)
         remove_leftover_stages(self.rt)
+        recall_repositories(self.rt)  # backups go on knowing them if the history goes away
         self._beat()
         try:
             self.metrics = serve(
@@ -215,7 +219,10 @@ class Daemon:
         config = self.rt.config
         try:
             due = overdue_sources(config, self.rt.engine, utcnow(), self.rt.host)
-        except Exception:  # the database may be briefly unreachable; try again next minute
+        except DBAPIError as exc:  # the history is away: the next minute asks again
+            log.warning("catch-up check skipped: the history is unavailable (%s)", refusal(exc))
+            return
+        except Exception:
             log.exception("catch-up check failed")
             return
         stagger = config.daemon.catch_up_stagger.total_seconds()
@@ -326,6 +333,7 @@ class Daemon:
         self.rt = self.rt.reconfigured(config)
         if self.rt.host != before:
             self._beat_stopped(before)  # that name's daemon is this one, now called otherwise
+        recall_repositories(self.rt)
         self._beat()
         self._schedule_sources(config)
         self._catch_up(initial=False)  # a source the new config adds starts now

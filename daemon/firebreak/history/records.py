@@ -45,7 +45,16 @@ class RunOutcome:
         )
 
 
-def start_cycle(engine: Engine, *, source: str, trigger: str, host: str, sites: int) -> int:
+def start_cycle(
+    engine: Engine,
+    *,
+    source: str,
+    trigger: str,
+    host: str,
+    sites: int,
+    started_at: datetime | None = None,
+) -> int:
+    """started_at: when it began, if not now (written after the history was away)."""
     with Session(engine) as session, session.begin():
         return _inserted(
             session,
@@ -54,7 +63,7 @@ def start_cycle(engine: Engine, *, source: str, trigger: str, host: str, sites: 
                 trigger=trigger,
                 host=host,
                 status=Status.RUNNING,
-                started_at=utcnow(),
+                started_at=started_at or utcnow(),
                 sites_total=sites,
                 sites_succeeded=0,
             ),
@@ -88,8 +97,10 @@ def start_run(
     restic_version: str | None,
     cycle_id: int | None = None,
     pid: int | None = None,
+    started_at: datetime | None = None,
 ) -> int:
-    """Record a run as ``running`` before restic starts."""
+    """Record a run as ``running`` before restic starts (started_at: when it did, if not now:
+    written after the history was away)."""
     with Session(engine) as session, session.begin():
         run = Run(
             cycle_id=cycle_id,
@@ -97,7 +108,7 @@ def start_run(
             site=site,
             operation=operation,
             status=Status.RUNNING,
-            started_at=utcnow(),
+            started_at=started_at or utcnow(),
             host=host,
             restic_version=restic_version,
             pid=pid,

@@ -1,6 +1,12 @@
-"""What the history could not take when it happened (the database stopped answering in the
-middle of a cycle): kept in memory, in order, and written as soon as it answers again. A
-backup that ran while the history was away is then recorded as it ended, not lost."""
+"""What the history could not take when it happened (the database stopped answering): kept in
+memory, in order, and written as soon as it answers again. A backup that ran while the history
+was away is then recorded as it started and ended, not lost.
+
+A row inserted while the history is away (a cycle or a run that starts then) gets a stand-in
+id, a negative number, until it is written; writes kept after it that name it (the run's end,
+a run of the cycle) are given its real id when they are written, in order. Only the daemon
+keeps starts (``keep_starts``): a command run by hand refuses to start while the history is
+away, as it would lose what it kept when it exits."""
 
 from __future__ import annotations
 
@@ -19,12 +25,19 @@ Write = Callable[[Engine], object]
 T = TypeVar("T")
 
 
+class NotWrittenYet(LookupError):
+    """A row was asked for by its stand-in id while its insert still waits for the history."""
+
+
 class Unwritten:
     """Writes waiting for the history, oldest first."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_starts: bool = False) -> None:
+        self.keep_starts = keep_starts
         self._lock = threading.Lock()
         self._waiting: deque[tuple[str, Write]] = deque()
+        self._stand_ins = 0
+        self._ids: dict[int, int] = {}  # stand-in -> the id the history gave
 
     def __len__(self) -> int:
         with self._lock:
@@ -50,6 +63,38 @@ class Unwritten:
                 reason = refusal(exc)
         self.keep(what, write, reason)
         return None
+
+    def insert(self, engine: Engine, insert: Callable[[Engine], int], what: str) -> int:
+        """Insert a row now, after what waits, and return its id; when the history does not
+        answer, keep the insert and return a stand-in id for it (see ``real``); without
+        keep_starts, raise the history's error instead."""
+        if not self.keep_starts:
+            self.flush(engine)
+            return insert(engine)
+        with self._lock:
+            self._stand_ins -= 1
+            stand_in = self._stand_ins
+
+        def inserted(engine: Engine) -> int:
+            written = insert(engine)
+            self._ids[stand_in] = written
+            return written
+
+        written = self.write(engine, inserted, f"{what} (numbered {stand_in} until then)")
+        if written is None:
+            return stand_in
+        del self._ids[stand_in]  # written at once: nothing will ever name the stand-in
+        return written
+
+    def real(self, row_id: int) -> int:
+        """The history's id for a row (the row's own id, or the one its stand-in got when
+        written). NotWrittenYet: a stand-in whose insert still waits."""
+        if row_id >= 0:
+            return row_id
+        try:
+            return self._ids[row_id]
+        except KeyError:
+            raise NotWrittenYet(f"row {row_id} is not in the history yet") from None
 
     def flush(self, engine: Engine) -> bool:
         """Write what waits, in order; False when the history still refuses (all stay)."""

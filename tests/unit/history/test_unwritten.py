@@ -1,0 +1,107 @@
+"""Writes kept while the history is away: a cycle and its runs that start then get stand-in
+ids, and are written, in order and under their real ids, when it answers again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from firebreak.history.records import (
+    RunOutcome,
+    all_runs,
+    finish_cycle,
+    finish_run,
+    start_cycle,
+    start_run,
+)
+from firebreak.history.unwritten import NotWrittenYet, Unwritten
+from firebreak.outcomes import Operation, Status
+
+T = TypeVar("T")
+
+
+class History:
+    """The database, answering or not."""
+
+    def __init__(self) -> None:
+        self.away = False
+
+    def __call__(self, write: Callable[[Engine], T]) -> Callable[[Engine], T]:
+        def guarded(engine: Engine) -> T:
+            if self.away:
+                raise OperationalError("INSERT", {}, Exception("connection refused"))
+            return write(engine)
+
+        return guarded
+
+
+def test_a_cycle_started_while_the_history_is_away_is_written_under_real_ids(
+    engine: Engine,
+) -> None:
+    history, kept = History(), Unwritten(keep_starts=True)
+    earlier = kept.insert(engine, history(_cycle), "an earlier cycle")
+    assert earlier > 0 and len(kept) == 0  # written at once
+
+    history.away = True
+    cycle = kept.insert(engine, history(_cycle), "cycle of www started")
+    run = kept.insert(
+        engine, history(lambda e: _run(e, cycle_id=kept.real(cycle))), "backup started"
+    )
+    assert cycle < 0 and run < 0 and run != cycle
+    done = RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id="abcd1234")
+    assert (
+        kept.write(engine, history(lambda e: finish_run(e, kept.real(run), done)), "ended") is None
+    )
+    end = history(lambda e: finish_cycle(e, kept.real(cycle), status=Status.SUCCESS, succeeded=1))
+    assert kept.write(engine, end, "cycle ended") is None
+    assert len(kept) == 4 and all_runs(engine) == []
+    with pytest.raises(NotWrittenYet):
+        kept.real(run)
+    assert not kept.flush(engine)  # still away: everything stays, in order
+
+    history.away = False
+    assert kept.flush(engine) and len(kept) == 0
+    [written] = all_runs(engine)
+    assert written.id == kept.real(run) and written.cycle_id == kept.real(cycle) > earlier
+    assert (written.status, written.snapshot_id) == (Status.SUCCESS, "abcd1234")
+    assert kept.real(earlier) == earlier  # a real id is its own
+
+
+def test_a_write_behind_a_waiting_one_waits_too(engine: Engine) -> None:
+    history, kept = History(), Unwritten(keep_starts=True)
+    history.away = True
+    run = kept.insert(engine, history(_run), "backup started")
+    history.away = False
+    # The history answers, but the run's start waits: its end is written after it, not before.
+    done = RunOutcome(Status.SUCCESS, exit_code=0)
+    row = kept.write(engine, history(lambda e: finish_run(e, kept.real(run), done)), "ended")
+    assert row is not None and row.id == kept.real(run) and row.status == Status.SUCCESS
+
+
+def _cycle(engine: Engine) -> int:
+    return start_cycle(engine, source="www", trigger="schedule", host="h", sites=1)
+
+
+def _run(engine: Engine, cycle_id: int | None = None) -> int:
+    return start_run(
+        engine,
+        source="www",
+        site="a",
+        operation=Operation.BACKUP,
+        host="h",
+        restic_version="0.14.0",
+        cycle_id=cycle_id,
+    )
+
+
+def test_a_command_run_by_hand_keeps_no_start(engine: Engine) -> None:
+    """It would exit with what it kept: it says the history is away instead."""
+    history, kept = History(), Unwritten()
+    history.away = True
+    with pytest.raises(OperationalError):
+        kept.insert(engine, history(_cycle), "cycle of www started")
+    assert len(kept) == 0
