@@ -251,31 +251,8 @@ def test_the_watchdog_restarts_a_daemon_that_hangs(
 ) -> None:
     server = rest_server_factory()
     guest = new_guest({f"{address}:8000": server.port for address in SITES.values()})
-    config = _config().replace("limit_upload: 48", "limit_upload: 100000")
-    guest.run("mkdir -p /srv/data /srv/big && echo hello > /srv/data/hello.txt", check=True)
-    guest.run(f"install -m 0640 -g firebreak /dev/stdin {CONFIG}", stdin=config.encode())
-    guest.run(
-        "install -m 0600 -o firebreak -g firebreak /dev/stdin /etc/firebreak/c.password",
-        stdin=f"{FILE_PASSWORD}\n".encode(),
-        check=True,
-    )
-    guest.run("install -m 0600 /dev/stdin /etc/firebreak/env", stdin=f"{ENV_FILE_LINE}\n".encode())
-    guest.run(
-        "install -d -m 0700 /etc/credstore && "
-        "install -m 0600 /dev/stdin /etc/credstore/a.restic-password",
-        stdin=f"{CREDENTIAL_PASSWORD}\n".encode(),
-        check=True,
-    )
     # The unit's 5 minutes, shortened; and a quick restart.
-    guest.run(
-        "mkdir -p /etc/systemd/system/firebreak.service.d && "
-        "cat > /etc/systemd/system/firebreak.service.d/override.conf",
-        stdin=b"[Service]\nLoadCredential=a.restic-password\nWatchdogSec=20s\nRestartSec=2s\n",
-        check=True,
-    )
-    for line in install_md_block("## 3."):
-        if not line.startswith(("journalctl", "systemctl status")):
-            guest.run(line, timeout=300, check=True)
+    _started_fast(guest, "WatchdogSec=20s\nRestartSec=2s\n")
     first = guest.run("systemctl show firebreak -p MainPID --value").stdout.strip()
     time.sleep(25)  # longer than WatchdogSec: a daemon that pings is left alone
     assert guest.run("systemctl show firebreak -p MainPID --value").stdout.strip() == first
@@ -292,3 +269,67 @@ def test_the_watchdog_restarts_a_daemon_that_hangs(
         timeout=240,
     )
     assert "Watchdog timeout" in guest.run("journalctl -u firebreak --no-pager").stdout
+
+
+@pytest.mark.timeout(420, func_only=True)
+def test_a_clock_that_jumps_forward_catches_up_once_and_back_changes_nothing(
+    new_guest: Callable[[dict[str, int]], Guest],
+    rest_server_factory: Callable[..., RestServer],
+) -> None:
+    """The guest's real clock set forward past a schedule (a machine that slept over it),
+    then back a day (an NTP correction): one catch-up, then nothing; no restart."""
+    server = rest_server_factory()
+    guest = new_guest({f"{address}:8000": server.port for address in SITES.values()})
+    _started_fast(guest, "")
+    pid = guest.run("systemctl show firebreak -p MainPID --value").stdout.strip()
+
+    def cycles(source: str) -> int:
+        started = re.compile(rf": cycle \d+ of {source} to .* started$")
+        return sum(1 for line in _journal(guest).splitlines() if started.search(line))
+
+    def ended(source: str, count: int) -> str:
+        return (
+            "journalctl -u firebreak -o cat | "
+            f"grep -cE ': cycle [0-9]+ of {source}: ' | grep -qx {count}"
+        )
+
+    guest.wait_for("the first cycles", ended("data", 1) + " && " + ended("big", 1))
+    assert (cycles("data"), cycles("big")) == (1, 1)
+    guest.run("timedatectl set-ntp false; date -s '+7 hours'", check=True)
+    # Past `every 6h`: each source is overdue and caught up once (the check is every minute).
+    guest.wait_for("the catch-up", ended("data", 2) + " && " + ended("big", 2), timeout=200)
+    assert "data is overdue: catching up" in _journal(guest)
+    guest.run("date -s '-1 day'", check=True)
+    time.sleep(70)  # longer than a catch-up check: a last run "in the future" is no reason
+    assert (cycles("data"), cycles("big")) == (2, 2), _journal(guest)
+    assert guest.run("systemctl show firebreak -p MainPID --value").stdout.strip() == pid
+    assert "Traceback" not in _journal(guest)
+
+
+def _started_fast(guest: Guest, override: str) -> None:
+    """firebreak installed and started as install.md says, with every site fast, data to
+    back up and the unit's settings overridden."""
+    config = _config().replace("limit_upload: 48", "limit_upload: 100000")
+    guest.run("mkdir -p /srv/data /srv/big && echo hello > /srv/data/hello.txt", check=True)
+    guest.run(f"install -m 0640 -g firebreak /dev/stdin {CONFIG}", stdin=config.encode())
+    guest.run(
+        "install -m 0600 -o firebreak -g firebreak /dev/stdin /etc/firebreak/c.password",
+        stdin=f"{FILE_PASSWORD}\n".encode(),
+        check=True,
+    )
+    guest.run("install -m 0600 /dev/stdin /etc/firebreak/env", stdin=f"{ENV_FILE_LINE}\n".encode())
+    guest.run(
+        "install -d -m 0700 /etc/credstore && "
+        "install -m 0600 /dev/stdin /etc/credstore/a.restic-password",
+        stdin=f"{CREDENTIAL_PASSWORD}\n".encode(),
+        check=True,
+    )
+    guest.run(
+        "mkdir -p /etc/systemd/system/firebreak.service.d && "
+        "cat > /etc/systemd/system/firebreak.service.d/override.conf",
+        stdin=f"[Service]\nLoadCredential=a.restic-password\n{override}".encode(),
+        check=True,
+    )
+    for line in install_md_block("## 3."):
+        if not line.startswith(("journalctl", "systemctl status")):
+            guest.run(line, timeout=300, check=True)
