@@ -101,7 +101,12 @@ def _soak(work: Path, seconds: float, chance: random.Random, link: Link | None) 
                 link.heal()
         finally:
             code = daemon.stop(timeout=120)
-        return _verify(setup, faults, code)
+        found = _verify(setup, faults, code)
+        if found != 0:  # the scratch directory goes: keep the daemon's log for the reader
+            kept = Path(tempfile.gettempdir()) / f"firebreak-soak-{os.getpid()}.log"
+            kept.write_text(daemon.log())
+            print(f"soak: the daemon's log is in {kept}")
+        return found
     raise AssertionError("unreachable")
 
 

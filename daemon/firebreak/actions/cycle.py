@@ -26,6 +26,7 @@ from firebreak.clock import utcnow
 from firebreak.config.hooks import Hooks
 from firebreak.history.models import Run
 from firebreak.history.records import (
+    cycle_started,
     finish_cycle,
     previous_cycle_status,
     runs_of_cycle,
@@ -145,8 +146,9 @@ def _start(rt: Runtime, source_name: str, trigger: str, sites: int) -> int:
     start = functools.partial(
         start_cycle, source=source_name, trigger=trigger, host=rt.host, sites=sites, started_at=at
     )
+    found = functools.partial(cycle_started, host=rt.host, source=source_name, at=at)
     what = f"cycle of {source_name} ({trigger}) started at {at:%Y-%m-%d %H:%M:%S}Z"
-    return rt.unwritten.insert(rt.engine, start, what)
+    return rt.unwritten.insert(rt.engine, start, what, found=found)
 
 
 def _after(hooks: Hooks, ended: HookContext, cancel: threading.Event | None) -> None:

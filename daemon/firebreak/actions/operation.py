@@ -8,26 +8,22 @@ access, lets the operation do its work, and records how it ended, also when the 
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.identity import Witness
 from firebreak.actions.locks import LockWaitCancelled, site_lock
+from firebreak.actions.recording import RunRecord
 from firebreak.actions.runtime import RunLog, Runtime
-from firebreak.clock import utcnow
 from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
-from firebreak.history.records import RunOutcome, ended, finish_run, left_a_lock, start_run
+from firebreak.history.records import RunOutcome, left_a_lock
 from firebreak.history.series import site_is_lost
 from firebreak.history.unwritten import NotWrittenYet, refusal
 from firebreak.outcomes import (
@@ -129,7 +125,8 @@ def at_site(
         with _site_turn(rt, source, site_name, operation, cancel, exclusive):
             if exclusive and _lock_may_be_left(rt, site_name):
                 unlock(rt, source, site_name, cycle_id, cancel)
-            run_id = _start(rt, operation, source, site_name, cycle_id)
+            record = RunRecord.start(rt, operation, source, site_name, cycle_id)
+            run_id = record.run_id
             log = RunLog(logger, {"source": source, "site": site_name, "run_id": run_id})
 
             def attempt() -> RunOutcome:
@@ -147,14 +144,13 @@ def at_site(
                     log.warning("the history is unavailable: the repository is judged next time")
                     return done
 
-            begun = utcnow()
-            outcome = _guarded(rt, run_id, attempt)
+            outcome = _guarded(record, attempt)
             if leaves_stale_lock(outcome.error_class):
                 rt.needs_unlock.add(site_name)
-            end = _Ended(run_id, source, site_name, operation, begun, cycle_id)
-            return end.recorded(rt, outcome)
+            return record.end(outcome)
     except LockWaitCancelled as exc:
-        return _never_began(rt, source, site_name, operation, cycle_id, Interrupted(str(exc)))
+        stopped = RunOutcome.failed(Interrupted(str(exc)))
+        return RunRecord.start(rt, operation, source, site_name, cycle_id).end(stopped)
 
 
 @contextmanager
@@ -213,7 +209,7 @@ def _resolved(rt: Runtime, site_name: str, log: RunLog, work: Work) -> RunOutcom
     return work(access, log)
 
 
-def _guarded(rt: Runtime, run_id: int, work: Callable[[], RunOutcome]) -> RunOutcome:
+def _guarded(record: RunRecord, work: Callable[[], RunOutcome]) -> RunOutcome:
     """The work's outcome; whatever it raises, the run is recorded as ended first."""
     try:
         return work()
@@ -227,95 +223,8 @@ def _guarded(rt: Runtime, run_id: int, work: Callable[[], RunOutcome]) -> RunOut
         crashed = RunOutcome.failed(InternalError(f"{type(exc).__name__} in firebreak"))
         if isinstance(exc, KeyboardInterrupt):
             crashed = replace(crashed, status=Status.INTERRUPTED)
-        _finish_later_if_away(rt, run_id, crashed, f"run {run_id} ended {crashed.status}")
+        record.end(crashed)
         raise
-
-
-@dataclass(frozen=True)
-class _Ended:
-    """A run that ended, as far as this process knows it, before the history has it."""
-
-    run_id: int
-    source: str | None
-    site: str
-    operation: Operation
-    started_at: datetime
-    cycle_id: int | None
-
-    def recorded(self, rt: Runtime, outcome: RunOutcome) -> Run:
-        """The run's row once its end is written; when the history does not answer, the end
-        is kept to write later (rt.unwritten) and the run as this process knows it."""
-        at = utcnow()
-        what = (
-            f"run {self.run_id} ({self.operation} of {self.source} at {self.site}) ended "
-            f"{outcome.status} at {at:%Y-%m-%d %H:%M:%S}Z"
-            + (f", snapshot {outcome.snapshot_id}" if outcome.snapshot_id else "")
-            + (f": {outcome.error_class}: {outcome.error_message}" if outcome.error_class else "")
-        )
-        row = _finish_later_if_away(rt, self.run_id, outcome, what, at)
-        return row if row is not None else self.as_known(outcome, at)
-
-    def as_known(self, outcome: RunOutcome, at: datetime) -> Run:
-        known = Run(
-            id=self.run_id,
-            cycle_id=self.cycle_id,
-            source=self.source,
-            site=self.site,
-            operation=self.operation,
-            started_at=self.started_at,
-        )
-        return ended(known, outcome, at)
-
-
-def _start(
-    rt: Runtime, operation: Operation, source: str | None, site: str, cycle_id: int | None
-) -> int:
-    """Record a run of this process as ``running`` (while the history is away: its stand-in,
-    history/unwritten.py, and the run goes on)."""
-    unwritten = rt.unwritten
-    start = functools.partial(
-        start_run,
-        source=source,
-        site=site,
-        operation=operation,
-        host=rt.host,
-        restic_version=str(rt.restic_version),
-        pid=os.getpid(),
-        started_at=utcnow(),
-    )
-
-    def started(engine: Engine) -> int:
-        return start(engine, cycle_id=None if cycle_id is None else unwritten.real(cycle_id))
-
-    what = f"{operation} of {source} at {site} started at {utcnow():%Y-%m-%d %H:%M:%S}Z"
-    return unwritten.insert(rt.engine, started, what)
-
-
-def _finish_later_if_away(
-    rt: Runtime, run_id: int, outcome: RunOutcome, what: str, at: datetime | None = None
-) -> Run | None:
-    """Record how a run ended: its row, or None when the history keeps it for later."""
-    when = at or utcnow()
-
-    def finish(engine: Engine) -> Run:
-        return finish_run(engine, rt.unwritten.real(run_id), outcome, at=when)
-
-    return rt.unwritten.write(rt.engine, finish, what)
-
-
-def _never_began(
-    rt: Runtime,
-    source: str | None,
-    site: str,
-    operation: Operation,
-    cycle_id: int | None,
-    failure: Failure,
-) -> Run:
-    """A run recorded as ended at once in the failure, restic never started."""
-    begun = utcnow()
-    run_id = _start(rt, operation, source, site, cycle_id)
-    end = _Ended(run_id, source, site, operation, begun, cycle_id)
-    return end.recorded(rt, RunOutcome.failed(failure))
 
 
 def _lock_may_be_left(rt: Runtime, site_name: str) -> bool:
@@ -360,8 +269,7 @@ def side_run(
 ) -> Run:
     """A housekeeping restic operation (init, unlock) at the site, recorded as its own run;
     returns that run, finished."""
-    begun = utcnow()
-    run_id = _start(rt, operation, source, access.name, cycle_id)
+    record = RunRecord.start(rt, operation, source, access.name, cycle_id)
 
     def once() -> RunOutcome:
         result = run_restic(rt, invocation, access, cancel)
@@ -371,8 +279,7 @@ def side_run(
         initialized = operation == Operation.INIT
         return RunOutcome(Status.SUCCESS, exit_code=0, repository_initialized=initialized)
 
-    end = _Ended(run_id, source, access.name, operation, begun, cycle_id)
-    return end.recorded(rt, _guarded(rt, run_id, once))
+    return record.end(_guarded(record, once))
 
 
 def create_repository(
@@ -407,4 +314,4 @@ def not_run(
     """A run that never reached the site, because what had to come first failed (a before
     hook, the dump): recorded like any other, so that freshness, the metrics and the alerts
     see it at every site."""
-    return _never_began(rt, source, site, operation, cycle_id, failure)
+    return RunRecord.start(rt, operation, source, site, cycle_id).end(RunOutcome.failed(failure))

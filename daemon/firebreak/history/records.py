@@ -119,6 +119,31 @@ def start_run(
         return run_id
 
 
+def cycle_started(engine: Engine, *, host: str, source: str, at: datetime) -> int | None:
+    """The cycle of the source this host recorded as started at that instant, if any."""
+    query = select(Cycle.id).where(
+        Cycle.host == host, Cycle.source == source, Cycle.started_at == at
+    )
+    with Session(engine) as session:
+        return session.scalars(query.limit(1)).first()
+
+
+def has_cycle(engine: Engine, cycle_id: int) -> bool:
+    with Session(engine) as session:
+        return session.get(Cycle, cycle_id) is not None
+
+
+def run_started(
+    engine: Engine, *, host: str, site: str, operation: Operation, at: datetime
+) -> int | None:
+    """This host's run of the operation at the site recorded as started at that instant."""
+    query = select(Run.id).where(
+        Run.host == host, Run.started_at == at, Run.site == site, Run.operation == operation
+    )
+    with Session(engine) as session:
+        return session.scalars(query.limit(1)).first()
+
+
 def _inserted(session: Session, row: Cycle | Run) -> int:
     """Add the row and return the id the database gave it."""
     session.add(row)

@@ -17,11 +17,15 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger(__name__)
 
 Write = Callable[[Engine], object]
+# The history is away (not answering, locked, out of room, read-only): what waits, waits. Any
+# other refusal is an answer about that write alone.
+AWAY = (OperationalError, InterfaceError, PoolTimeout)
 T = TypeVar("T")
 
 
@@ -53,21 +57,40 @@ class Unwritten:
         if waiting == 1:
             log.error("writes wait for the history from now on; none is lost while firebreak runs")
 
-    def write(self, engine: Engine, write: Callable[[Engine], T], what: str) -> T | None:
-        """Write now, after what waits; when the history does not answer, keep it (None)."""
+    def write(
+        self,
+        engine: Engine,
+        write: Callable[[Engine], T],
+        what: str,
+        *,
+        later: Write | None = None,
+    ) -> T | None:
+        """Write now, after what waits; when the history does not answer, keep it (or the
+        write given as later) and return None."""
         reason = "writes before it still wait"
         if self.flush(engine):
             try:
                 return write(engine)
             except DBAPIError as exc:
                 reason = refusal(exc)
-        self.keep(what, write, reason)
+        self.keep(what, later or write, reason)
         return None
 
-    def insert(self, engine: Engine, insert: Callable[[Engine], int], what: str) -> int:
+    def insert(
+        self,
+        engine: Engine,
+        insert: Callable[[Engine], int],
+        what: str,
+        *,
+        found: Callable[[Engine], int | None],
+    ) -> int:
         """Insert a row now, after what waits, and return its id; when the history does not
         answer, keep the insert and return a stand-in id for it (see ``real``); without
-        keep_starts, raise the history's error instead."""
+        keep_starts, raise the history's error instead.
+
+        found: the row, if an insert that seemed to fail was committed after all (the
+        connection lost between the commit and its answer): a kept insert asks it first, so
+        that no row is written twice."""
         if not self.keep_starts:
             self.flush(engine)
             return insert(engine)
@@ -76,15 +99,15 @@ class Unwritten:
             stand_in = self._stand_ins
 
         def inserted(engine: Engine) -> int:
-            written = insert(engine)
+            written = found(engine)
+            if written is None:
+                written = insert(engine)
             self._ids[stand_in] = written
             return written
 
-        written = self.write(engine, inserted, f"{what} (numbered {stand_in} until then)")
-        if written is None:
-            return stand_in
-        del self._ids[stand_in]  # written at once: nothing will ever name the stand-in
-        return written
+        kept = f"{what} (numbered {stand_in} until then)"
+        written = self.write(engine, insert, kept, later=inserted)
+        return stand_in if written is None else written
 
     def real(self, row_id: int) -> int:
         """The history's id for a row (the row's own id, or the one its stand-in got when
@@ -104,11 +127,16 @@ class Unwritten:
                 what, write = self._waiting[0]
                 try:
                     write(engine)
-                except DBAPIError:
+                except AWAY:
                     return False
+                except DBAPIError as exc:  # it answers, and refuses this one: never to be
+                    log.error("dropped, the history refuses it (%s): %s", refusal(exc), what)
+                except Exception:  # written; it must not hold back the rest
+                    log.exception("dropped, it cannot be written to the history: %s", what)
+                else:
+                    log.info("written to the history now: %s", what)
+                    written += 1
                 self._waiting.popleft()
-                log.info("written to the history now: %s", what)
-                written += 1
         if written:
             log.warning("the history answers again: %d kept writes written", written)
         return True

@@ -3,18 +3,22 @@ ids, and are written, in order and under their real ids, when it answers again."
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from firebreak.clock import utcnow
 from firebreak.history.records import (
     RunOutcome,
     all_runs,
     finish_cycle,
     finish_run,
+    run_started,
     start_cycle,
     start_run,
 )
@@ -25,16 +29,20 @@ T = TypeVar("T")
 
 
 class History:
-    """The database, answering or not."""
+    """The database, answering or not; or committing and then losing the answer."""
 
     def __init__(self) -> None:
         self.away = False
+        self.answer_lost = False
 
     def __call__(self, write: Callable[[Engine], T]) -> Callable[[Engine], T]:
         def guarded(engine: Engine) -> T:
             if self.away:
                 raise OperationalError("INSERT", {}, Exception("connection refused"))
-            return write(engine)
+            done = write(engine)
+            if self.answer_lost:
+                raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+            return done
 
         return guarded
 
@@ -43,13 +51,16 @@ def test_a_cycle_started_while_the_history_is_away_is_written_under_real_ids(
     engine: Engine,
 ) -> None:
     history, kept = History(), Unwritten(keep_starts=True)
-    earlier = kept.insert(engine, history(_cycle), "an earlier cycle")
+    earlier = kept.insert(engine, history(_cycle), "an earlier cycle", found=_no_row)
     assert earlier > 0 and len(kept) == 0  # written at once
 
     history.away = True
-    cycle = kept.insert(engine, history(_cycle), "cycle of www started")
+    cycle = kept.insert(engine, history(_cycle), "cycle of www started", found=_no_row)
     run = kept.insert(
-        engine, history(lambda e: _run(e, cycle_id=kept.real(cycle))), "backup started"
+        engine,
+        history(lambda e: _run(e, cycle_id=kept.real(cycle))),
+        "backup started",
+        found=_no_row,
     )
     assert cycle < 0 and run < 0 and run != cycle
     done = RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id="abcd1234")
@@ -74,7 +85,7 @@ def test_a_cycle_started_while_the_history_is_away_is_written_under_real_ids(
 def test_a_write_behind_a_waiting_one_waits_too(engine: Engine) -> None:
     history, kept = History(), Unwritten(keep_starts=True)
     history.away = True
-    run = kept.insert(engine, history(_run), "backup started")
+    run = kept.insert(engine, history(_run), "backup started", found=_no_row)
     history.away = False
     # The history answers, but the run's start waits: its end is written after it, not before.
     done = RunOutcome(Status.SUCCESS, exit_code=0)
@@ -82,11 +93,50 @@ def test_a_write_behind_a_waiting_one_waits_too(engine: Engine) -> None:
     assert row is not None and row.id == kept.real(run) and row.status == Status.SUCCESS
 
 
+def test_a_start_committed_though_its_answer_was_lost_is_not_written_twice(
+    engine: Engine,
+) -> None:
+    history, kept = History(), Unwritten(keep_starts=True)
+    history.answer_lost = True
+    at = utcnow()
+    start = history(lambda e: _run(e, started_at=at))
+    found = functools.partial(run_started, host="h", site="a", operation=Operation.BACKUP, at=at)
+    run = kept.insert(engine, start, "backup started", found=found)
+    assert run < 0 and len(all_runs(engine)) == 1  # committed, though it seemed not to be
+    history.answer_lost = False
+    assert kept.flush(engine)
+    [written] = all_runs(engine)
+    assert written.id == kept.real(run)
+
+
+def test_a_kept_write_that_can_never_be_written_holds_back_nothing(engine: Engine) -> None:
+    history, kept = History(), Unwritten(keep_starts=True)
+    history.away = True
+    kept.write(engine, history(_broken), "a write with a bug in it")
+    kept.write(engine, history(_refused), "a write the database refuses")
+    run = kept.insert(engine, history(_run), "backup started", found=_no_row)
+    history.away = False
+    assert kept.flush(engine) and len(kept) == 0
+    assert [r.id for r in all_runs(engine)] == [kept.real(run)]
+
+
+def _broken(engine: Engine) -> None:
+    raise ValueError("not a database's refusal")
+
+
+def _refused(engine: Engine) -> None:
+    raise IntegrityError("INSERT", {}, Exception("violates foreign key constraint"))
+
+
+def _no_row(engine: Engine) -> int | None:
+    return None
+
+
 def _cycle(engine: Engine) -> int:
     return start_cycle(engine, source="www", trigger="schedule", host="h", sites=1)
 
 
-def _run(engine: Engine, cycle_id: int | None = None) -> int:
+def _run(engine: Engine, cycle_id: int | None = None, started_at: datetime | None = None) -> int:
     return start_run(
         engine,
         source="www",
@@ -95,6 +145,7 @@ def _run(engine: Engine, cycle_id: int | None = None) -> int:
         host="h",
         restic_version="0.14.0",
         cycle_id=cycle_id,
+        started_at=started_at,
     )
 
 
@@ -103,5 +154,5 @@ def test_a_command_run_by_hand_keeps_no_start(engine: Engine) -> None:
     history, kept = History(), Unwritten()
     history.away = True
     with pytest.raises(OperationalError):
-        kept.insert(engine, history(_cycle), "cycle of www started")
+        kept.insert(engine, history(_cycle), "cycle of www started", found=_no_row)
     assert len(kept) == 0
