@@ -744,7 +744,10 @@ class PostgresCluster:
         _live.add(self)
         wait_for_port(self.port, timeout, name="postgres", log_path=self.log_path)
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server: at once by default (a crash: with this cluster's settings, the
+        latest commits are lost, acknowledged or not), or "fast" (a clean shutdown, as for
+        maintenance: nothing committed is lost)."""
         if not self._running:
             return
         try:
@@ -754,7 +757,7 @@ class PostgresCluster:
                     "-D",
                     str(self.data_dir),
                     "-m",
-                    "immediate",
+                    mode,
                     "-w",
                     "stop",
                 ],

@@ -15,7 +15,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.backup import BackupProgress, RetryPlan, back_up_site
 from firebreak.actions.dumps import staged_dump
@@ -32,7 +31,7 @@ from firebreak.history.records import (
     runs_of_cycle,
     start_cycle,
 )
-from firebreak.history.unwritten import NotWrittenYet
+from firebreak.history.unwritten import HISTORY_ERRORS, NotWrittenYet
 from firebreak.notify.sender import CycleNotifier
 from firebreak.outcomes import DumpFailed, Failure, InternalError, Interrupted, Operation, Status
 
@@ -126,7 +125,7 @@ def run_cycle(
         try:
             before = rt.unwritten.real(cycle_id)
             previous = previous_cycle_status(rt.engine, source_name, before, host=rt.host)
-        except (DBAPIError, NotWrittenYet):
+        except (*HISTORY_ERRORS, NotWrittenYet):
             previous = None  # the history is away: no "recovery" can be told
         notifier.finished(source_name, report.status, report.failed_sites, len(names), previous)
     log.info(
@@ -278,7 +277,7 @@ class _Cycle:
         try:
             self.rt.unwritten.flush(self.rt.engine)
             return runs_of_cycle(self.rt.engine, self.rt.unwritten.real(self.cycle_id))
-        except (DBAPIError, NotWrittenYet):
+        except (*HISTORY_ERRORS, NotWrittenYet):
             return self.ended
 
     def finished(self) -> CycleReport:

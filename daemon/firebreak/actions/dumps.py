@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from firebreak.actions.locks import LockWaitCancelled, if_free, site_lock
 from firebreak.actions.programs import failure_of
@@ -32,6 +31,7 @@ from firebreak.config.dumps import DATABASE_PATTERN, MariaDB, PostgreSQL, SQLite
 from firebreak.config.model import Source
 from firebreak.config.references import UnresolvedReference, resolve
 from firebreak.history.records import last_processed_bytes
+from firebreak.history.unwritten import HISTORY_ERRORS
 from firebreak.humanize import format_bytes, format_seconds, plural
 from firebreak.outcomes import DumpFailed, Failure, Interrupted
 from firebreak.restic import runner
@@ -145,7 +145,7 @@ def _check_space(engine: Engine, source: str, stage: Path, host: str) -> None:
     while the history is away, not judged: a dump that does not fit fails by itself)."""
     try:
         last = last_processed_bytes(engine, source, host=host)
-    except DBAPIError:
+    except HISTORY_ERRORS:
         return
     if last is None:
         return

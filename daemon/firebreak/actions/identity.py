@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import DBAPIError
-
 from firebreak.actions.runtime import Runtime
 from firebreak.history.records import (
     RunOutcome,
@@ -27,6 +25,7 @@ from firebreak.history.records import (
     record_repository,
     recorded_repository,
 )
+from firebreak.history.unwritten import HISTORY_ERRORS
 from firebreak.outcomes import (
     Operation,
     RepositoryLost,
@@ -57,7 +56,7 @@ def expected_repository(rt: Runtime, site: str) -> str | None:
     where = location(rt, site)
     try:
         row = recorded_repository(rt.engine, where)
-    except DBAPIError:
+    except HISTORY_ERRORS:
         if where in rt.recalled:
             return rt.recalled[where]
         raise
@@ -71,7 +70,7 @@ def recall_repositories(rt: Runtime) -> None:
     try:
         for site in rt.config.sites:
             expected_repository(rt, site)
-    except DBAPIError:
+    except HISTORY_ERRORS:
         return
 
 

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from firebreak.actions.identity import Witness
 from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.recording import RunRecord
@@ -25,7 +23,7 @@ from firebreak.config.references import UnresolvedReference
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome, left_a_lock
 from firebreak.history.series import site_is_lost
-from firebreak.history.unwritten import NotWrittenYet, refusal
+from firebreak.history.unwritten import HISTORY_ERRORS, NotWrittenYet, refusal
 from firebreak.outcomes import (
     Failure,
     HistoryUnavailable,
@@ -138,7 +136,7 @@ def at_site(
                 try:
                     rt.unwritten.flush(rt.engine)  # a run that started while it was away
                     return witness.judge(operation, done, rt.unwritten.real(run_id))
-                except (DBAPIError, NotWrittenYet):
+                except (*HISTORY_ERRORS, NotWrittenYet):
                     # The history is away: the repository restic met is compared with the
                     # recorded one at the next run.
                     log.warning("the history is unavailable: the repository is judged next time")
@@ -180,7 +178,7 @@ def _rechecked(rt: Runtime, witness: Witness, work: Work, cancel: threading.Even
         at = rt.restic_at(access)
         try:
             lost = site_is_lost(rt.engine, rt.host, witness.site)
-        except DBAPIError:
+        except HISTORY_ERRORS:
             lost = True  # the history is away: in doubt, look
         unconfirmed = witness.unconfirmed_snapshot()
         if unconfirmed is not None:
@@ -215,7 +213,7 @@ def _guarded(record: RunRecord, work: Callable[[], RunOutcome]) -> RunOutcome:
         return work()
     except Failure as exc:  # restic could not be started: say why, not "crashed"
         return RunOutcome.failed(exc)
-    except DBAPIError as exc:  # the history, asked before restic ran, did not answer
+    except HISTORY_ERRORS as exc:  # the history, asked before restic ran, did not answer
         return RunOutcome.failed(HistoryUnavailable(refusal(exc)))
     except NotWrittenYet as exc:  # a row that started while it was away is asked for
         return RunOutcome.failed(HistoryUnavailable(str(exc)))
@@ -235,7 +233,7 @@ def _lock_may_be_left(rt: Runtime, site_name: str) -> bool:
         return True
     try:
         return left_a_lock(rt.engine, rt.host, site_name)
-    except DBAPIError:
+    except HISTORY_ERRORS:
         return True
 
 

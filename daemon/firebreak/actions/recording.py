@@ -23,6 +23,7 @@ from firebreak.history.records import (
     run_started,
     start_run,
 )
+from firebreak.history.unwritten import NotWrittenYet
 from firebreak.outcomes import Operation
 
 log = logging.getLogger(__name__)
@@ -73,21 +74,29 @@ class RunRecord:
             + (f": {outcome.error_class}: {outcome.error_message}" if outcome.error_class else "")
         )
 
+        again: list[int] = []  # the run's row written anew, once
+
         def finish(engine: Engine) -> Run:
+            if again:
+                return finish_run(engine, again[0], outcome, at=at)
             try:
-                return finish_run(engine, unwritten.real(self.run_id), outcome, at=at)
-            except NoResultFound:  # its start was lost with the history's latest writes
+                run_id = unwritten.real(self.run_id)
+                return finish_run(engine, run_id, outcome, at=at, started_at=self.started_at)
+            except (NoResultFound, NotWrittenYet):  # its start was lost, by the history (its
+                # latest writes, in a crash or a failover) or as a write it refused
                 log.warning("the history lost the start of run %s: written again", self.run_id)
-                again = _inserted(
-                    self.rt,
-                    engine,
-                    self.operation,
-                    self.source,
-                    self.site,
-                    self.started_at,
-                    self.cycle_id,
+                again.append(
+                    _inserted(
+                        self.rt,
+                        engine,
+                        self.operation,
+                        self.source,
+                        self.site,
+                        self.started_at,
+                        self.cycle_id,
+                    )
                 )
-                return finish_run(engine, again, outcome, at=at)
+                return finish_run(engine, again[0], outcome, at=at)
 
         row = unwritten.write(self.rt.engine, finish, what)
         return row if row is not None else self.as_known(outcome, at)
@@ -114,7 +123,10 @@ def _inserted(
     cycle_id: int | None,
 ) -> int:
     """The run's row, inserted as ``running``; in its cycle where the history has that."""
-    cycle = None if cycle_id is None else rt.unwritten.real(cycle_id)
+    try:
+        cycle = None if cycle_id is None else rt.unwritten.real(cycle_id)
+    except NotWrittenYet:  # the cycle's start was refused: the run stands alone
+        cycle = None
     if cycle is not None and not has_cycle(engine, cycle):
         cycle = None  # lost with the history's latest writes (a crash, a failover)
     return start_run(

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import text
 
 from firebreak.actions.backup import RetryPlan
 from firebreak.actions.check import check_site
@@ -31,7 +31,7 @@ from firebreak.config import Config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.schedules import period
 from firebreak.history.coordination import shared
-from firebreak.history.unwritten import refusal
+from firebreak.history.unwritten import HISTORY_ERRORS, refusal
 from firebreak.notify.sender import CycleNotifier
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ class Jobs:
         if not any(site_name in source.sites for source in rt.config.sources.values()):
             return  # no source uses the site (or a reload removed it)
         with _reported(f"check of {site_name}"):
+            _history_answers(rt)
             schedule = rt.config.sites[site_name].check_schedule
             since = None if schedule is None else done_since(rt, schedule)
             check_site(rt, site_name, self._cancel, done_since=since)
@@ -155,6 +156,7 @@ class Jobs:
             if site_name not in source.sites or self._cancel.is_set():
                 continue
             with _reported(f"restore drill of {name} at {site_name}"):
+                _history_answers(rt)
                 drill_site(rt, name, site_name, self._cancel)
 
     def retention(self, source_name: str) -> None:
@@ -163,6 +165,7 @@ class Jobs:
         if source is None or source.retention is None:
             return  # removed by a reload
         with _reported(f"retention of {source_name}"):
+            _history_answers(rt)
             since = done_since(rt, source.retention.schedule)
             apply_retention(rt, source_name, cancel=self._cancel, done_since=since)
 
@@ -190,6 +193,13 @@ class Jobs:
         )
 
 
+def _history_answers(rt: Runtime) -> None:
+    """Maintenance (checks, drills, forgets) waits for the history: it coordinates through it
+    and judges by it. Raises the history's error while it is away."""
+    with rt.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
 def done_since(rt: Runtime, schedule: str) -> datetime | None:
     """Since when a prune or check that a host sharing the repository did counts as this
     schedule's: half its period ago (the hosts' runs of one scheduled time start within their
@@ -208,7 +218,7 @@ def _reported(job: str) -> Iterator[None]:
     away in one line (the job runs again when it is due), anything else with its traceback."""
     try:
         yield
-    except DBAPIError as exc:
+    except HISTORY_ERRORS as exc:
         log.error("%s stopped: the history is unavailable (%s)", job, refusal(exc))
     except Exception:
         log.exception("%s failed inside firebreak", job)

@@ -22,7 +22,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy.exc import DBAPIError
 
 from firebreak import __version__
 from firebreak.actions.dumps import remove_leftover_stages
@@ -39,7 +38,7 @@ from firebreak.daemon.triggers import trigger
 from firebreak.fleet import HostProfile
 from firebreak.history import hosts
 from firebreak.history.records import interrupt_leftovers
-from firebreak.history.unwritten import refusal
+from firebreak.history.unwritten import HISTORY_ERRORS, refusal
 from firebreak.humanize import humanize_age, plural
 from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
@@ -153,7 +152,7 @@ class Daemon:
         left = self.jobs.wait_until_idle(self.rt.kill_grace + SHUTDOWN_MARGIN_SECONDS)
         if left:
             log.error("cycles still running at exit: %s", ", ".join(left))
-        if not self.rt.unwritten.flush(self.rt.engine):
+        if not self.rt.unwritten.flush(self.rt.engine, wait=True):
             for what in self.rt.unwritten.abandoned():  # the journal keeps them
                 log.error("never written to the history (it did not answer): %s", what)
         self.metrics.stop()
@@ -219,7 +218,7 @@ class Daemon:
         config = self.rt.config
         try:
             due = overdue_sources(config, self.rt.engine, utcnow(), self.rt.host)
-        except DBAPIError as exc:  # the history is away: the next minute asks again
+        except HISTORY_ERRORS as exc:  # the history is away: the next minute asks again
             log.warning("catch-up check skipped: the history is unavailable (%s)", refusal(exc))
             return
         except Exception:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, delete, exists, select, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from firebreak.clock import utcnow
@@ -151,10 +152,22 @@ def _inserted(session: Session, row: Cycle | Run) -> int:
     return row.id
 
 
-def finish_run(engine: Engine, run_id: int, outcome: RunOutcome, at: datetime | None = None) -> Run:
-    """Record how a run ended (at: when, if not now); returns the finished row (detached)."""
+def finish_run(
+    engine: Engine,
+    run_id: int,
+    outcome: RunOutcome,
+    at: datetime | None = None,
+    *,
+    started_at: datetime | None = None,
+) -> Run:
+    """Record how a run ended (at: when, if not now); returns the finished row (detached).
+    started_at: when the run began, to tell it from another run that got its id after the
+    history lost its latest writes (NoResultFound, as when the row is gone)."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        run = ended(session.get_one(Run, run_id), outcome, at or utcnow())
+        row = session.get_one(Run, run_id)
+        if started_at is not None and row.started_at != started_at:
+            raise NoResultFound(f"run {run_id} is another run now")
+        run = ended(row, outcome, at or utcnow())
         session.flush()
         series.finished(session, run)
         return run

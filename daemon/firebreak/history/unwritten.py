@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 Write = Callable[[Engine], object]
 # The history is away (not answering, locked, out of room, read-only): what waits, waits. Any
 # other refusal is an answer about that write alone.
-AWAY = (OperationalError, InterfaceError, PoolTimeout)
+# (psycopg's read-only transaction, a standby after a failover, is an InternalError.)
+AWAY = (OperationalError, InterfaceError, InternalError, PoolTimeout)
+# What asking the history can raise when it cannot answer now: a database's error, or no
+# connection to be had from the pool.
+HISTORY_ERRORS = (DBAPIError, PoolTimeout)
 T = TypeVar("T")
 
 
@@ -38,14 +42,14 @@ class Unwritten:
 
     def __init__(self, *, keep_starts: bool = False) -> None:
         self.keep_starts = keep_starts
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queue, held for no database I/O
+        self._flushing = threading.Lock()  # one thread writes what waits at a time
         self._waiting: deque[tuple[str, Write]] = deque()
         self._stand_ins = 0
         self._ids: dict[int, int] = {}  # stand-in -> the id the history gave
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._waiting)
+        return len(self._waiting)  # one read: a scrape never waits for a slow history
 
     def keep(self, what: str, write: Write, reason: str) -> None:
         """Keep a write the history refused; what says it in full (the journal holds it even
@@ -71,7 +75,7 @@ class Unwritten:
         if self.flush(engine):
             try:
                 return write(engine)
-            except DBAPIError as exc:
+            except (*HISTORY_ERRORS, NotWrittenYet) as exc:
                 reason = refusal(exc)
         self.keep(what, later or write, reason)
         return None
@@ -119,24 +123,36 @@ class Unwritten:
         except KeyError:
             raise NotWrittenYet(f"row {row_id} is not in the history yet") from None
 
-    def flush(self, engine: Engine) -> bool:
-        """Write what waits, in order; False when the history still refuses (all stay)."""
+    def flush(self, engine: Engine, *, wait: bool = False) -> bool:
+        """Write what waits, in order; False when the history still refuses (all stay), or
+        when another thread is writing it now (without wait: this thread's write is kept
+        behind it rather than wait for a history that may take its time to refuse)."""
+        if not self._waiting:
+            return True
+        if not self._flushing.acquire(blocking=wait):
+            return False
         written = 0
-        with self._lock:
-            while self._waiting:
-                what, write = self._waiting[0]
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiting:
+                        break
+                    what, write = self._waiting[0]
                 try:
                     write(engine)
                 except AWAY:
                     return False
-                except DBAPIError as exc:  # it answers, and refuses this one: never to be
+                except (DBAPIError, NotWrittenYet) as exc:  # it answers, and refuses this one:
                     log.error("dropped, the history refuses it (%s): %s", refusal(exc), what)
-                except Exception:  # written; it must not hold back the rest
+                except Exception:  # never to be written; it must not hold back the rest
                     log.exception("dropped, it cannot be written to the history: %s", what)
                 else:
                     log.info("written to the history now: %s", what)
                     written += 1
-                self._waiting.popleft()
+                with self._lock:
+                    self._waiting.popleft()
+        finally:
+            self._flushing.release()
         if written:
             log.warning("the history answers again: %d kept writes written", written)
         return True
@@ -147,6 +163,7 @@ class Unwritten:
             return [what for what, _ in self._waiting]
 
 
-def refusal(exc: DBAPIError) -> str:
+def refusal(exc: Exception) -> str:
     """The database's own first line of why (no SQL, no parameters)."""
-    return (str(exc.orig or exc).strip().splitlines() or ["no answer"])[0]
+    said = getattr(exc, "orig", None) or exc
+    return (str(said).strip().splitlines() or ["no answer"])[0]

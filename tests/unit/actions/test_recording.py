@@ -4,10 +4,11 @@ behind it is written."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, update
 from sqlalchemy.orm import Session
 
 from firebreak.actions.recording import RunRecord
@@ -69,3 +70,30 @@ def test_a_run_whose_cycle_the_history_lost_is_written_without_it(
     record.end(RunOutcome(Status.SUCCESS, exit_code=0))
     [run] = all_runs(engine)
     assert (run.cycle_id, run.status) == (None, Status.SUCCESS)
+
+
+def test_a_run_whose_id_another_run_got_leaves_that_run_alone(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The history lost the run and gave its id to another (SQLite reuses the highest id; a
+    PostgreSQL sequence that lost its latest writes goes back too)."""
+    rt = _runtime(engine, tmp_path)
+    record = RunRecord.start(rt, Operation.BACKUP, "www", "a", None)
+    with Session(engine) as session, session.begin():  # now a check, begun later, holds it
+        session.execute(
+            update(Run)
+            .where(Run.id == record.run_id)
+            .values(operation=Operation.CHECK, started_at=record.started_at + timedelta(1))
+        )
+    record.end(RunOutcome(Status.SUCCESS, exit_code=0, snapshot_id="5eed"))
+    check, backup = all_runs(engine)
+    assert (check.operation, check.status, check.snapshot_id) == (
+        Operation.CHECK,
+        Status.RUNNING,
+        None,
+    )
+    assert (backup.operation, backup.status, backup.snapshot_id) == (
+        Operation.BACKUP,
+        Status.SUCCESS,
+        "5eed",
+    )

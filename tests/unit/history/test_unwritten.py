@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 
 from firebreak.clock import utcnow
 from firebreak.history.records import (
@@ -156,3 +156,15 @@ def test_a_command_run_by_hand_keeps_no_start(engine: Engine) -> None:
     with pytest.raises(OperationalError):
         kept.insert(engine, history(_cycle), "cycle of www started", found=_no_row)
     assert len(kept) == 0
+
+
+def test_a_read_only_history_is_away_not_a_refusal(engine: Engine) -> None:
+    """A standby after a failover, or a transaction made read-only: what waits, waits."""
+    kept = Unwritten(keep_starts=True)
+    run = kept.insert(engine, _read_only, "backup started", found=_no_row)
+    assert run < 0
+    assert not kept.flush(engine) and len(kept) == 1
+
+
+def _read_only(engine: Engine) -> int:
+    raise InternalError("INSERT", {}, Exception("cannot execute INSERT in a read-only transaction"))
