@@ -16,16 +16,20 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from firebreak.actions.check import check_site
 from firebreak.actions.cycle import run_cycle
 from firebreak.actions.identity import recall_repositories
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
+from firebreak.history.database import make_engine
 from firebreak.history.models import Cycle
 from firebreak.history.records import all_runs
 from firebreak.history.unwritten import Unwritten
@@ -253,3 +257,47 @@ def test_a_site_this_process_never_read_waits_for_the_history(
     assert rt.unwritten.flush(rt.engine)
     last = all_runs(rt.engine)[-1]
     assert (last.site, last.error_class) == ("a", "HistoryUnavailable")
+
+
+def test_a_postgresql_that_stops_answering_is_given_up_on_in_seconds(
+    setup: Setup, cluster: PostgresCluster
+) -> None:
+    """Its port blackholed (nftables drops what is sent to it): a new connect fails after
+    libpq's connect_timeout, and a request on a pooled connection within minutes, not the
+    kernel's quarter of an hour of retries (docs/scaling.md); that failure is what lets the
+    daemon go on without the history."""
+    if os.geteuid() != 0:
+        pytest.skip("nftables needs root")
+    url = setup.top["database"]["url"]
+    pooled = make_engine(url)
+    with pooled.connect() as connection:  # one connection in the pool, established
+        connection.execute(text("SELECT 1"))
+    with _blackholed(cluster.port):
+        fresh = make_engine(url)
+        begun = time.monotonic()
+        with pytest.raises(OperationalError, match="timeout"), fresh.connect():
+            pass
+        assert 9 <= time.monotonic() - begun < 30
+        begun = time.monotonic()
+        with pytest.raises(OperationalError), pooled.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        assert time.monotonic() - begun < 180  # seen: 85 s (30 s unanswered, then a connect)
+    with pooled.connect() as connection:  # and it answers again once the port is back
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+    pooled.dispose()
+    fresh.dispose()
+
+
+@contextmanager
+def _blackholed(port: int) -> Iterator[None]:
+    table = f"firebreak_pg_{port}"
+    rules = (
+        f"add table inet {table}\n"
+        f"add chain inet {table} out {{ type filter hook output priority 0; }}\n"
+        f"add rule inet {table} out tcp dport {port} drop\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False)

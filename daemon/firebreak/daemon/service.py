@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -108,6 +109,15 @@ class Daemon:
         self.scheduler = self._new_scheduler(config)
         self._schedule_sources(config)
         self._catch_up(initial=True)
+        # The heartbeats keep time by the monotonic clock, each in a thread of its own (not
+        # as APScheduler jobs, which follow the wall clock: one set back would stop systemd's
+        # watchdog pings, and systemd would kill a daemon that is fine): busy cycles must not
+        # make a host look silent, and a slow database must not delay the watchdog.
+        every = HEARTBEAT_SECONDS
+        if self.notifier.watchdog_seconds:
+            every = min(every, self.notifier.watchdog_seconds / 2)
+        self._every(lambda: every, self._heartbeat, "heartbeat")
+        self._every(lambda: self.rt.config.daemon.heartbeat.total_seconds(), self._beat, "beat")
         self.scheduler.start()
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
         log.info("firebreak daemon ready: %s", self.status_line())
@@ -122,6 +132,18 @@ class Daemon:
                 self._catch_up(initial=False)
         self._shutdown()
         return 0
+
+    def _every(self, seconds: Callable[[], float], beat: Callable[[], None], name: str) -> None:
+        """beat() every seconds() by the monotonic clock, until the daemon stops."""
+
+        def loop() -> None:
+            while not self.stop_requested.wait(seconds()):
+                try:
+                    beat()
+                except Exception:
+                    log.exception("the %s failed", name)
+
+        threading.Thread(target=loop, name=name, daemon=True).start()
 
     def _healthy(self) -> tuple[bool, str]:
         if self.stop_requested.is_set():
@@ -167,10 +189,6 @@ class Daemon:
             executors={
                 # Cycles wait on run slots and site locks, not on these threads.
                 "default": ThreadPoolExecutor(max_workers=max(4, 2 * len(config.sources))),
-                "heartbeat": ThreadPoolExecutor(max_workers=1),
-                # Its own thread: busy cycles must not make a host look silent, and a slow
-                # database must not delay systemd's watchdog.
-                "history-heartbeat": ThreadPoolExecutor(max_workers=1),
             },
             job_defaults={
                 "coalesce": True,
@@ -194,25 +212,6 @@ class Daemon:
                 name=job.label,
                 replace_existing=True,
             )
-        every = HEARTBEAT_SECONDS
-        if self.notifier.watchdog_seconds:
-            every = min(every, self.notifier.watchdog_seconds / 2)
-        self.scheduler.add_job(
-            self._beat,
-            "interval",
-            seconds=config.daemon.heartbeat.total_seconds(),
-            id="history-heartbeat",
-            executor="history-heartbeat",
-            replace_existing=True,
-        )
-        self.scheduler.add_job(
-            self._heartbeat,
-            "interval",
-            seconds=every,
-            id="heartbeat",
-            executor="heartbeat",
-            replace_existing=True,
-        )
 
     def _catch_up(self, *, initial: bool) -> None:
         config = self.rt.config
@@ -258,8 +257,10 @@ class Daemon:
             self.notifier.notify(f"STATUS={self.status_line()}")
 
     def _heartbeat(self) -> None:
+        """STATUS=, and WATCHDOG=1 while the scheduler runs (one that died stops the pings,
+        and systemd restarts the service)."""
         fields = [f"STATUS={self.status_line()}"]
-        if self.notifier.watchdog_seconds:
+        if self.notifier.watchdog_seconds and self.scheduler.running:
             fields.insert(0, "WATCHDOG=1")
         self.notifier.notify(*fields)
 

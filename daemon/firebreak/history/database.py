@@ -97,6 +97,14 @@ def make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql":
+            # A server that stops answering (a partition, a dropped route) fails a connect
+            # in seconds and an unanswered request within half a minute, not after the
+            # kernel's minutes of retries; the URL's own settings win.
+            bounds = {"connect_timeout": "10", "tcp_user_timeout": "30000"}
+            kwargs["connect_args"] = {
+                name: value for name, value in bounds.items() if name not in parsed.query
+            }
     try:
         engine = create_engine(parsed, **kwargs)
     except Exception as exc:  # unknown dialect, missing driver (psycopg not installed) ...
