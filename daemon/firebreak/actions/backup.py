@@ -162,13 +162,15 @@ def _back_up(
     return outcome
 
 
-# Less room than this left at a local site whose backup stalled: the site is full.
-_NO_ROOM = 1 << 20
+# Less room than this left at a local site whose backup stalled: the site is full. restic
+# writes packs of 16 MiB (its default since 0.14) and deletes one it could not finish, so a
+# full site can show most of a pack free: 8 MiB was seen where restic 0.14 hung.
+_NO_ROOM = 64 << 20
 
 
 def _full_instead(access: SiteAccess, stalled: Stalled) -> ResticError:
-    """A stall at a local site whose filesystem has no room left is that site being full:
-    restic (0.14 and 0.18 seen) now and then hangs there without a word."""
+    """A stall at a local site whose filesystem has less room than a few packs is that site
+    being full: restic (0.14 and 0.18 seen) now and then hangs there without a word."""
     target = parse_repository(access.repository)
     if target.kind != "local" or not target.path:
         return stalled
