@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -326,3 +327,40 @@ def test_placement_command_shows_the_what_if_and_simulates_losses(setup: Setup) 
     site = firebreak(config, "placement", "--lose", "site=sbg-9", "--offline")
     assert site.returncode == 2
     assert "no site has site=sbg-9 (sites in the config: sbg-1, sbg-2, sbg-3)" in site.stderr
+
+
+def test_the_host_has_a_place_and_its_datacenter_can_burn_too(setup: Setup) -> None:
+    """With the host's location set, a source needs min_offsite sites outside its building,
+    and placement shows the host and what losing its datacenter leaves."""
+    for name in ("a", "b", "c"):
+        setup.local_site(name)
+    setup.source("www", ["a", "b", "c"])
+    setup.top["host"] = "web1"
+    setup.top["location"] = {
+        "provider": "provider-1",
+        "region": "region-1",
+        "datacenter": "dc1",  # site a's building
+        "country": "DE",
+    }
+    setup.top["placement"] = {"enforce": "error", "min_offsite": 3}
+    refused = firebreak(setup.write(), "validate", "--offline")
+    assert refused.returncode == 2
+    assert (
+        f'{setup.path}: placement: source "www" has 2 sites offsite (outside this host\'s '
+        'datacenter "dc1"); the placement policy needs at least 3: site "a" is in it — one '
+        "fire there destroys this machine and every copy with it"
+    ) in refused.stderr.splitlines()
+
+    setup.top["placement"] = {"enforce": "warn"}
+    shown = firebreak(setup.write(), "placement", "--offline", "--lose", "datacenter=DC1")
+    assert shown.returncode == 0, shown.stdout
+    assert "datacenter=DC1" in shown.stdout and "safe" in shown.stdout
+    wide = {**os.environ, "COLUMNS": "200"}  # rows unfolded
+    shown = firebreak(setup.path, "placement", "--offline", env=wide)
+    assert shown.returncode == 0, shown.stderr
+    table = shown.stdout
+    assert re.search(r"\(web1, this host\) +provider-1 +region-1 +dc1 +DE", table), table
+    assert re.search(r"\n a +provider-1 .* no +\n", table) and "offsite" in table
+    assert re.search(r"\n b +provider-2 .* yes +\n", table)
+    assert re.search(r"datacenter=DC1 \(this host\) +a +2 +holds", table)
+    assert "location is not set" not in table

@@ -6,8 +6,9 @@ import click
 from rich.table import Table
 
 from firebreak.cli.common import Exit, Options, check_names, console, fail, load, new_table
-from firebreak.config.model import Config
+from firebreak.config.model import Config, Location
 from firebreak.placement.check import PlacementReport, check_placement
+from firebreak.placement.policy import effective_policy, offsite
 from firebreak.placement.targets import site_target
 from firebreak.placement.whatif import (
     LOSS_KEYS,
@@ -87,28 +88,40 @@ def placement(options: Options, source: str | None, losses: tuple[str, ...], off
         out.print(_sites_table(config, name))
         out.print(_what_if_table(config, name))
         out.print(placement_verdict(config, name), soft_wrap=True)
+    if config.location is None:
+        out.print(
+            "[dim]This host's location is not set (location: in the config): offsite copies "
+            "are not counted, and losing its datacenter is not in the table.[/]",
+            soft_wrap=True,
+        )
     print_report(options, report)
     raise SystemExit(Exit.CONFIG if report.errors else Exit.OK)
 
 
 def _sites_table(config: Config, source: str) -> Table:
     table = new_table(title=f"{source}: where its copies are", title_justify="left")
-    for column in ("site", "provider", "region", "datacenter", "country", "lat, lon", "reached at"):
+    host = config.location
+    columns = ["site", "provider", "region", "datacenter", "country", "lat, lon", "reached at"]
+    for column in [*columns, "offsite"] if host is not None else columns:
         table.add_column(column, overflow="fold")
+
+    def place(location: Location) -> list[str]:
+        coordinates = f"{location.lat:g}, {location.lon:g}" if location.lat is not None else "-"
+        fields = (location.provider, location.region, location.datacenter)
+        return [*fields, location.country.upper(), coordinates]
+
+    km = effective_policy(config, source).offsite_km
+    if host is not None:
+        table.add_row(f"({config.host_name}, this host)", *place(host), "-", "-")
     for name in config.sources[source].sites:
         location = config.sites[name].location
         target = site_target(config.sites[name])
-        coordinates = f"{location.lat:g}, {location.lon:g}" if location.lat is not None else "-"
         reached = target.path if target.kind == "local" else (target.host or target.backend)
-        table.add_row(
-            name,
-            location.provider,
-            location.region,
-            location.datacenter,
-            location.country.upper(),
-            coordinates,
-            reached,
-        )
+        row = [name, *place(location), reached]
+        if host is not None:
+            verdict = offsite(host, location, km)
+            row.append({True: "yes", False: "[bold]no[/]", None: "? (no lat/lon)"}[verdict])
+        table.add_row(*row)
     return table
 
 
@@ -129,9 +142,8 @@ def _what_if_table(config: Config, source: str) -> Table:
             shown = "[bold red]BROKEN[/]"
         else:
             shown = "[yellow]short[/] (the policy does not ask to survive this)"
-        table.add_row(
-            f"{row.domain}={row.value}", ", ".join(outcome.lost), str(len(outcome.surviving)), shown
-        )
+        lose = f"{row.domain}={row.value}" + (" (this host)" if row.host else "")
+        table.add_row(lose, ", ".join(outcome.lost) or "-", str(len(outcome.surviving)), shown)
     return table
 
 

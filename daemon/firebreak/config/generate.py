@@ -41,7 +41,7 @@ from firebreak.config.model import (
     Source,
 )
 from firebreak.config.notify import Healthchecks, Notify, Webhook
-from firebreak.config.placement import PlacementPolicy, SourcePlacement
+from firebreak.config.placement import Endpoint, PlacementPolicy, SourcePlacement
 
 SCHEMA_PATH = Path("config/schema.json")
 EXAMPLE_PATH = Path("config/firebreak.example.yaml")
@@ -50,7 +50,20 @@ DOCS_PATH = Path("docs/configuration.md")
 EXAMPLE: dict[str, Any] = {
     "state_dir": "/var/lib/firebreak",
     "max_parallel_runs": 2,
-    "placement": {"min_sites": 3, "distinct": ["datacenter", "provider"], "enforce": "error"},
+    "location": {
+        "provider": "scaleway",
+        "region": "fr-par",
+        "datacenter": "PAR-DC3",
+        "country": "FR",
+        "lat": 48.86,
+        "lon": 2.35,
+    },
+    "placement": {
+        "min_sites": 3,
+        "distinct": ["datacenter", "provider"],
+        "min_offsite": 2,
+        "enforce": "error",
+    },
     "sites": {
         "gra": {
             "repository": "sftp:backup@gra.example.net:/srv/restic/www",
@@ -144,6 +157,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     SQLite,
     PlacementPolicy,
     SourcePlacement,
+    Endpoint,
     Database,
     Restic,
     Metrics,

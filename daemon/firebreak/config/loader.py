@@ -344,6 +344,14 @@ def _loosened_placement(config: Config) -> list[Problem]:
                     f"{policy.min_distance_km:g}; a source may only tighten the global policy",
                 )
             )
+        if mine.min_offsite is not None and mine.min_offsite < policy.min_offsite:
+            problems.append(
+                Problem(
+                    (*loc, "min_offsite"),
+                    f"{mine.min_offsite} is looser than placement.min_offsite "
+                    f"{policy.min_offsite}; a source may only tighten the global policy",
+                )
+            )
         if mine.enforce == "warn" and policy.enforce == "error":
             problems.append(
                 Problem(

@@ -406,6 +406,14 @@ class Config(Strict):
         ),
         examples=["web1"],
     )
+    location: Location | None = Field(
+        default=None,
+        description=(
+            "Where this machine is, with the same fields as a site's. Placement then counts "
+            "each source's offsite sites (placement.min_offsite), and the what-if table "
+            "includes losing this machine's datacenter."
+        ),
+    )
     # The hostname when the config was read (host_name).
     _hostname: str = PrivateAttr(default_factory=socket.gethostname)
     timezone: str = Field(

@@ -6,10 +6,31 @@ from typing import Literal
 
 from pydantic import Field
 
-from firebreak.config.base import Strict
+from firebreak.config.base import COUNTRY_PATTERN, Strict
 
 FailureDomain = Literal["provider", "region", "country", "datacenter"]
 FAILURE_DOMAINS: tuple[FailureDomain, ...] = ("provider", "region", "country", "datacenter")
+
+
+class Endpoint(Strict):
+    """Where a storage endpoint is: added to (and ahead of) firebreak's own table of
+    well-known object-storage endpoints, which sites' declared locations are checked against."""
+
+    host: str = Field(
+        min_length=1,
+        description=(
+            "The endpoint's host name; * stands for any run of characters, so "
+            "*.s3.example.net also matches bucket-style names."
+        ),
+        examples=["s3.par.example.net"],
+    )
+    provider: str = Field(min_length=1, description="Who runs it.", examples=["example"])
+    region: str | None = Field(
+        default=None, min_length=1, description="Its region, as the provider names it."
+    )
+    country: str | None = Field(
+        default=None, pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2 country code."
+    )
 
 
 class PlacementPolicy(Strict):
@@ -29,6 +50,31 @@ class PlacementPolicy(Strict):
         gt=0,
         description="Every two sites at least this far apart (needs lat/lon on every site).",
     )
+    min_offsite: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "At least this many of a source's sites offsite: outside this host's datacenter "
+            "(and at least offsite_km from it, when set). Checked when the host's location "
+            "is set."
+        ),
+    )
+    offsite_km: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "A site counts as offsite only this far from the host (needs lat/lon on the "
+            "host's location and the site's)."
+        ),
+    )
+    endpoints: list[Endpoint] = Field(
+        default_factory=list,
+        description=(
+            "Storage endpoints and where they are, ahead of firebreak's own table: a site "
+            "whose declared provider, region or country contradicts its endpoint is a "
+            "violation (docs/placement.md)."
+        ),
+    )
     enforce: Literal["error", "warn"] = Field(
         default="error",
         description=(
@@ -47,6 +93,9 @@ class SourcePlacement(Strict):
     )
     min_distance_km: float | None = Field(
         default=None, gt=0, description="Raise the minimum distance between sites."
+    )
+    min_offsite: int | None = Field(
+        default=None, ge=0, description="Raise the minimum number of offsite sites."
     )
     enforce: Literal["error", "warn"] | None = Field(
         default=None, description="error: make violations errors for this source."

@@ -8,7 +8,9 @@ from typing import Literal
 
 from firebreak.config.model import Config, Location
 from firebreak.config.placement import FAILURE_DOMAINS, FailureDomain
+from firebreak.placement.endpoints import endpoint_problems
 from firebreak.placement.geo import distance_km
+from firebreak.placement.targets import site_target
 
 Severity = Literal["error", "warn"]
 
@@ -45,6 +47,8 @@ class EffectivePolicy:
     distinct: tuple[FailureDomain, ...]
     min_distance_km: float | None
     enforce: Severity
+    min_offsite: int = 0
+    offsite_km: float | None = None
 
 
 def effective_policy(config: Config, source_name: str) -> EffectivePolicy:
@@ -57,6 +61,8 @@ def effective_policy(config: Config, source_name: str) -> EffectivePolicy:
         distinct=tuple(domain for domain in FAILURE_DOMAINS[::-1] if domain in wanted),
         min_distance_km=max(distances) if distances else None,
         enforce="error" if "error" in (base.enforce, mine.enforce) else "warn",
+        min_offsite=max(base.min_offsite, mine.min_offsite or 0),
+        offsite_km=base.offsite_km,
     )
 
 
@@ -93,7 +99,66 @@ def label_violations(config: Config, source_name: str) -> list[Violation]:
                 )
     if policy.min_distance_km is not None:
         found += _distance_violations(source_name, policy, sites)
+    if config.location is not None and policy.min_offsite > 0:
+        found += _offsite_violations(source_name, policy, config.location, sites)
+    for name in source.sites:
+        contradiction = endpoint_problems(config, name, site_target(config.sites[name]).host)
+        if contradiction is not None:
+            violation("endpoint_location", (name,), f'source "{source_name}": {contradiction}')
     return found
+
+
+def offsite(host: Location, site: Location, offsite_km: float | None) -> bool | None:
+    """Whether a site is offsite: outside the host's datacenter, and at least offsite_km from
+    it when that is set. None: offsite_km is set and a position is missing."""
+    if same_label(host.datacenter, site.datacenter):
+        return False
+    if offsite_km is None:
+        return True
+    if host.lat is None or host.lon is None or site.lat is None or site.lon is None:
+        return None
+    return distance_km(host.lat, host.lon, site.lat, site.lon) >= offsite_km
+
+
+def _offsite_violations(
+    source_name: str, policy: EffectivePolicy, host: Location, sites: dict[str, Location]
+) -> list[Violation]:
+    verdicts = {
+        name: offsite(host, location, policy.offsite_km) for name, location in sites.items()
+    }
+    away = [name for name, verdict in verdicts.items() if verdict]
+    if len(away) >= policy.min_offsite:
+        return []
+    within = [name for name, verdict in verdicts.items() if verdict is False]
+    unknown = [name for name, verdict in verdicts.items() if verdict is None]
+    where = f'this host\'s datacenter "{host.datacenter}"'
+    near = "in it"
+    if policy.offsite_km is not None:
+        where += f" and at least {policy.offsite_km:g} km from it"
+        near = "in it or nearer"
+    said = [f"{_quoted(within)} {'is' if len(within) == 1 else 'are'} {near}"] if within else []
+    if unknown:
+        said.append(
+            f"{_quoted(unknown)} cannot count: offsite_km needs lat/lon on "
+            f"{'this host and ' if host.lat is None else ''}the site"
+        )
+    return [
+        Violation(
+            source_name,
+            "min_offsite",
+            tuple(within + unknown),
+            f'source "{source_name}" has {len(away)} site{"s" if len(away) != 1 else ""} '
+            f"offsite (outside {where}); the placement policy needs at least "
+            f"{policy.min_offsite}: {'; '.join(said)} — one fire there destroys this machine "
+            "and every copy with it",
+            policy.enforce,
+        )
+    ]
+
+
+def _quoted(names: list[str]) -> str:
+    shown = ", ".join(f'"{name}"' for name in names)
+    return f"site {shown}" if len(names) == 1 else f"sites {shown}"
 
 
 def _distance_violations(

@@ -40,6 +40,13 @@ class Loss:
             known = sorted({getattr(s.location, self.key) for s in config.sites.values()})
         if any(self.hits(config, name) for name in config.sites):
             return None
+        host = config.location
+        if (
+            self.key != "site"
+            and host is not None
+            and same_label(getattr(host, self.key), self.value)
+        ):
+            return None  # this host's own place: it may hold no copy, and that is the point
         plural = "sites" if self.key == "site" else f"{self.key}s"
         return f"no site has {self} ({plural} in the config: {', '.join(known)})"
 
@@ -78,20 +85,26 @@ class WhatIfRow:
     domain: FailureDomain
     value: str
     outcome: Outcome
+    # This host is there too: the loss takes the data itself, and only the copies are left.
+    host: bool = False
 
 
 def what_if(config: Config, source_name: str) -> list[WhatIfRow]:
-    """For each provider, region, country and datacenter among the source's sites: its loss."""
+    """For each provider, region, country and datacenter among the source's sites, and the
+    host's own datacenter when its location is set: its loss."""
     rows = []
+    host = config.location
     for domain in FAILURE_DOMAINS:
         values: dict[str, str] = {}
         for name in config.sources[source_name].sites:
             value = getattr(config.sites[name].location, domain)
             values.setdefault(value.strip().casefold(), value)
+        if domain == "datacenter" and host is not None:
+            values.setdefault(host.datacenter.strip().casefold(), host.datacenter)
         for value in values.values():
-            rows.append(
-                WhatIfRow(domain, value, outcome(config, source_name, [Loss(domain, value)]))
-            )
+            here = host is not None and same_label(getattr(host, domain), value)
+            loss = outcome(config, source_name, [Loss(domain, value)])
+            rows.append(WhatIfRow(domain, value, loss, host=here))
     return rows
 
 

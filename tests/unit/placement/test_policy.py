@@ -151,6 +151,7 @@ def test_warn_mode_marks_violations_as_warnings() -> None:
         ({"min_sites": 2}, "sources.www.placement.min_sites"),
         ({"min_distance_km": 10}, "sources.www.placement.min_distance_km"),
         ({"enforce": "warn"}, "sources.www.placement.enforce"),
+        ({"min_offsite": 0}, "sources.www.placement.min_offsite"),
     ],
 )
 def test_a_source_may_not_loosen_the_global_policy(
