@@ -25,6 +25,8 @@ class Operation(enum.StrEnum):
     DRILL = "drill"  # a restore drill: a sample restored and verified
     RESTORE = "restore"
     RESET = "reset"  # firebreak site reset: an operator records the repository a site holds
+    # An append_only site proven to refuse deletes: a canary snapshot written, then forgotten
+    IMMUTABILITY = "immutability"
 
 
 class Status(enum.StrEnum):
@@ -56,6 +58,7 @@ class Failure(Exception):
     ``leaves_lock``: restic was stopped or met a lock, so ``restic unlock`` runs before the
     next run at that site;
     ``judges_data``: the site's data was read and found bad, so the site is damaged;
+    ``judges_immutability``: the site accepted a delete it is declared to refuse;
     ``loses_site``: the repository the site held is gone or another one stands in its place,
     so the site is lost until it comes back or an operator resets it.
     """
@@ -66,6 +69,7 @@ class Failure(Exception):
     transient: ClassVar[bool] = False
     leaves_lock: ClassVar[bool] = False
     judges_data: ClassVar[bool] = False
+    judges_immutability: ClassVar[bool] = False
     loses_site: ClassVar[bool] = False
 
     _by_name: ClassVar[dict[str, type[Failure]]] = {}
@@ -99,9 +103,16 @@ def leaves_stale_lock(error_class: str | None) -> bool:
     return kind is not None and kind.leaves_lock
 
 
-def data_verdicts() -> tuple[str, ...]:
-    """The recorded names of failures that found a site's data bad."""
-    return tuple(sorted(name for name, kind in Failure._by_name.items() if kind.judges_data))
+def verdicts() -> tuple[str, ...]:
+    """The recorded names of failures that still answer what the run asked: the site's data
+    is bad, or it is not immutable."""
+    return tuple(
+        sorted(
+            name
+            for name, kind in Failure._by_name.items()
+            if kind.judges_data or kind.judges_immutability
+        )
+    )
 
 
 def site_losses() -> tuple[str, ...]:
@@ -236,6 +247,14 @@ class DrillFailed(Failure):
 
     summary = "a restore drill found the site's data bad"
     judges_data = True
+
+
+class NotImmutable(Failure):
+    """A site declared ``append_only: true`` let firebreak delete the canary snapshot it
+    wrote there: whoever holds this host's credentials can delete every backup there too."""
+
+    summary = "the site accepted a delete: it is not immutable, though declared append-only"
+    judges_immutability = True
 
 
 class DrillScratchFailed(Failure):

@@ -57,7 +57,9 @@ def test_stopped_or_locked_runs_call_for_an_unlock() -> None:
 
 
 def test_only_a_verdict_on_the_data_damages_a_site() -> None:
-    assert outcomes.data_verdicts() == ("CheckFailed", "DrillFailed")
+    damaging = {kind.error_class for kind in _classes() if kind.judges_data}
+    assert damaging == {"CheckFailed", "DrillFailed"}
+    assert outcomes.verdicts() == ("CheckFailed", "DrillFailed", "NotImmutable")
 
 
 @pytest.mark.parametrize(

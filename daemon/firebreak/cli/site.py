@@ -6,6 +6,7 @@ import threading
 
 import click
 
+from firebreak.actions.immutability import prove_immutable
 from firebreak.actions.site_reset import reset_site
 from firebreak.cli.common import Exit, Options, cancel_on_signals, fail, load, runtime
 from firebreak.outcomes import Status
@@ -63,3 +64,48 @@ def site_reset(options: Options, name: str, reason: str, create: bool) -> None:
             "there writes a full copy"
         )
     raise SystemExit(Exit.OK)
+
+
+@site.command("prove-immutable")
+@click.argument("names", nargs=-1)
+@click.pass_obj
+def site_prove_immutable(options: Options, names: tuple[str, ...]) -> None:
+    """Prove that append-only sites refuse deletes: write a tiny canary snapshot at each
+    and try to forget it (the daemon does it on each site's immutability_schedule).
+
+    NAMES: sites with append_only: true (default: all of them). Exit 0 when every site
+    refused, 4 when one accepted the delete (NotImmutable) or could not be asked.
+    """
+    config = load(options, check_environment=True)
+    declared = [name for name, site in config.sites.items() if site.append_only]
+    unknown = [name for name in names if name not in config.sites]
+    if unknown:
+        known = ", ".join(config.sites)
+        fail(
+            f"no site {', '.join(map(repr, unknown))} in {options.config_path} (sites: {known})",
+            Exit.CONFIG,
+        )
+    undeclared = [name for name in names if name not in declared]
+    if undeclared:
+        fail(
+            f"{', '.join(undeclared)}: not declared append_only: true, so nothing to prove "
+            "(a site that refuses deletes without it is found out by retention)",
+            Exit.CONFIG,
+        )
+    chosen = list(dict.fromkeys(names)) or declared
+    if not chosen:
+        fail(f"no site in {options.config_path} is declared append_only: true", Exit.CONFIG)
+    rt = runtime(config)
+    cancel = threading.Event()
+    failed = False
+    with cancel_on_signals(cancel):
+        for name in chosen:
+            run = prove_immutable(rt, name, cancel, patience=None)
+            if run.status == Status.SUCCESS:
+                click.echo(f"{name}: immutable: {run.error_message}")
+            else:
+                failed = True
+                click.echo(f"{name}: {run.status}: {run.error_class}: {run.error_message}")
+            if cancel.is_set():
+                raise SystemExit(Exit.INTERRUPTED)
+    raise SystemExit(Exit.FAILED if failed else Exit.OK)

@@ -164,6 +164,15 @@ class Site(Strict):
             "refuses a delete is found out and skipped too, at the cost of asking."
         ),
     )
+    immutability_schedule: ScheduleText | None = Field(
+        default="30 4 * * 0",
+        description=(
+            "When the daemon proves that an append_only site refuses deletes: it writes a "
+            "tiny canary snapshot there and tries to forget it (crontab(5), 'every DURATION', "
+            "or null; the default is Sundays at 04:30). Only sites with append_only: true; a "
+            "site that accepts the delete is a violation (FirebreakSiteNotImmutable)."
+        ),
+    )
     check_schedule: ScheduleText | None = Field(
         default="0 5 * * 0",
         description=(

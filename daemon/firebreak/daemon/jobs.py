@@ -22,6 +22,7 @@ from sqlalchemy import text
 from firebreak.actions.backup import RetryPlan
 from firebreak.actions.check import check_site
 from firebreak.actions.cycle import run_cycle
+from firebreak.actions.immutability import prove_immutable
 from firebreak.actions.prune import prune_history
 from firebreak.actions.restore_drill import drill_site
 from firebreak.actions.retention import apply_retention
@@ -90,6 +91,11 @@ class Jobs:
             if site.drill_schedule is not None:
                 label, schedule = f"restore drill at {name}", site.drill_schedule
                 jobs.append(Job(f"drill:{name}", label, self.drill, (name,), schedule))
+            if site.append_only and site.immutability_schedule is not None:
+                label, schedule = f"immutability proof at {name}", site.immutability_schedule
+                jobs.append(
+                    Job(f"immutability:{name}", label, self.immutability, (name,), schedule)
+                )
         if config.database.keep_runs is not None:
             label = "pruning of the run history"
             jobs.append(Job("history:prune", label, self.prune, (), PRUNE_SCHEDULE))
@@ -158,6 +164,14 @@ class Jobs:
             with _reported(f"restore drill of {name} at {site_name}"):
                 _history_answers(rt)
                 drill_site(rt, name, site_name, self._cancel)
+
+    def immutability(self, site_name: str) -> None:
+        rt = self._runtime()
+        if not any(site_name in source.sites for source in rt.config.sources.values()):
+            return  # no source uses the site (or a reload removed it)
+        with _reported(f"immutability proof at {site_name}"):
+            _history_answers(rt)
+            prove_immutable(rt, site_name, self._cancel)
 
     def retention(self, source_name: str) -> None:
         rt = self._runtime()

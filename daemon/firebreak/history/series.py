@@ -21,7 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from firebreak.history.database import upsert
 from firebreak.history.models import Run, RunTotal, Series
-from firebreak.outcomes import Operation, Status, data_verdicts, site_losses
+from firebreak.outcomes import Operation, Status, site_losses, verdicts
 
 # The duration histogram's buckets (seconds).
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, float("inf"))
@@ -101,10 +101,11 @@ def finished(session: Session, run: Run) -> None:
 
 
 def is_verdict(run: Run) -> bool:
-    """The run passed, or found the data bad (a failure that ``judges_data``): runs that could
-    not even reach the site say nothing either way."""
+    """The run passed, or found the data bad (a failure that ``judges_data``), or the site
+    mutable (``judges_immutability``): runs that could not even reach the site say nothing
+    either way."""
     return run.status == Status.SUCCESS or (
-        run.status == Status.FAILED and run.error_class in data_verdicts()
+        run.status == Status.FAILED and run.error_class in verdicts()
     )
 
 

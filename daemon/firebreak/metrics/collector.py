@@ -24,6 +24,7 @@ from firebreak.config.model import Config
 from firebreak.fleet import HostProfile, peers
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
+from firebreak.history.models import Run
 from firebreak.history.series import (
     Durations,
     Latest,
@@ -34,6 +35,7 @@ from firebreak.history.series import (
     first_successes,
     latest_runs,
     latest_site_runs,
+    latest_site_verdicts,
     run_counts,
 )
 from firebreak.outcomes import FINAL_STATUSES, Operation, Status
@@ -168,11 +170,19 @@ def host_metrics(
     proof = Proof.read(engine, host, shares)
     report = freshness(profile.objectives(), latest, now, proof)
     site_checks = [((site,), entry) for site, entry in checks.items()]
+    proofs = latest_site_runs(engine, Operation.IMMUTABILITY, host=host)
+    immutable = latest_site_verdicts(engine, Operation.IMMUTABILITY, host=host)
     return [
         *_site_metrics(report, latest, failures, first),
         *_source_metrics(profile, report),
-        *_site_flags(profile, proof),
+        *_site_flags(profile, proof, immutable),
         *_proof_metrics(Operation.CHECK, "restic check of the site", site_checks, ["site"]),
+        *_proof_metrics(
+            Operation.IMMUTABILITY,
+            "immutability proof at the site (a refused delete)",
+            [((site,), entry) for site, entry in proofs.items()],
+            ["site"],
+        ),
         *_proof_metrics(
             Operation.DRILL,
             "restore drill at the site",
@@ -269,12 +279,17 @@ def _site_metrics(
     yield outcome
 
 
-def _site_flags(profile: HostProfile, proof: Proof) -> Iterator[Metric]:
-    """Per configured site, 0 or 1: lost, and damaged by a check."""
+def _site_flags(profile: HostProfile, proof: Proof, immutable: dict[str, Run]) -> Iterator[Metric]:
+    """Per configured site, 0 or 1: lost, damaged by a check, and what the newest
+    immutability proof found."""
 
     def check_damaged(site: str) -> bool:
         verdict = proof.checks.get(site)
         return verdict is not None and verdict.status == Status.FAILED
+
+    def proven(site: str, status: Status) -> bool:
+        verdict = immutable.get(site)
+        return verdict is not None and verdict.status == status
 
     flags: list[tuple[str, str, Callable[[str], bool]]] = [
         (
@@ -288,6 +303,18 @@ def _site_flags(profile: HostProfile, proof: Proof) -> Iterator[Metric]:
             "1 if the newest restic check that judged the site's repository found errors "
             "(every source there is damaged until a check passes), whatever checks run since",
             check_damaged,
+        ),
+        (
+            "firebreak_site_immutable",
+            "1 if the newest immutability proof at the site saw it refuse to delete its canary "
+            "snapshot (append_only sites only)",
+            lambda site: proven(site, Status.SUCCESS),
+        ),
+        (
+            "firebreak_site_not_immutable",
+            "1 if the newest immutability proof at the site saw it delete its canary snapshot, "
+            "though the site is declared append_only (NotImmutable)",
+            lambda site: proven(site, Status.FAILED),
         ),
     ]
     for name, text, holds in flags:

@@ -166,6 +166,21 @@ def backup(
     return at.invocation("backup", *args)
 
 
+# The tag of the tiny snapshots written to prove that a site refuses deletes: never any
+# source's, so no retention, listing or restore of a source sees them.
+CANARY_TAG = "firebreak:canary"
+
+
+def canary_backup(at: SiteRestic, *, host: str, stage: Path) -> Invocation:
+    """``restic backup`` of the canary directory, from inside it."""
+    return at.invocation("backup", "--host", host, "--tag", CANARY_TAG, "--", ".", cwd=str(stage))
+
+
+def forget_snapshot(at: SiteRestic, snapshot_id: str) -> Invocation:
+    """``restic forget SNAPSHOT`` (no prune): one snapshot, by its id."""
+    return at.invocation("forget", "--", snapshot_id)
+
+
 def snapshots(
     at: SiteRestic, *, source_name: str | None = None, host: str | None = None
 ) -> Invocation:

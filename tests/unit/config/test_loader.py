@@ -593,3 +593,20 @@ def test_a_key_with_a_newline_keeps_each_problem_on_one_line(tmp_path: Path) -> 
     assert all("\n" not in problem for problem in problems)
     assert any('sites["gra\\nfake.yaml:1: all good"]: name' in p for p in problems), problems
     assert any("sites defined: fra, gra\\nfake.yaml:1: all good" in p for p in problems), problems
+
+
+def test_only_append_only_sites_get_an_immutability_proof_on_their_schedule(
+    tmp_path: Path,
+) -> None:
+    from firebreak.daemon.jobs import Jobs
+
+    jobs = Jobs(lambda: None, None, lambda _name: None, lambda: None)  # type: ignore[arg-type, return-value]
+    data = _config()
+    data["sites"]["gra"] = {**GOOD_SITE, "append_only": True}
+    data["sites"]["fra"] = {**GOOD_SITE, "immutability_schedule": "every 1h"}
+    planned = {job.id: job for job in jobs.planned(load_config(_write(tmp_path, data)))}
+    assert "immutability:gra" in planned and "immutability:fra" not in planned
+    assert planned["immutability:gra"].schedule == "30 4 * * 0"
+    data["sites"]["gra"]["immutability_schedule"] = None
+    planned = {job.id: job for job in jobs.planned(load_config(_write(tmp_path, data)))}
+    assert not [name for name in planned if name.startswith("immutability:")]

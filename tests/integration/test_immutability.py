@@ -1,0 +1,107 @@
+"""Immutability proven, not declared: an append_only site is asked to delete a canary
+snapshot, against real REST servers (rclone serve restic, with --append-only and without)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from firebreak.actions.cycle import run_cycle
+from firebreak.actions.runtime import Runtime
+from firebreak.metrics.collector import FirebreakCollector, ScrapeInputs
+from firebreak.outcomes import Status
+from firebreak.restic.commands import CANARY_TAG
+from tests.support.cli import firebreak
+from tests.support.scrape import samples, value
+from tests.support.servers import RestServer
+from tests.support.setup import Setup
+
+
+def _flags(rt: Runtime, site: str) -> tuple[float | None, float | None]:
+    """(firebreak_site_immutable, firebreak_site_not_immutable) for the site, scraped."""
+    registry = CollectorRegistry(auto_describe=False)
+    inputs = ScrapeInputs(
+        config=lambda: rt.config, engine=lambda: rt.engine, restic_version=lambda: "0.14.0"
+    )
+    registry.register(FirebreakCollector(inputs))
+    found = samples(generate_latest(registry).decode())
+    return (
+        value(found, "firebreak_site_immutable", site=site),
+        value(found, "firebreak_site_not_immutable", site=site),
+    )
+
+
+def _vault(setup: Setup, server: RestServer) -> Runtime:
+    """Site a, and a REST site 'vault' declared append_only; one backup at both."""
+    setup.local_site("a")
+    setup.rest_site("vault", server, append_only=True)
+    setup.source("www", ["a", "vault"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    return rt
+
+
+@pytest.mark.restic_matrix
+def test_an_append_only_site_refuses_to_delete_the_canary_and_is_proven_immutable(
+    setup: Setup, rest_server_factory: Callable[..., RestServer]
+) -> None:
+    server = rest_server_factory(append_only=True)
+    rt = _vault(setup, server)
+
+    done = firebreak(setup.path, "site", "prove-immutable", timeout=180)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("vault: immutable: refused to delete canary snapshot "), done
+    assert "403 Forbidden" in done.stdout
+    [run] = [r for r in setup.runs() if r.operation == "immutability"]
+    assert (run.site, run.source, run.status) == ("vault", None, Status.SUCCESS)
+    # The canary stays, tagged as no source's: the source's snapshots are what they were.
+    canaries = firebreak(setup.path, "restic", "vault", "--", "snapshots", "--tag", CANARY_TAG)
+    assert canaries.returncode == 0, canaries.stderr
+    assert run.snapshot_id and run.snapshot_id[:8] in canaries.stdout
+    listed = firebreak(setup.path, "snapshots", "www", "--site", "vault", "--json")
+    assert run.snapshot_id[:8] not in listed.stdout
+    assert _flags(rt, "vault") == (1, 0)
+    assert _flags(rt, "a") == (0, 0)
+
+
+def test_a_site_declared_append_only_that_deletes_is_a_violation_that_stays_until_proven(
+    setup: Setup, rest_server_factory: Callable[..., RestServer]
+) -> None:
+    """The server was started without --append-only: the canary is deleted, and the site is
+    NotImmutable. A later proof that cannot reach the site changes nothing: only a refused
+    delete clears it."""
+    server = rest_server_factory(append_only=False)
+    rt = _vault(setup, server)
+
+    done = firebreak(setup.path, "site", "prove-immutable", "vault", timeout=180)
+
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.stdout.startswith("vault: failed: NotImmutable: the site deleted canary "), done
+    assert "whoever holds this host's credentials can delete every backup there" in done.stdout
+    canaries = firebreak(
+        setup.path, "restic", "vault", "--", "snapshots", "--json", "--tag", CANARY_TAG
+    )
+    assert canaries.returncode == 0 and json.loads(canaries.stdout) == [], canaries
+    assert _flags(rt, "vault") == (0, 1)
+
+    server.stop()
+    unreachable = firebreak(setup.path, "site", "prove-immutable", "vault", timeout=180)
+    assert unreachable.returncode == 4 and "NotImmutable" not in unreachable.stdout
+    assert _flags(rt, "vault") == (0, 1)
+
+
+def test_only_declared_sites_are_proven(setup: Setup) -> None:
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    setup.write()
+    done = firebreak(setup.path, "site", "prove-immutable")
+    assert done.returncode == 2
+    assert "no site in" in done.stderr and "is declared append_only: true" in done.stderr
+    done = firebreak(setup.path, "site", "prove-immutable", "a")
+    assert done.returncode == 2 and "a: not declared append_only: true" in done.stderr
+    done = firebreak(setup.path, "site", "prove-immutable", "nope")
+    assert done.returncode == 2 and "no site 'nope'" in done.stderr
