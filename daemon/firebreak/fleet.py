@@ -27,6 +27,7 @@ from firebreak.daemon.schedules import period
 from firebreak.history.coordination import shared
 from firebreak.history.freshness import Objective
 from firebreak.history.hosts import hosts
+from firebreak.placement.policy import effective_policy, offsite, storage_kind
 from firebreak.placement.targets import location, site_target
 from firebreak.placement.whatif import degradation, worst_case_survivors
 
@@ -39,6 +40,8 @@ class SourceProfile:
     placement_degraded: bool = False
     # Per failure domain, the fewest sites left after losing any one value of it.
     worst_case: dict[str, int] = field(default_factory=dict)
+    # The parts of 3-2-1-1-0 its policy requires (scorecard.py).
+    require: list[str] = field(default_factory=list)
 
     @property
     def objective(self) -> Objective:
@@ -52,12 +55,20 @@ class SiteProfile:
     drill_interval_seconds: float | None = None
     # Where its repository is (placement/targets.py: normalised, no credentials).
     repository: str | None = None
+    # Its kind of storage: backend and provider (scorecard.py).
+    kind: str | None = None
+    # Outside the host's datacenter (None: the host's location is not set, or a distance
+    # the policy asks for cannot be told).
+    offsite: bool | None = None
+    append_only: bool = False
 
 
 @dataclass(frozen=True)
 class HostProfile:
     sources: dict[str, SourceProfile]
     sites: dict[str, SiteProfile]
+    # The config says where the host is (location:): offsite copies can be counted.
+    located: bool = False
 
     @classmethod
     def of(cls, config: Config, now: datetime) -> HostProfile:
@@ -79,6 +90,7 @@ class HostProfile:
                         str(domain): left
                         for domain, left in worst_case_survivors(config, name).items()
                     },
+                    require=list(effective_policy(config, name).require),
                 )
                 for name, source in config.sources.items()
             },
@@ -87,9 +99,15 @@ class HostProfile:
                     interval(site.check_schedule),
                     interval(site.drill_schedule),
                     location(site_target(site), config.host_name),
+                    kind=storage_kind(site),
+                    offsite=None
+                    if config.location is None
+                    else offsite(config.location, site.location, config.placement.offsite_km),
+                    append_only=site.append_only,
                 )
                 for name, site in config.sites.items()
             },
+            located=config.location is not None,
         )
 
     def repositories(self) -> dict[str, str]:
@@ -118,6 +136,7 @@ class HostProfile:
                         worst_case={
                             str(k): int(v) for k, v in source.get("worst_case", {}).items()
                         },
+                        require=[str(rule) for rule in source.get("require", [])],
                     )
                     for name, source in data["sources"].items()
                 },
@@ -126,9 +145,13 @@ class HostProfile:
                         _number(site.get("check_interval_seconds")),
                         _number(site.get("drill_interval_seconds")),
                         None if site.get("repository") is None else str(site["repository"]),
+                        kind=None if site.get("kind") is None else str(site["kind"]),
+                        offsite=None if site.get("offsite") is None else bool(site["offsite"]),
+                        append_only=bool(site.get("append_only", False)),
                     )
                     for name, site in data["sites"].items()
                 },
+                located=bool(data.get("located", False)),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a host profile: {exc}") from None

@@ -66,6 +66,19 @@ def test_an_append_only_site_refuses_to_delete_the_canary_and_is_proven_immutabl
     assert run.snapshot_id[:8] not in listed.stdout
     assert _flags(rt, "vault") == (1, 0)
     assert _flags(rt, "a") == (0, 0)
+    # The scorecard counts the proven site as the source's immutable copy.
+    shown = firebreak(setup.path, "status", "--json")
+    [source] = json.loads(shown.stdout)["sources"]
+    assert source["rules"]["immutable"] == {
+        "count": 1,
+        "target": 1,
+        "ok": True,
+        "required": False,
+        "detail": "vault",
+    }
+    assert source["rules"]["copies"]["count"] == 2 and not source["rules"]["copies"]["ok"]
+    text = firebreak(setup.path, "status").stdout
+    assert "3-2-1-1-0: copies 2/3 ✗ · kinds 2/2 ✓ · offsite ?/1 ✗ · immutable 1/1 ✓" in text
 
 
 def test_a_site_declared_append_only_that_deletes_is_a_violation_that_stays_until_proven(
@@ -75,6 +88,7 @@ def test_a_site_declared_append_only_that_deletes_is_a_violation_that_stays_unti
     NotImmutable. A later proof that cannot reach the site changes nothing: only a refused
     delete clears it."""
     server = rest_server_factory(append_only=False)
+    setup.top["placement"] = {"enforce": "warn", "require": ["immutable"]}
     rt = _vault(setup, server)
 
     done = firebreak(setup.path, "site", "prove-immutable", "vault", timeout=180)
@@ -87,6 +101,10 @@ def test_a_site_declared_append_only_that_deletes_is_a_violation_that_stays_unti
     )
     assert canaries.returncode == 0 and json.loads(canaries.stdout) == [], canaries
     assert _flags(rt, "vault") == (0, 1)
+    # The policy requires an immutable copy: status says it is broken, and why.
+    text = firebreak(setup.path, "status").stdout
+    assert "immutable* 0/1 ✗" in text
+    assert "required immutable BROKEN: 0/1 (no site is proven to refuse deletes)" in text
 
     server.stop()
     unreachable = firebreak(setup.path, "site", "prove-immutable", "vault", timeout=180)

@@ -76,6 +76,9 @@ def status(options: Options, as_json: bool, fleet: bool) -> None:
                 click.echo(line)
             if source.degraded is not None:
                 click.echo(f"  placement DEGRADED: {source.degraded}")
+            click.echo(f"  {source.rules.line()}")
+            for rule in source.rules.broken_required:
+                click.echo(f"  required {rule.rule} BROKEN: {rule.shown} ({rule.detail})")
             click.echo(f"  next cycle: {source.next_cycle.text}")
         unsafe = [s.freshness.source for s in seen.sources if not s.freshness.safe]
         if unsafe:
@@ -92,6 +95,16 @@ def _as_json(source: SourceOverview) -> dict[str, Any]:
     data["cycle_overdue"] = source.next_cycle.overdue
     data["max_age"] = format_seconds(source.freshness.max_age_seconds)
     data["placement_degraded"] = source.degraded
+    data["rules"] = {
+        rule.rule: {
+            "count": rule.count,
+            "target": rule.target,
+            "ok": rule.ok,
+            "required": rule.required,
+            "detail": rule.detail,
+        }
+        for rule in source.rules.rules
+    }
     for site, counted in zip(data["sites"], source.freshness.sites, strict=True):
         site["counts"] = counted.counts
         for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):

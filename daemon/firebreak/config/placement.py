@@ -10,6 +10,10 @@ from firebreak.config.base import COUNTRY_PATTERN, Strict
 
 FailureDomain = Literal["provider", "region", "country", "datacenter"]
 FAILURE_DOMAINS: tuple[FailureDomain, ...] = ("provider", "region", "country", "datacenter")
+# The parts of 3-2-1-1-0 (firebreak/scorecard.py): 3 copies, 2 kinds of storage, 1 offsite,
+# 1 immutable, 0 errors in restore verification.
+Rule = Literal["copies", "kinds", "offsite", "immutable", "verified"]
+RULES: tuple[Rule, ...] = ("copies", "kinds", "offsite", "immutable", "verified")
 
 
 class Endpoint(Strict):
@@ -75,6 +79,15 @@ class PlacementPolicy(Strict):
             "violation (docs/placement.md)."
         ),
     )
+    require: list[Rule] = Field(
+        default_factory=list,
+        description=(
+            "Parts of 3-2-1-1-0 every source must meet (copies, kinds, offsite, immutable, "
+            "verified): a config that cannot is a placement violation, and one broken at run "
+            "time fires FirebreakSourceRuleBroken (docs/placement.md)."
+        ),
+        examples=[["offsite", "immutable"]],
+    )
     enforce: Literal["error", "warn"] = Field(
         default="error",
         description=(
@@ -96,6 +109,9 @@ class SourcePlacement(Strict):
     )
     min_offsite: int | None = Field(
         default=None, ge=0, description="Raise the minimum number of offsite sites."
+    )
+    require: list[Rule] = Field(
+        default_factory=list, description="More parts of 3-2-1-1-0 this source must meet."
     )
     enforce: Literal["error", "warn"] | None = Field(
         default=None, description="error: make violations errors for this source."

@@ -13,12 +13,13 @@ from firebreak.config import Config
 from firebreak.config.schedules import Cron, parse_schedule
 from firebreak.daemon.catchup import is_overdue, last_runs
 from firebreak.daemon.schedules import next_fire
-from firebreak.fleet import fleet_peers, peers, recorded_profiles, repositories
+from firebreak.fleet import HostProfile, fleet_peers, peers, recorded_profiles, repositories
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.hosts import hosts
 from firebreak.history.series import latest_runs
 from firebreak.humanize import humanize_age
 from firebreak.placement.whatif import degradation
+from firebreak.scorecard import Scorecard, scorecard
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class SourceOverview:
     # Why placement is degraded (a site lost or damaged leaves too few places), or None.
     degraded: str | None
     next_cycle: NextCycle
+    # 3-2-1-1-0, as the history proves it.
+    rules: Scorecard
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ def overview(config: Config, engine: Engine, now: datetime, host: str | None = N
     proof = Proof.read(engine, host, peers(engine, host, repositories(config, host)))
     started = last_runs(config, engine, host)
     report = freshness(config, latest_runs(engine, host=host), now, proof)
+    profile = HostProfile.of(config, now)
     sources = []
     for source in report:
         degraded = degradation(config, source.source)
@@ -63,6 +67,7 @@ def overview(config: Config, engine: Engine, now: datetime, host: str | None = N
                 freshness=source,
                 degraded=None if degraded is None else str(degraded),
                 next_cycle=next_cycle(config, source.source, started.get(source.source), now),
+                rules=scorecard(profile, source, proof, now),
             )
         )
     return Overview(now, sources)

@@ -49,6 +49,8 @@ class Proof:
     lost: dict[str, Run] = field(default_factory=dict)
     # Whose proof it is (a check another host ran at a shared repository says by whom).
     host: str | None = None
+    # site → the newest immutability proof that reached a verdict: refused, or deleted.
+    immutable: dict[str, Run] = field(default_factory=dict)
 
     @classmethod
     def read(cls, engine: Engine, host: str, peers: Peers | None = None) -> Proof:
@@ -57,7 +59,8 @@ class Proof:
         checks = latest_site_verdicts(engine, Operation.CHECK, host=host, peers=peers)
         drills = latest_verdicts(engine, Operation.DRILL, host=host)
         drill_runs = latest_runs(engine, operation=Operation.DRILL, host=host)
-        return cls(drills, checks, drill_runs, lost_sites(engine, host), host)
+        immutable = latest_site_verdicts(engine, Operation.IMMUTABILITY, host=host)
+        return cls(drills, checks, drill_runs, lost_sites(engine, host), host, immutable)
 
     def loss(self, site: str, now: datetime) -> str | None:
         """Why the site's repository is not the one it held, or None."""

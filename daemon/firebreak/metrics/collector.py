@@ -24,7 +24,6 @@ from firebreak.config.model import Config
 from firebreak.fleet import HostProfile, peers
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
-from firebreak.history.models import Run
 from firebreak.history.series import (
     Durations,
     Latest,
@@ -35,10 +34,10 @@ from firebreak.history.series import (
     first_successes,
     latest_runs,
     latest_site_runs,
-    latest_site_verdicts,
     run_counts,
 )
 from firebreak.outcomes import FINAL_STATUSES, Operation, Status
+from firebreak.scorecard import scorecard
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +170,11 @@ def host_metrics(
     report = freshness(profile.objectives(), latest, now, proof)
     site_checks = [((site,), entry) for site, entry in checks.items()]
     proofs = latest_site_runs(engine, Operation.IMMUTABILITY, host=host)
-    immutable = latest_site_verdicts(engine, Operation.IMMUTABILITY, host=host)
     return [
         *_site_metrics(report, latest, failures, first),
         *_source_metrics(profile, report),
-        *_site_flags(profile, proof, immutable),
+        *_site_flags(profile, proof),
+        *_rule_metrics(profile, report, proof, now),
         *_proof_metrics(Operation.CHECK, "restic check of the site", site_checks, ["site"]),
         *_proof_metrics(
             Operation.IMMUTABILITY,
@@ -279,7 +278,7 @@ def _site_metrics(
     yield outcome
 
 
-def _site_flags(profile: HostProfile, proof: Proof, immutable: dict[str, Run]) -> Iterator[Metric]:
+def _site_flags(profile: HostProfile, proof: Proof) -> Iterator[Metric]:
     """Per configured site, 0 or 1: lost, damaged by a check, and what the newest
     immutability proof found."""
 
@@ -288,7 +287,7 @@ def _site_flags(profile: HostProfile, proof: Proof, immutable: dict[str, Run]) -
         return verdict is not None and verdict.status == Status.FAILED
 
     def proven(site: str, status: Status) -> bool:
-        verdict = immutable.get(site)
+        verdict = proof.immutable.get(site)
         return verdict is not None and verdict.status == status
 
     flags: list[tuple[str, str, Callable[[str], bool]]] = [
@@ -322,6 +321,34 @@ def _site_flags(profile: HostProfile, proof: Proof, immutable: dict[str, Run]) -
         for site in profile.sites:
             family.add_metric([site], 1 if holds(site) else 0)
         yield family
+
+
+RULE_GAUGES = {
+    "firebreak_source_rule_ok": "1 if the source meets this part of 3-2-1-1-0 now",
+    "firebreak_source_rule_required": "1 if the source's placement policy requires this part",
+    "firebreak_source_rule_count": (
+        "Fresh copies, kinds of storage, offsite copies or proven-immutable copies the source "
+        "has (verified: sites whose newest check or drill did not pass in time)"
+    ),
+}
+
+
+def _rule_metrics(
+    profile: HostProfile, report: list[SourceFreshness], proof: Proof, now: datetime
+) -> Iterator[Metric]:
+    """The 3-2-1-1-0 scorecard of every source, a series per rule."""
+    gauges = {
+        name: GaugeMetricFamily(name, text, labels=["source", "rule"])
+        for name, text in RULE_GAUGES.items()
+    }
+    for source in report:
+        for rule in scorecard(profile, source, proof, now).rules:
+            key = [source.source, rule.rule]
+            gauges["firebreak_source_rule_ok"].add_metric(key, 1 if rule.ok else 0)
+            gauges["firebreak_source_rule_required"].add_metric(key, 1 if rule.required else 0)
+            if rule.count is not None:
+                gauges["firebreak_source_rule_count"].add_metric(key, rule.count)
+    yield from gauges.values()
 
 
 def _source_metrics(profile: HostProfile, report: list[SourceFreshness]) -> Iterator[Metric]:

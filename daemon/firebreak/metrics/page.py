@@ -156,6 +156,11 @@ def _source(source: SourceOverview, now: datetime) -> str:
     ]
     if source.degraded is not None:
         parts.append(f'<p class="warning">placement DEGRADED: {escape(source.degraded)}</p>')
+    if source.rules.rules:
+        broken = source.rules.broken_required
+        parts.append(
+            f'<p class="{"warning" if broken else "meta"}">{escape(source.rules.line())}</p>'
+        )
     parts.append('<ul class="sites">')
     parts += [_site(site, now) for site in fresh.sites]
     parts += ["</ul>", "</section>"]

@@ -6,8 +6,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Literal
 
-from firebreak.config.model import Config, Location
-from firebreak.config.placement import FAILURE_DOMAINS, FailureDomain
+from firebreak.config.model import Config, Location, Site
+from firebreak.config.placement import FAILURE_DOMAINS, RULES, FailureDomain, Rule
 from firebreak.placement.endpoints import endpoint_problems
 from firebreak.placement.geo import distance_km
 from firebreak.placement.targets import site_target
@@ -49,6 +49,7 @@ class EffectivePolicy:
     enforce: Severity
     min_offsite: int = 0
     offsite_km: float | None = None
+    require: tuple[Rule, ...] = ()
 
 
 def effective_policy(config: Config, source_name: str) -> EffectivePolicy:
@@ -63,6 +64,7 @@ def effective_policy(config: Config, source_name: str) -> EffectivePolicy:
         enforce="error" if "error" in (base.enforce, mine.enforce) else "warn",
         min_offsite=max(base.min_offsite, mine.min_offsite or 0),
         offsite_km=base.offsite_km,
+        require=tuple(rule for rule in RULES if rule in {*base.require, *mine.require}),
     )
 
 
@@ -105,7 +107,56 @@ def label_violations(config: Config, source_name: str) -> list[Violation]:
         contradiction = endpoint_problems(config, name, site_target(config.sites[name]).host)
         if contradiction is not None:
             violation("endpoint_location", (name,), f'source "{source_name}": {contradiction}')
+    for rule in policy.require:
+        why = _cannot_meet(config, source_name, rule, policy)
+        if why is not None:
+            violation(
+                f"require_{rule}",
+                tuple(source.sites),
+                f'source "{source_name}": the placement policy requires {rule} (3-2-1-1-0), '
+                f"and {why}",
+            )
     return found
+
+
+def storage_kind(site: Site) -> str:
+    """A site's kind of storage, for 3-2-1-1-0's "2 kinds": its backend and its provider
+    (``s3/ovh``); two sites differ in kind when either differs."""
+    return f"{site_target(site).backend}/{site.location.provider.strip().casefold()}"
+
+
+def _cannot_meet(
+    config: Config, source_name: str, rule: Rule, policy: EffectivePolicy
+) -> str | None:
+    """Why the config cannot meet this part of 3-2-1-1-0 whatever the runs do, or None."""
+    names = config.sources[source_name].sites
+    sites = {name: config.sites[name] for name in names}
+    if rule == "copies" and len(sites) < 3:
+        return f"3 copies need 3 sites; it has {len(sites)}"
+    if rule == "kinds" and len({storage_kind(site) for site in sites.values()}) < 2:
+        kind = storage_kind(next(iter(sites.values())))
+        return f"2 kinds of storage need a backend or a provider of their own; every site is {kind}"
+    if rule == "offsite":
+        host = config.location
+        if host is None:
+            return "an offsite copy needs this host's location (location: in the config)"
+        if not any(offsite(host, site.location, policy.offsite_km) for site in sites.values()):
+            return "no site is offsite (outside this host's datacenter)"
+    if rule == "immutable" and not any(site.append_only for site in sites.values()):
+        return "no site is declared append_only: true (the daemon proves it refuses deletes)"
+    if rule == "verified":
+        unscheduled = [
+            name
+            for name, site in sites.items()
+            if site.check_schedule is None or site.drill_schedule is None
+        ]
+        if unscheduled:
+            return (
+                "every site needs a check_schedule and a drill_schedule; "
+                f"{_quoted(unscheduled)} {'has' if len(unscheduled) == 1 else 'have'} "
+                "one of them null"
+            )
+    return None
 
 
 def offsite(host: Location, site: Location, offsite_km: float | None) -> bool | None:

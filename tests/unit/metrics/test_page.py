@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from firebreak.daemon.overview import NextCycle, Overview, SourceOverview
 from firebreak.history.freshness import SiteFreshness, SourceFreshness
 from firebreak.metrics.page import runbook_page, status_page, trouble_page
+from firebreak.scorecard import Scorecard
 
 NOW = datetime(2026, 12, 3, 4, 0, tzinfo=UTC)
 
@@ -34,6 +35,7 @@ def source(name: str, sites: list[SiteFreshness], degraded: str | None = None) -
         freshness=SourceFreshness(name, 86400.0, 2, counting, counting >= 2, sites),
         degraded=degraded,
         next_cycle=NextCycle(NOW + timedelta(hours=1), False, "in 1h, 2026-12-03 05:00 UTC"),
+        rules=Scorecard(name, []),
     )
 
 
