@@ -54,13 +54,19 @@ def _slow_source(setup: Setup) -> None:
 
 
 def _backing_up_slowly(setup: Setup, daemons: list[DaemonProcess]) -> DaemonProcess:
-    """A daemon whose catch-up backup of www to the slow site is under way."""
+    """A daemon whose catch-up backup of www to the slow site is under way (the backup
+    itself: its command line names the source; the site's creation before it does not)."""
     _slow_source(setup)
     setup.source("www", ["slow"], schedule="0 3 * * *")
     daemon = _start(setup, daemons)
     daemon.ready()
-    daemon.wait_for("restic to start", lambda: bool(restic_processes(str(setup.dir))))
+    daemon.wait_for("the backup to start", lambda: bool(_backing_up(setup)))
     return daemon
+
+
+def _backing_up(setup: Setup) -> list[int]:
+    """The restic processes backing up the test's source."""
+    return restic_processes(str(setup.source_dir))
 
 
 def test_scheduled_cycles_notify_systemd_and_stop_cleanly(
@@ -284,7 +290,7 @@ def test_a_broken_config_sent_mid_backup_leaves_the_backup_and_the_running_confi
     setup.path.write_text(good + "sources: [this is: not yaml\n")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for("the rejection", lambda: "configuration NOT reloaded" in daemon.log())
-    assert restic_processes(str(setup.dir)), "the reload stopped the running backup"
+    assert _backing_up(setup), "the reload stopped the running backup"
     daemon.wait_for("the backup to end", lambda: bool(_backups(setup, Status.SUCCESS)), 90)
     metrics = f"http://{setup.top['metrics']['listen']}/metrics"
     assert value(samples(get(metrics)[1]), "firebreak_config_last_reload_successful") == 0
