@@ -6,7 +6,8 @@
 - **offsite** (1): those copies outside this host's datacenter (placement.min_offsite's rule;
   unknown without the host's location);
 - **immutable** (1): those copies at a site whose newest immutability proof saw it refuse a
-  delete (actions/immutability.py);
+  delete (actions/immutability.py), or, never proven, whose newest forget of the source was
+  refused (an append-only site not declared so);
 - **verified** (0 errors): every site of the source had its newest restic check and restore
   drill pass, each within its schedule's gap plus a day (at least 8 days), as the stale
   alerts count; a site where either is not scheduled cannot be verified.
@@ -24,7 +25,6 @@ from datetime import datetime
 from firebreak.config.placement import Rule
 from firebreak.fleet import HostProfile, SiteProfile
 from firebreak.history.freshness import Proof, SourceFreshness
-from firebreak.history.models import Run
 from firebreak.outcomes import Status
 
 TARGETS: dict[Rule, int] = {"copies": 3, "kinds": 2, "offsite": 1, "immutable": 1, "verified": 0}
@@ -93,7 +93,7 @@ def scorecard(
     # A profile recorded by an older daemon does not say: unknown, not one kind per site.
     kinds_known = None not in kinds and all(name in sites for name in copies)
     offsite = [name for name in copies if _at(sites, name, "offsite")] if profile.located else None
-    immutable = [name for name in copies if _passed(proof.immutable.get(name))]
+    immutable = [name for name in copies if proof.refuses_deletes(source.source, name)]
     errors = {
         name: why
         for name in placed.sites
@@ -136,10 +136,6 @@ def scorecard(
 
 def _at(sites: Mapping[str, SiteProfile], name: str, field: str) -> bool:
     return bool(getattr(sites.get(name), field, False))
-
-
-def _passed(run: Run | None) -> bool:
-    return run is not None and run.status == Status.SUCCESS
 
 
 def _unverified(

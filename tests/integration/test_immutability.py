@@ -45,10 +45,12 @@ def _vault(setup: Setup, server: RestServer) -> Runtime:
 
 
 @pytest.mark.restic_matrix
+@pytest.mark.parametrize("server_kind", ["rclone", "rest-server"])
 def test_an_append_only_site_refuses_to_delete_the_canary_and_is_proven_immutable(
-    setup: Setup, rest_server_factory: Callable[..., RestServer]
+    setup: Setup, rest_server_factory: Callable[..., RestServer], server_kind: str
 ) -> None:
-    server = rest_server_factory(append_only=True)
+    """rclone serve restic --append-only, and restic's own rest-server --append-only."""
+    server = rest_server_factory(append_only=True, real=server_kind == "rest-server")
     rt = _vault(setup, server)
 
     done = firebreak(setup.path, "site", "prove-immutable", timeout=180)

@@ -35,7 +35,8 @@ if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
 fi
 
 for suite in "${suites[@]}"; do
-	version=$(apt-cache "${apt_options[@]}" madison restic | awk -v s="$suite" '$0 ~ s"/main" {print $3; exit}')
+	# awk reads to the end: an early exit would kill apt-cache with SIGPIPE (pipefail).
+	version=$(apt-cache "${apt_options[@]}" madison restic | awk -v s="$suite" '$0 ~ s"/main" && !n++ {print $3}')
 	if [ -z "$version" ]; then
 		echo "restic-versions: Debian $suite has no restic package" >&2
 		exit 1
@@ -53,3 +54,20 @@ for suite in "${suites[@]}"; do
 	rm -f "$deb"
 	echo "restic-versions: restic $upstream (Debian $suite) in $cache/$upstream"
 done
+
+# The real rest-server (Debian's restic-rest-server), for the append-only tests: unpacked into
+# CACHE/rest-server/usr/bin/restic-rest-server, like restic.
+if [ ! -x "$cache/rest-server/usr/bin/restic-rest-server" ]; then
+	version=$(apt-cache "${apt_options[@]}" madison restic-rest-server | awk '!n++ {print $3}')
+	if [ -z "$version" ]; then
+		echo "restic-versions: Debian ${suites[*]} has no restic-rest-server package" >&2
+		exit 1
+	fi
+	(cd "$apt_dir" && apt-get "${apt_options[@]}" -q download "restic-rest-server=$version" >/dev/null)
+	deb=$(ls "$apt_dir"/restic-rest-server_"${version#*:}"_*.deb)
+	rm -rf "$cache/rest-server.partial"
+	dpkg -x "$deb" "$cache/rest-server.partial"
+	mv "$cache/rest-server.partial" "$cache/rest-server"
+	rm -f "$deb"
+	echo "restic-versions: rest-server $version in $cache/rest-server"
+fi

@@ -34,6 +34,8 @@ from typing import IO, NoReturn, Protocol, Self
 
 import pytest
 
+from tests.support.restics import CACHE as RESTIC_CACHE
+
 __all__ = [
     "PostgresCluster",
     "RestServer",
@@ -319,6 +321,31 @@ class RestServer(_ProcessServer):
     def url(self, name: str) -> str:
         """Repository URL for restic, e.g. ``rest:http://127.0.0.1:PORT/NAME``."""
         return f"rest:http://{self.host}:{self.port}/{name.strip('/')}"
+
+
+class RealRestServer(RestServer):
+    """restic's own rest-server (Debian's restic-rest-server, unpacked by make
+    restic-versions), without auth: the server people run with ``--append-only``."""
+
+    kind = "restic-rest-server"
+
+    def _command(self) -> list[str]:
+        binary = real_rest_server()
+        if binary is None:
+            raise ServerUnavailable("restic-rest-server is not unpacked: run make restic-versions")
+        argv = [str(binary), "--path", str(self.root), "--listen", f"{self.host}:{self.port}"]
+        argv.append("--no-auth")
+        if self.append_only:
+            argv.append("--append-only")
+        return argv
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+
+def real_rest_server() -> Path | None:
+    binary = RESTIC_CACHE / "rest-server/usr/bin/restic-rest-server"
+    return binary if os.access(binary, os.X_OK) else None
 
 
 # --------------------------------------------------------------------------- SFTP
@@ -867,9 +894,15 @@ def rest_server_factory_fixture(
         pytest.skip("rclone is not installed")
     made: list[RestServer] = []
 
-    def make(append_only: bool = False, port: int | None = None) -> RestServer:
+    def make(
+        append_only: bool = False, port: int | None = None, *, real: bool = False
+    ) -> RestServer:
+        """real: restic's rest-server instead of rclone's."""
+        if real and real_rest_server() is None:
+            pytest.skip("restic-rest-server is not unpacked: run make restic-versions")
         base = tmp_path_factory.mktemp("rest-server")
-        server = RestServer(base / "root", append_only, port, log_path=base / "rclone.log")
+        kind = RealRestServer if real else RestServer
+        server = kind(base / "root", append_only, port, log_path=base / "server.log")
         made.append(server)
         server.start()
         return server

@@ -12,6 +12,7 @@ from firebreak.config.model import Config
 from firebreak.fleet import HostProfile, SiteProfile, SourceProfile
 from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness
 from firebreak.history.models import Run
+from firebreak.history.series import Latest
 from firebreak.outcomes import Status
 from firebreak.placement.policy import label_violations
 from firebreak.scorecard import scorecard
@@ -198,3 +199,22 @@ def test_a_profile_recorded_by_an_older_daemon_leaves_kinds_unknown() -> None:
     rules = _rules(_profile(sites, located=False), [_fresh(n) for n in "abc"], _proof())
     assert rules["kinds"] == (None, False, False, "unknown")
     assert rules["copies"][:2] == (3, True)
+
+
+def test_a_site_that_refused_the_sources_forget_counts_as_immutable_until_proven_otherwise() -> (
+    None
+):
+    """Not declared append_only, never proven: retention found it refusing deletes."""
+    sites = {name: _site(f"rest/{name}") for name in ("a", "b", "c")}
+    refused = _run(Status.SKIPPED, error="DeletionRefused")
+    forgets = {
+        ("www", "b"): Latest("www", "b", refused, None),
+        ("www", "c"): Latest("www", "c", _run(), _run()),
+    }
+    fresh = [_fresh(n) for n in "abc"]
+    rules = _rules(_profile(sites), fresh, _proof(forgets=forgets))
+    assert rules["immutable"][:2] == (1, True) and rules["immutable"][3] == "b"
+    # A proof that saw the site delete outweighs what a forget once met.
+    deleted = {"b": _run(Status.FAILED, error="NotImmutable")}
+    rules = _rules(_profile(sites), fresh, _proof(forgets=forgets, immutable=deleted))
+    assert rules["immutable"][:2] == (0, False)
