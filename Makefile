@@ -55,7 +55,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-restic-versions: deps  ## restic 0.18 and 0.19 from Debian's archive into RESTIC_CACHE; the system stays as it is
+restic-versions: deps  ## restic 0.18 and 0.19 (and restic-rest-server) from Debian's archive into RESTIC_CACHE; the system stays as it is
 	bash tests/support/restic-versions.sh $(RESTIC_CACHE)
 
 lint: venv
