@@ -16,7 +16,7 @@ from firebreak.outcomes import Status
 from firebreak.restic.commands import CANARY_TAG
 from tests.support.cli import firebreak
 from tests.support.scrape import samples, value
-from tests.support.servers import RestServer
+from tests.support.servers import RestServer, S3Server
 from tests.support.setup import Setup
 
 
@@ -125,3 +125,42 @@ def test_only_declared_sites_are_proven(setup: Setup) -> None:
     assert done.returncode == 2 and "a: not declared append_only: true" in done.stderr
     done = firebreak(setup.path, "site", "prove-immutable", "nope")
     assert done.returncode == 2 and "no site 'nope'" in done.stderr
+
+
+def test_an_object_locked_bucket_without_a_deny_policy_is_not_immutable_to_restic(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """S3 object lock (moto): restic's delete succeeds as a delete marker, and the snapshot is
+    gone from restic's view while its locked version stays. For restic that site deletes:
+    the proof says NotImmutable, as docs/threat-model.md warns (a policy denying
+    s3:DeleteObject to firebreak's keys is what makes it refuse; moto does not enforce
+    bucket policies, so that half is not tested here)."""
+    import boto3
+
+    setup.local_site("a")
+    setup.s3_site("locked", s3_server, append_only=True)
+    setup.source("www", ["a", "locked"])
+    bucket = setup.sites["locked"]["repository"].rsplit("/", 1)[-1]
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        aws_access_key_id=S3Server.ACCESS_KEY_ID,
+        aws_secret_access_key=S3Server.SECRET_ACCESS_KEY,
+        region_name=S3Server.REGION,
+    )
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    retention = {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}
+    client.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": retention},
+    )
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+
+    done = firebreak(setup.path, "site", "prove-immutable", "locked", timeout=180)
+
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "NotImmutable: the site deleted canary snapshot" in done.stdout
+    versions = client.list_object_versions(Bucket=bucket, Prefix="snapshots/")
+    assert len(versions.get("DeleteMarkers", [])) == 1  # the canary, hidden, not destroyed
+    assert len(versions.get("Versions", [])) == 2  # the source's snapshot and the canary

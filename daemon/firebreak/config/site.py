@@ -159,7 +159,8 @@ class Site(Strict):
     append_only: bool = Field(
         default=False,
         description=(
-            "The site refuses deletion (rest-server --append-only, object lock): retention "
+            "The site refuses deletion (rest-server --append-only, a bucket policy denying "
+            "deletes; object lock alone is not enough for restic): retention "
             "skips it, with the reason recorded, instead of failing. An undeclared site that "
             "refuses a delete is found out and skipped too, at the cost of asking."
         ),
