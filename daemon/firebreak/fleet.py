@@ -61,6 +61,9 @@ class SiteProfile:
     # the policy asks for cannot be told).
     offsite: bool | None = None
     append_only: bool = False
+    # How far apart its immutability proofs are (None: not declared append_only, or not
+    # scheduled).
+    immutability_interval_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class HostProfile:
                     if config.location is None
                     else offsite(config.location, site.location, config.placement.offsite_km),
                     append_only=site.append_only,
+                    immutability_interval_seconds=interval(site.immutability_schedule)
+                    if site.append_only
+                    else None,
                 )
                 for name, site in config.sites.items()
             },
@@ -148,6 +154,9 @@ class HostProfile:
                         kind=None if site.get("kind") is None else str(site["kind"]),
                         offsite=None if site.get("offsite") is None else bool(site["offsite"]),
                         append_only=bool(site.get("append_only", False)),
+                        immutability_interval_seconds=_number(
+                            site.get("immutability_interval_seconds")
+                        ),
                     )
                     for name, site in data["sites"].items()
                 },

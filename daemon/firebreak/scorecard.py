@@ -5,12 +5,13 @@
   their backends differ (local, sftp, rest, s3, …) or their providers do;
 - **offsite** (1): those copies outside this host's datacenter (placement.min_offsite's rule;
   unknown without the host's location);
-- **immutable** (1): those copies at a site whose newest immutability proof saw it refuse a
-  delete (actions/immutability.py), or, never proven, whose newest forget of the source was
-  refused (an append-only site not declared so);
+- **immutable** (1): those copies at a site declared append_only whose newest immutability
+  proof saw it refuse a delete (actions/immutability.py), within the proof schedule's gap plus
+  a day (at least 8 days);
 - **verified** (0 errors): every site of the source had its newest restic check and restore
   drill pass, each within its schedule's gap plus a day (at least 8 days), as the stale
-  alerts count; a site where either is not scheduled cannot be verified.
+  alerts count (a site backed up more recently than that, and not yet checked or drilled, is
+  not counted against it); a site where either is not scheduled cannot be verified.
 
 ``placement.require`` names the rules a source must meet: a config that cannot is a placement
 violation (placement/policy.py), and a rule broken at run time fires FirebreakSourceRuleBroken.
@@ -93,7 +94,7 @@ def scorecard(
     # A profile recorded by an older daemon does not say: unknown, not one kind per site.
     kinds_known = None not in kinds and all(name in sites for name in copies)
     offsite = [name for name in copies if _at(sites, name, "offsite")] if profile.located else None
-    immutable = [name for name in copies if proof.refuses_deletes(source.source, name)]
+    immutable = [name for name in copies if proven_immutable(profile, proof, name, now)]
     errors = {
         name: why
         for name in placed.sites
@@ -134,6 +135,25 @@ def scorecard(
     )
 
 
+def proven_immutable(profile: HostProfile, proof: Proof, site: str, now: datetime) -> bool:
+    """The site is declared append_only, and its newest immutability proof saw it refuse a
+    delete, recently enough (an old proof stops counting when proofs stop)."""
+    at = profile.sites.get(site)
+    run = proof.immutable.get(site)
+    if at is None or not at.append_only or run is None or run.status != Status.SUCCESS:
+        return False
+    interval = at.immutability_interval_seconds
+    return interval is None or (now - run.started_at).total_seconds() <= window(interval)
+
+
+def proven_mutable(profile: HostProfile, proof: Proof, site: str) -> bool:
+    """The site is declared append_only, and the newest proof that reached a verdict saw it
+    delete (NotImmutable). Undeclared, it is no promise broken."""
+    at = profile.sites.get(site)
+    run = proof.immutable.get(site)
+    return at is not None and at.append_only and run is not None and run.status == Status.FAILED
+
+
 def _at(sites: Mapping[str, SiteProfile], name: str, field: str) -> bool:
     return bool(getattr(sites.get(name), field, False))
 
@@ -152,6 +172,10 @@ def _unverified(
         if interval is None:
             return f"no {kind}_schedule"
         if run is None:
+            # As the stale alerts: due a window after the site's first backup of the source.
+            began = proof.first_success.get((source, site))
+            if began is None or (now - began).total_seconds() <= window(interval):
+                continue
             return f"never a {kind}"
         if run.status != Status.SUCCESS:
             return f"the newest {kind} failed ({run.error_class})"

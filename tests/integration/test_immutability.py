@@ -112,6 +112,10 @@ def test_a_site_declared_append_only_that_deletes_is_a_violation_that_stays_unti
     unreachable = firebreak(setup.path, "site", "prove-immutable", "vault", timeout=180)
     assert unreachable.returncode == 4 and "NotImmutable" not in unreachable.stdout
     assert _flags(rt, "vault") == (0, 1)
+    # The site is not meant to be immutable after all: no longer declared, no promise broken.
+    setup.sites["vault"]["append_only"] = False
+    setup.top["placement"] = {"enforce": "warn"}
+    assert _flags(setup.runtime(), "vault") == (0, 0)
 
 
 def test_only_declared_sites_are_proven(setup: Setup) -> None:

@@ -12,7 +12,6 @@ from firebreak.config.model import Config
 from firebreak.fleet import HostProfile, SiteProfile, SourceProfile
 from firebreak.history.freshness import Proof, SiteFreshness, SourceFreshness
 from firebreak.history.models import Run
-from firebreak.history.series import Latest
 from firebreak.outcomes import Status
 from firebreak.placement.policy import label_violations
 from firebreak.scorecard import scorecard
@@ -118,7 +117,10 @@ def test_immutable_needs_a_refusal_and_offsite_needs_the_hosts_location() -> Non
             "c: no passing check for 8 days",
         ),
         (
-            {"drills": {("www", "a"): _run(), ("www", "b"): _run()}},
+            {
+                "drills": {("www", "a"): _run(), ("www", "b"): _run()},
+                "first_success": {("www", "c"): NOW - timedelta(days=10)},
+            },
             "c: never a drill",
         ),
         (
@@ -201,20 +203,23 @@ def test_a_profile_recorded_by_an_older_daemon_leaves_kinds_unknown() -> None:
     assert rules["copies"][:2] == (3, True)
 
 
-def test_a_site_that_refused_the_sources_forget_counts_as_immutable_until_proven_otherwise() -> (
-    None
-):
-    """Not declared append_only, never proven: retention found it refusing deletes."""
-    sites = {name: _site(f"rest/{name}") for name in ("a", "b", "c")}
-    refused = _run(Status.SKIPPED, error="DeletionRefused")
-    forgets = {
-        ("www", "b"): Latest("www", "b", refused, None),
-        ("www", "c"): Latest("www", "c", _run(), _run()),
+def test_a_site_backed_up_lately_is_not_yet_due_a_drill() -> None:
+    """As FirebreakRestoreDrillStale: a new site has a window after its first backup."""
+    profile = _profile({name: _site(f"rest/{name}") for name in ("a", "b", "c")})
+    changes = {
+        "drills": {("www", "a"): _run(), ("www", "b"): _run()},
+        "first_success": {("www", "c"): NOW - timedelta(days=2)},
     }
-    fresh = [_fresh(n) for n in "abc"]
-    rules = _rules(_profile(sites), fresh, _proof(forgets=forgets))
-    assert rules["immutable"][:2] == (1, True) and rules["immutable"][3] == "b"
-    # A proof that saw the site delete outweighs what a forget once met.
-    deleted = {"b": _run(Status.FAILED, error="NotImmutable")}
-    rules = _rules(_profile(sites), fresh, _proof(forgets=forgets, immutable=deleted))
-    assert rules["immutable"][:2] == (0, False)
+    rules = _rules(profile, [_fresh(n) for n in "abc"], _proof(**changes))
+    assert rules["verified"][:2] == (0, True)
+
+
+def test_immutable_counts_a_declared_site_whose_proof_is_recent() -> None:
+    sites = {
+        "a": _site("rest/a", append_only=True, immutability_interval_seconds=WEEK),
+        "b": _site("rest/b"),  # a proof on record, but no longer declared
+        "c": _site("rest/c", append_only=True, immutability_interval_seconds=WEEK),
+    }
+    proofs = {"a": _run(age_days=3), "b": _run(), "c": _run(age_days=9)}
+    rules = _rules(_profile(sites), [_fresh(n) for n in "abc"], _proof(immutable=proofs))
+    assert rules["immutable"][:2] == (1, True) and rules["immutable"][3] == "a"

@@ -23,8 +23,8 @@ class Endpoint(Strict):
     host: str = Field(
         min_length=1,
         description=(
-            "The endpoint's host name; * stands for any run of characters, so "
-            "*.s3.example.net also matches bucket-style names."
+            "The endpoint's host name; * stands for any run of characters: "
+            "*.s3.example.net matches s3.example.net and its bucket-style names."
         ),
         examples=["s3.par.example.net"],
     )
@@ -75,8 +75,8 @@ class PlacementPolicy(Strict):
         default_factory=list,
         description=(
             "Storage endpoints and where they are, ahead of firebreak's own table: a site "
-            "whose declared provider, region or country contradicts its endpoint is a "
-            "violation (docs/placement.md)."
+            "whose declared provider, region or country contradicts its endpoint is warned "
+            "about (docs/placement.md)."
         ),
     )
     require: list[Rule] = Field(

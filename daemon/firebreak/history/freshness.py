@@ -25,6 +25,7 @@ from firebreak.history.models import Run
 from firebreak.history.series import (
     Latest,
     Peers,
+    first_successes,
     latest_runs,
     latest_site_verdicts,
     latest_verdicts,
@@ -51,19 +52,8 @@ class Proof:
     host: str | None = None
     # site → the newest immutability proof that reached a verdict: refused, or deleted.
     immutable: dict[str, Run] = field(default_factory=dict)
-    # (source, site) → the newest forget of the source there (a refused one: the site is
-    # append-only without being declared so).
-    forgets: dict[tuple[str, str], Latest] = field(default_factory=dict)
-
-    def refuses_deletes(self, source: str, site: str) -> bool:
-        """The site refused the newest delete asked of it: a proof there, or the source's
-        newest forget (an undeclared append-only site is found out by retention)."""
-        proven = self.immutable.get(site)
-        if proven is not None:
-            return proven.status == Status.SUCCESS
-        entry = self.forgets.get((source, site))
-        forgot = entry.last_attempt if entry is not None else None
-        return forgot is not None and forgot.error_class == "DeletionRefused"
+    # (source, site) → when the oldest recorded successful backup there started.
+    first_success: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
     @classmethod
     def read(cls, engine: Engine, host: str, peers: Peers | None = None) -> Proof:
@@ -73,9 +63,9 @@ class Proof:
         drills = latest_verdicts(engine, Operation.DRILL, host=host)
         drill_runs = latest_runs(engine, operation=Operation.DRILL, host=host)
         immutable = latest_site_verdicts(engine, Operation.IMMUTABILITY, host=host)
-        forgets = latest_runs(engine, operation=Operation.FORGET, host=host)
         lost = lost_sites(engine, host)
-        return cls(drills, checks, drill_runs, lost, host, immutable, forgets)
+        firsts = first_successes(engine, host=host)
+        return cls(drills, checks, drill_runs, lost, host, immutable, firsts)
 
     def loss(self, site: str, now: datetime) -> str | None:
         """Why the site's repository is not the one it held, or None."""

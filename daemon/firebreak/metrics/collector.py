@@ -31,13 +31,12 @@ from firebreak.history.series import (
     RunCount,
     consecutive_failures,
     durations,
-    first_successes,
     latest_runs,
     latest_site_runs,
     run_counts,
 )
 from firebreak.outcomes import FINAL_STATUSES, Operation, Status
-from firebreak.scorecard import scorecard
+from firebreak.scorecard import proven_immutable, proven_mutable, scorecard
 
 log = logging.getLogger(__name__)
 
@@ -163,17 +162,15 @@ def host_metrics(
     checks = latest_site_runs(engine, Operation.CHECK, host=host, peers=shares)
     # Drills are due only where they are scheduled (drill_schedule: null turns them off).
     drilled = {name for name, site in profile.sites.items() if site.drill_interval_seconds}
-    first = {
-        key: began for key, began in first_successes(engine, host=host).items() if key[1] in drilled
-    }
     proof = Proof.read(engine, host, shares)
+    first = {key: began for key, began in proof.first_success.items() if key[1] in drilled}
     report = freshness(profile.objectives(), latest, now, proof)
     site_checks = [((site,), entry) for site, entry in checks.items()]
     proofs = latest_site_runs(engine, Operation.IMMUTABILITY, host=host)
     return [
         *_site_metrics(report, latest, failures, first),
         *_source_metrics(profile, report),
-        *_site_flags(profile, proof),
+        *_site_flags(profile, proof, now),
         *_rule_metrics(profile, report, proof, now),
         *_proof_metrics(Operation.CHECK, "restic check of the site", site_checks, ["site"]),
         *_proof_metrics(
@@ -278,17 +275,13 @@ def _site_metrics(
     yield outcome
 
 
-def _site_flags(profile: HostProfile, proof: Proof) -> Iterator[Metric]:
+def _site_flags(profile: HostProfile, proof: Proof, now: datetime) -> Iterator[Metric]:
     """Per configured site, 0 or 1: lost, damaged by a check, and what the newest
     immutability proof found."""
 
     def check_damaged(site: str) -> bool:
         verdict = proof.checks.get(site)
         return verdict is not None and verdict.status == Status.FAILED
-
-    def proven(site: str, status: Status) -> bool:
-        verdict = proof.immutable.get(site)
-        return verdict is not None and verdict.status == status
 
     flags: list[tuple[str, str, Callable[[str], bool]]] = [
         (
@@ -305,15 +298,15 @@ def _site_flags(profile: HostProfile, proof: Proof) -> Iterator[Metric]:
         ),
         (
             "firebreak_site_immutable",
-            "1 if the newest immutability proof at the site saw it refuse to delete its canary "
-            "snapshot (append_only sites only)",
-            lambda site: proven(site, Status.SUCCESS),
+            "1 if the site is declared append_only and its newest immutability proof, within "
+            "its schedule's gap plus a day (8 days at least), saw it refuse to delete",
+            lambda site: proven_immutable(profile, proof, site, now),
         ),
         (
             "firebreak_site_not_immutable",
-            "1 if the newest immutability proof at the site saw it delete its canary snapshot, "
-            "though the site is declared append_only (NotImmutable)",
-            lambda site: proven(site, Status.FAILED),
+            "1 if the site is declared append_only and the newest immutability proof that "
+            "reached a verdict saw it delete its canary snapshot (NotImmutable)",
+            lambda site: proven_mutable(profile, proof, site),
         ),
     ]
     for name, text, holds in flags:

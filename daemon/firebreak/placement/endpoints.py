@@ -166,7 +166,9 @@ def locate(host: str, extra: Iterable[Endpoint] = ()) -> EndpointPlace | None:
     host = host.strip().rstrip(".").casefold()
     entries = list(extra)
     for entry in entries:
-        if fnmatch.fnmatchcase(host, entry.host.casefold()):
+        pattern = entry.host.strip().rstrip(".").casefold()
+        # *.s3.example.net is the bucket-style names and the endpoint itself.
+        if fnmatch.fnmatchcase(host, pattern) or (pattern.startswith("*.") and host == pattern[2:]):
             siblings = {
                 other.region.casefold()
                 for other in entries
@@ -186,16 +188,28 @@ def locate(host: str, extra: Iterable[Endpoint] = ()) -> EndpointPlace | None:
         if match is None:
             continue
         region = match.group("region")
-        country, city = provider.regions.get(region or "", (None, None))
+        known = region in provider.regions
+        country, city = provider.regions[region] if known else (None, None)
         return EndpointPlace(
             provider.name,
             provider.aliases,
             region,
             country,
             city,
-            other_regions=frozenset(provider.regions) - {region or ""},
+            # A region the table lacks (s3.rbx-archive…) may be named like a known one: only
+            # a known region's labels are compared with the others'.
+            other_regions=frozenset(provider.regions) - {region} if known else frozenset(),
         )
     return None
+
+
+# Codes people write for a country that ISO 3166-1 spells otherwise.
+_COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
+
+
+def _country(code: str) -> str:
+    code = code.strip().upper()
+    return _COUNTRY_ALIASES.get(code, code)
 
 
 def _names_region(label: str, region: str) -> bool:
@@ -216,7 +230,7 @@ def contradictions(location: Location, place: EndpointPlace) -> list[str]:
         for alias in place.aliases
     ):
         found.append(f'provider "{location.provider}"')
-    if place.country is not None and location.country.upper() != place.country:
+    if place.country is not None and _country(location.country) != place.country:
         found.append(f'country "{location.country.upper()}"')
     labels = {"region": location.region, "datacenter": location.datacenter}
     if place.region is not None and not any(

@@ -106,7 +106,10 @@ def label_violations(config: Config, source_name: str) -> list[Violation]:
     for name in source.sites:
         contradiction = endpoint_problems(config, name, site_target(config.sites[name]).host)
         if contradiction is not None:
-            violation("endpoint_location", (name,), f'source "{source_name}": {contradiction}')
+            # Always a warning: the table may lag a provider's new names, and a stale table
+            # must never stop backups.
+            message = f'source "{source_name}": {contradiction}'
+            found.append(Violation(source_name, "endpoint_location", (name,), message, "warn"))
     for rule in policy.require:
         why = _cannot_meet(config, source_name, rule, policy)
         if why is not None:

@@ -154,33 +154,56 @@ def test_a_site_labelled_falkenstein_whose_url_is_gravelines_is_a_violation() ->
         "firebreak's endpoint table — placement would judge a place the copy is not in; "
         "correct the site's location (or placement.endpoints if the table is wrong)"
     )
-    # In warn mode it is a warning, like every placement violation.
-    warned = _config(sites, repositories={"fsn": GRA_URL}, policy={"enforce": "warn"})
-    assert [v.severity for v in label_violations(warned, "www")] == ["warn"]
+    # A warning even under enforce: error: a table that lags a provider must never stop
+    # the backups.
+    assert [v.severity for v in label_violations(config, "www")] == ["warn"]
 
 
 @pytest.mark.parametrize(
-    ("location", "wrong"),
+    ("location", "wrong", "url"),
     [
         # Free-form labels that agree, or name no other region: no contradiction.
-        ({"provider": "OVHcloud", "region": "gra", "datacenter": "GRA11"}, []),
-        ({"provider": "OVH Cloud", "region": "eu-west", "datacenter": "Gravelines"}, []),
-        ({"provider": "ovh-public-cloud", "region": "gra", "datacenter": "GRA-3"}, []),
+        ({"provider": "OVHcloud", "region": "gra", "datacenter": "GRA11"}, [], GRA_URL),
+        ({"provider": "OVH Cloud", "region": "eu-west", "datacenter": "Gravelines"}, [], GRA_URL),
+        ({"provider": "ovh-public-cloud", "region": "gra", "datacenter": "GRA-3"}, [], GRA_URL),
         # The same provider, another of its regions: the label contradicts the URL.
         (
             {"provider": "ovh", "region": "eu-west", "datacenter": "SBG5"},
             ['datacenter "SBG5" (OVHcloud region sbg)'],
+            GRA_URL,
         ),
         (
             {"provider": "ovh", "region": "rbx", "datacenter": "RBX-8"},
             ['region "rbx" (OVHcloud region rbx)', 'datacenter "RBX-8" (OVHcloud region rbx)'],
+            GRA_URL,
         ),
-        ({"provider": "scaleway", "region": "gra", "datacenter": "GRA11"}, ['provider "scaleway"']),
+        (
+            {"provider": "scaleway", "region": "gra", "datacenter": "GRA11"},
+            ['provider "scaleway"'],
+            GRA_URL,
+        ),
+        # A region the table does not know: its labels are not compared with known ones.
+        (
+            {"provider": "ovh", "region": "RBX", "datacenter": "RBX-8"},
+            [],
+            "s3:https://s3.rbx-archive.io.cloud.ovh.net/cold",
+        ),
+        # UK is how many write Great Britain.
+        (
+            {"provider": "ovh", "region": "uk", "datacenter": "LON1", "country": "UK"},
+            [],
+            "s3:https://s3.uk.io.cloud.ovh.net/b",
+        ),
+        (
+            {"provider": "ovh", "region": "uk", "datacenter": "LON1", "country": "DE"},
+            ['country "DE"'],
+            "s3:https://s3.uk.io.cloud.ovh.net/b",
+        ),
     ],
 )
-def test_labels_against_the_endpoint(location: dict[str, str], wrong: list[str]) -> None:
-    sites = {"gra": {**location, "country": "FR"}, "fsn": SITES["fsn"], "hel": SITES["hel"]}
-    violations = _violations(_config(sites, repositories={"gra": GRA_URL}))
+def test_labels_against_the_endpoint(location: dict[str, str], wrong: list[str], url: str) -> None:
+    sites = {"gra": {"country": "FR", **location}, "fsn": SITES["fsn"], "hel": SITES["hel"]}
+    violations = _violations(_config(sites, repositories={"gra": url}))
     if not wrong:
         assert violations == []
     else:
@@ -201,6 +224,10 @@ def test_the_configs_endpoints_come_first_and_a_variable_is_not_guessed() -> Non
     assert rule == "endpoint_location"
     assert 'labelled provider "ovh", but its endpoint bucket.s3.par.example.invalid is ' in message
     assert "example region par per placement.endpoints" in message
+    # *.HOST matches the endpoint itself too, as restic URLs usually name it.
+    url = "s3:https://s3.par.example.invalid/bucket"
+    [(_, _, message)] = _violations(_config(sites, policy=policy, repositories={"par": url}))
+    assert "its endpoint s3.par.example.invalid is example region par" in message
     # An entry of the config's wins over the table (here, wrongly: it says so).
     [(_, _, message)] = _violations(_config(sites, policy=policy, repositories={"par": GRA_URL}))
     assert 'labelled country "FR"' in message and "ovh (BE) per placement.endpoints" in message
