@@ -364,3 +364,28 @@ def test_the_host_has_a_place_and_its_datacenter_can_burn_too(setup: Setup) -> N
     assert re.search(r"\n b +provider-2 .* yes +\n", table)
     assert re.search(r"datacenter=DC1 \(this host\) +a +2 +holds", table)
     assert "location is not set" not in table
+
+
+def test_a_label_that_contradicts_its_endpoint_is_a_warning_even_in_error_mode(
+    setup: Setup,
+) -> None:
+    """Only the URL is read (--offline: nothing is looked up)."""
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.site("fsn", "rest:https://s3.gra.io.cloud.ovh.net/backups")
+    setup.sites["fsn"]["location"] = {
+        "provider": "hetzner",
+        "region": "fsn1",
+        "datacenter": "FSN1-DC14",
+        "country": "DE",
+    }
+    setup.source("www", ["a", "b", "fsn"])
+    _strict(setup)
+    done = firebreak(setup.write(), "validate", "--offline")
+    assert (
+        f'{setup.path}: WARNING: placement: source "www": site "fsn" is labelled provider '
+        '"hetzner" and country "DE", but its endpoint s3.gra.io.cloud.ovh.net is OVHcloud '
+        "region gra (Gravelines, FR)"
+    ) in done.stdout
+    assert "warn mode" not in done.stdout
+    assert "endpoint" not in done.stderr

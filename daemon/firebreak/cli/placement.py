@@ -25,13 +25,13 @@ def print_report(options: Options, report: PlacementReport) -> None:
     where = options.config_path
     for violation in report.errors:
         click.echo(f"{where}: placement: {violation.message}", err=True)
-    if report.warnings:
+    if report.warned_by_policy:
         click.echo(
             f"{where}: WARNING: placement policy is in warn mode — these copies can be lost "
             "together, and firebreak carries on only because enforce: warn says so:"
         )
-        for violation in report.warnings:
-            click.echo(f"{where}: WARNING: placement: {violation.message}")
+    for violation in report.warnings:
+        click.echo(f"{where}: WARNING: placement: {violation.message}")
     for note in report.notes:
         about = f"sites.{note.site}: " if note.site else ""
         click.echo(f"{where}: note: {about}{note.message}")

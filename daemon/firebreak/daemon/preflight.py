@@ -62,10 +62,10 @@ def verify_placement(config: Config, *, probe_repositories: bool = True) -> None
             "(firebreak validate explains them)",
             2,
         )
-    if report.warnings:
+    if report.warned_by_policy:
         log.warning(
             "PLACEMENT POLICY IN WARN MODE: %s — copies of these sources can be lost together",
-            plural(len(report.warnings), "violation"),
+            plural(len(report.warned_by_policy), "violation"),
         )
-        for violation in report.warnings:
-            log.warning("placement: %s", violation.message)
+    for violation in report.warnings:
+        log.warning("placement: %s", violation.message)

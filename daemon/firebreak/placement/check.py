@@ -11,7 +11,7 @@ from firebreak.placement.physical import (
     physical_violations,
     probe_repository_ids,
 )
-from firebreak.placement.policy import Violation, label_violations
+from firebreak.placement.policy import ADVISORY, Violation, label_violations
 from firebreak.placement.targets import site_target
 
 
@@ -27,6 +27,12 @@ class PlacementReport:
     @property
     def warnings(self) -> list[Violation]:
         return [v for v in self.violations if v.severity == "warn"]
+
+    @property
+    def warned_by_policy(self) -> list[Violation]:
+        """The warnings that would be errors but for ``enforce: warn`` (the others, such as a
+        label that contradicts its endpoint, are warnings whatever the policy says)."""
+        return [v for v in self.warnings if v.rule not in ADVISORY]
 
 
 def check_placement(

@@ -13,6 +13,8 @@ from firebreak.placement.geo import distance_km
 from firebreak.placement.targets import site_target
 
 Severity = Literal["error", "warn"]
+# Rules whose violations are warnings whatever enforce says.
+ADVISORY = frozenset({"endpoint_location"})
 
 _PLACE = {
     "datacenter": 'in datacenter "{value}"',
