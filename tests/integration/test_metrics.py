@@ -114,6 +114,7 @@ def test_exporter_serves_what_the_history_says_and_promtool_accepts_it(
             "status",
             "outcome",
             "domain",
+            "rule",
             "version",
             "restic_version",
             "le",

@@ -319,7 +319,7 @@ def _site_flags(profile: HostProfile, proof: Proof, now: datetime) -> Iterator[M
 RULE_GAUGES = {
     "firebreak_source_rule_ok": "1 if the source meets this part of 3-2-1-1-0 now",
     "firebreak_source_rule_required": "1 if the source's placement policy requires this part",
-    "firebreak_source_rule_count": (
+    "firebreak_source_rule_current": (
         "Fresh copies, kinds of storage, offsite copies or proven-immutable copies the source "
         "has (verified: sites whose newest check or drill did not pass in time)"
     ),
@@ -340,7 +340,7 @@ def _rule_metrics(
             gauges["firebreak_source_rule_ok"].add_metric(key, 1 if rule.ok else 0)
             gauges["firebreak_source_rule_required"].add_metric(key, 1 if rule.required else 0)
             if rule.count is not None:
-                gauges["firebreak_source_rule_count"].add_metric(key, rule.count)
+                gauges["firebreak_source_rule_current"].add_metric(key, rule.count)
     yield from gauges.values()
 
 
