@@ -15,18 +15,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, ClassVar, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TextIO
 
 import click
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from firebreak.actions.runtime import Runtime, open_runtime
-from firebreak.config import Config, ConfigError, load_config
-from firebreak.history.database import DatabaseError
-from firebreak.humanize import plural
-from firebreak.outcomes import ResticUnavailable
+# The top-level group imports this module: what only some commands need (pydantic's config
+# model, SQLAlchemy, rich) is imported where it is used, so that `firebreak --version`,
+# `--help` and a typo answer at once.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from firebreak.actions.runtime import Runtime
+    from firebreak.config import Config
 
 DEFAULT_CONFIG = Path("/etc/firebreak/firebreak.yaml")
 
@@ -50,6 +52,8 @@ class Options:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     # A pipe or a log file gets wide tables rather than folded cells; a terminal its width.
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
     return Console(highlight=False, soft_wrap=False, width=width)
@@ -79,6 +83,8 @@ class Working:
     under systemd, nothing."""
 
     def __init__(self) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         self.live = (
             Progress(
                 SpinnerColumn(),
@@ -133,6 +139,8 @@ def errors_as_json() -> None:
 def new_table(**kwargs: Any) -> Table:
     """A table as rich draws it on a terminal; in a pipe or a file, plain columns without
     box-drawing characters, for grep and awk."""
+    from rich.table import Table
+
     if not sys.stdout.isatty():
         kwargs.setdefault("box", None)
     return Table(**kwargs)
@@ -149,6 +157,9 @@ def fail(message: str, code: int, problems: list[str] | None = None) -> NoReturn
 
 
 def load(options: Options, *, check_environment: bool = False) -> Config:
+    from firebreak.config import ConfigError, load_config
+    from firebreak.humanize import plural
+
     try:
         return load_config(options.config_path, check_environment=check_environment)
     except ConfigError as exc:
@@ -193,6 +204,10 @@ def check_names(
 
 
 def runtime(config: Config) -> Runtime:
+    from firebreak.actions.runtime import open_runtime
+    from firebreak.history.database import DatabaseError
+    from firebreak.outcomes import ResticUnavailable
+
     try:
         return open_runtime(config)
     except (ResticUnavailable, DatabaseError) as exc:
