@@ -33,9 +33,11 @@ def test_files_that_vanish_grow_or_turn_unreadable_mid_backup_make_a_partial_sna
     if os.access(WRITE_ONLY, os.R_OK):
         pytest.skip(f"{WRITE_ONLY} is readable here")
     source = setup.source_dir
-    first = source / "a-first.sparse"  # 1 GiB of holes: restic reads it for a moment
+    # 4 GiB of holes: restic reads it for a few seconds, long enough to be caught at it on a
+    # busy machine (1 GiB was missed once: that site's backup ended before any change).
+    first = source / "a-first.sparse"
     with first.open("wb") as handle:
-        handle.truncate(1 << 30)
+        handle.truncate(1 << 32)
     growing = source / "b-growing.log"
     growing.write_bytes(os.urandom(3_000_000))
     vanishing = source / "c-vanishing"

@@ -279,7 +279,7 @@ class _Watch:
                 # pipes (an ssh, a password helper) must not keep the run open: once the pipes
                 # go quiet, keep what is already on its way and stop reading.
                 if quiet:
-                    self._drain()
+                    self._drain(heard=True)
                     return False
                 continue
             # Checked after every line, not only on quiet ticks: a chatty process must not
@@ -316,8 +316,10 @@ class _Watch:
                 self.result.stop_reason = StopReason.OPEN_IN_VAIN
         return True
 
-    def _drain(self) -> None:
-        """Keep what the process printed on its way out."""
+    def _drain(self, *, heard: bool = False) -> None:
+        """Keep what the process printed on its way out. heard: it exited by itself, and its
+        last lines reach the listeners too (on a busy machine its whole output can arrive
+        here); after firebreak stopped it, they do not."""
         deadline = time.monotonic() + 2.0
         while self.open_streams and time.monotonic() < deadline:
             try:
@@ -327,7 +329,7 @@ class _Watch:
             if line is None:
                 self.open_streams -= 1
             else:
-                self._take(stream, line, draining=True)
+                self._take(stream, line, draining=not heard)
 
     def _sample_io(self) -> None:
         sample_io(self.process.pid, self.progress, self.piped, self.listeners.on_io)
