@@ -1,9 +1,10 @@
 """Proof that an append-only site refuses deletes: write a tiny canary snapshot there, try to
 forget it, and expect a refusal.
 
-``append_only: true`` is a promise about the server (rest-server ``--append-only``, an object
-lock), not something firebreak can read from the config. A server restarted without the flag,
-or a bucket whose lock was never enabled, keeps the promise on paper only: the credentials on
+``append_only: true`` is a promise about the server (rest-server ``--append-only``, a bucket
+policy denying deletes), not something firebreak can read from the config. A server restarted
+without the flag, or a bucket that only has object lock (restic's delete then succeeds as a
+delete marker), keeps the promise on paper only: the credentials on
 this host can then delete every backup at the site, and so can whoever takes this host. The
 proof asks the site itself. A refused delete verifies it (the canary stays: a few hundred
 bytes, tagged ``firebreak:canary``, no source's); an accepted one is ``NotImmutable``.
@@ -18,13 +19,12 @@ from pathlib import Path
 
 from firebreak.actions.locks import repository_turn
 from firebreak.actions.operation import at_site, run_restic
-from firebreak.actions.retention import FORGET_PATIENCE
+from firebreak.actions.retention import FORGET_PATIENCE, skipped_busy
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.clock import utcnow
 from firebreak.history.coordination import RepositoryBusy
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
-from firebreak.humanize import format_seconds
 from firebreak.outcomes import DeletionRefused, NotImmutable, Operation, ResticFailed, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
@@ -73,9 +73,7 @@ def prove_immutable(
                 forget = commands.forget_snapshot(at, canary)
                 tried = run_restic(rt, forget, access, cancel, give_up=refuses_deletion)
         except RepositoryBusy as busy:
-            message = f"{busy} for more than {format_seconds(patience or 0)}: next time"
-            run_log.warning("skipped: %s", message)
-            return RunOutcome(Status.SKIPPED, error_message=message)
+            return skipped_busy(run_log, busy, patience)
         error = classify(tried)
         if isinstance(error, DeletionRefused):
             why = error.message.removeprefix("the site refused to delete ")
@@ -91,8 +89,8 @@ def prove_immutable(
         violation = NotImmutable(
             f"the site deleted canary snapshot {canary[:8]} when asked: it is not immutable, "
             "though append_only: true says so — whoever holds this host's credentials can "
-            "delete every backup there (check the server's --append-only flag or the "
-            "bucket's object lock)"
+            "delete every backup there (check the server's --append-only flag, or the "
+            "bucket's policy denying deletes: object lock alone does not refuse them)"
         )
         run_log.error("%s: %s", violation.error_class, violation.message)
         return RunOutcome.failed(violation, tried.exit_code)

@@ -79,9 +79,7 @@ def forget_at_site(
             with repository_turn(rt, site_name, purpose, patience=patience, cancel=cancel):
                 result = run_restic(rt, invocation, access, cancel, give_up=refuses_deletion)
         except RepositoryBusy as busy:
-            message = f"{busy} for more than {format_seconds(patience or 0)}: next time"
-            run_log.warning("skipped: %s", message)
-            return RunOutcome(Status.SKIPPED, error_message=message)
+            return skipped_busy(run_log, busy, patience)
         error = classify(result)
         if error is None:
             decisions = forget_decisions(result)
@@ -103,6 +101,14 @@ def forget_at_site(
         return RunOutcome.failed(error, result.exit_code)
 
     return at_site(rt, source, site_name, Operation.FORGET, forget, cancel=cancel)
+
+
+def skipped_busy(run_log: RunLog, busy: RepositoryBusy, patience: float | None) -> RunOutcome:
+    """A scheduled run that waited its patience for another host's turn at a shared
+    repository: skipped until the next schedule, saying who held it."""
+    message = f"{busy} for more than {format_seconds(patience or 0)}: next time"
+    run_log.warning("skipped: %s", message)
+    return RunOutcome(Status.SKIPPED, error_message=message)
 
 
 def prune_at_site(

@@ -148,7 +148,7 @@ class Jobs:
 
     def check(self, site_name: str) -> None:
         rt = self._runtime()
-        if not any(site_name in source.sites for source in rt.config.sources.values()):
+        if not _in_use(rt, site_name):
             return  # no source uses the site (or a reload removed it)
         with _reported(f"check of {site_name}"):
             _history_answers(rt)
@@ -167,7 +167,7 @@ class Jobs:
 
     def immutability(self, site_name: str) -> None:
         rt = self._runtime()
-        if not any(site_name in source.sites for source in rt.config.sources.values()):
+        if not _in_use(rt, site_name):
             return  # no source uses the site (or a reload removed it)
         with _reported(f"immutability proof at {site_name}"):
             _history_answers(rt)
@@ -205,6 +205,11 @@ class Jobs:
             max_delay=retry.max_delay.total_seconds(),
             deadline=deadline,
         )
+
+
+def _in_use(rt: Runtime, site_name: str) -> bool:
+    """Whether a source of the current config backs up to the site."""
+    return any(site_name in source.sites for source in rt.config.sources.values())
 
 
 def _history_answers(rt: Runtime) -> None:
