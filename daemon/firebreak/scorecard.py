@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from firebreak.clock import Deadline, within
 from firebreak.config.placement import Rule
 from firebreak.fleet import HostProfile, SiteProfile
 from firebreak.history.freshness import Proof, SourceFreshness
@@ -84,9 +85,14 @@ class Scorecard:
 
 
 def scorecard(
-    profile: HostProfile, source: SourceFreshness, proof: Proof, now: datetime
+    profile: HostProfile,
+    source: SourceFreshness,
+    proof: Proof,
+    now: datetime,
+    deadline: Deadline | None = None,
 ) -> Scorecard:
-    """The five rules for one source, from its freshness and what the history proves."""
+    """The five rules for one source, from its freshness and what the history proves (a
+    deadline notes when a proof or a new site's grace would run out)."""
     placed = profile.sources[source.source]
     sites = profile.sites
     copies = [site.site for site in source.sites if site.counts]
@@ -94,11 +100,11 @@ def scorecard(
     # A profile recorded by an older daemon does not say: unknown, not one kind per site.
     kinds_known = None not in kinds and all(name in sites for name in copies)
     offsite = [name for name in copies if _at(sites, name, "offsite")] if profile.located else None
-    immutable = [name for name in copies if proven_immutable(profile, proof, name, now)]
+    immutable = [name for name in copies if proven_immutable(profile, proof, name, now, deadline)]
     errors = {
         name: why
         for name in placed.sites
-        if (why := _unverified(profile, source.source, name, proof, now)) is not None
+        if (why := _unverified(profile, source.source, name, proof, now, deadline)) is not None
     }
 
     def state(rule: Rule, count: int | None, detail: str) -> RuleState:
@@ -135,7 +141,13 @@ def scorecard(
     )
 
 
-def proven_immutable(profile: HostProfile, proof: Proof, site: str, now: datetime) -> bool:
+def proven_immutable(
+    profile: HostProfile,
+    proof: Proof,
+    site: str,
+    now: datetime,
+    deadline: Deadline | None = None,
+) -> bool:
     """The site is declared append_only, and its newest immutability proof saw it refuse a
     delete, recently enough (an old proof stops counting when proofs stop)."""
     at = profile.sites.get(site)
@@ -143,7 +155,9 @@ def proven_immutable(profile: HostProfile, proof: Proof, site: str, now: datetim
     if at is None or not at.append_only or run is None or run.status != Status.SUCCESS:
         return False
     interval = at.immutability_interval_seconds
-    return interval is None or (now - run.started_at).total_seconds() <= window(interval)
+    if interval is None:
+        return True
+    return within(now, run.started_at, window(interval), inclusive=True, deadline=deadline)
 
 
 def proven_mutable(profile: HostProfile, proof: Proof, site: str) -> bool:
@@ -159,7 +173,12 @@ def _at(sites: Mapping[str, SiteProfile], name: str, field: str) -> bool:
 
 
 def _unverified(
-    profile: HostProfile, source: str, site: str, proof: Proof, now: datetime
+    profile: HostProfile,
+    source: str,
+    site: str,
+    proof: Proof,
+    now: datetime,
+    deadline: Deadline | None,
 ) -> str | None:
     """Why the site's data is not verified for the source (None: it is)."""
     at = profile.sites.get(site)
@@ -174,11 +193,13 @@ def _unverified(
         if run is None:
             # As the stale alerts: due a window after the site's first backup of the source.
             began = proof.first_success.get((source, site))
-            if began is None or (now - began).total_seconds() <= window(interval):
+            if began is None or within(
+                now, began, window(interval), inclusive=True, deadline=deadline
+            ):
                 continue
             return f"never a {kind}"
         if run.status != Status.SUCCESS:
             return f"the newest {kind} failed ({run.error_class})"
-        if (now - run.started_at).total_seconds() > window(interval):
+        if not within(now, run.started_at, window(interval), inclusive=True, deadline=deadline):
             return f"no passing {kind} for {window(interval) / DAY:.0f} days"
     return None

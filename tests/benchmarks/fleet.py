@@ -2,9 +2,14 @@
 
 BENCH_HOSTS hosts (default 100), each with 10 sources × 3 sites, their heartbeats recorded,
 and BENCH_FLEET_RUNS runs among them (default 10 000 000) written by PostgreSQL itself as
-revision 0003 left them, then upgraded to the current schema (its time is printed). Then
-BENCH_SCRAPES scrapes (default 20) of ``firebreak exporter --fleet``'s collector, rendered,
-and as many ``status --fleet`` summaries, p50 and p99.
+revision 0002 left them, then upgraded to the current schema (its time is printed). Then,
+each BENCH_SCRAPES times (default 20), p50 and p99:
+
+- a fleet exporter's first scrape (nothing cached: every host read and rendered);
+- a scrape with nothing new (each host served from its cache);
+- a scrape after BENCH_CHURN hosts (default 5) each recorded a backup since the last one,
+  through the daemon's own write path (those hosts read and rendered again);
+- ``status --fleet``, and one host's ``firebreak status`` (its overview) on that history.
 
 PostgreSQL only: BENCH_DATABASE_URL=postgresql+psycopg://… (an empty database: everything in
 it is dropped; BENCH_REUSE=1 measures again one an earlier run filled). Each host backs up to
@@ -17,18 +22,22 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 
 from firebreak.clock import utcnow
-from firebreak.daemon.overview import fleet_overview
+from firebreak.daemon.overview import fleet_overview, overview
 from firebreak.fleet import HostProfile
 from firebreak.history.database import alembic_config, make_engine
 from firebreak.history.hosts import beat
+from firebreak.history.records import RunOutcome, finish_run, start_run
+from firebreak.metrics.exporter import settle
 from firebreak.metrics.fleet import FleetCollector
-from tests.benchmarks.history import SITES, SOURCES, _config, _empty, _percentiles
+from firebreak.outcomes import Operation, Status
+from tests.benchmarks.history import SITES, SOURCES, _config, _empty, _percentiles, _report
 
 
 def main() -> None:
@@ -52,12 +61,56 @@ def main() -> None:
             pid=None,
             profile=HostProfile.of(_config(f"host{index}"), utcnow()).to_json(),
         )
-    registry = CollectorRegistry()
-    registry.register(FleetCollector(lambda: engine, lambda: "0.14.0"))
-    size = len(generate_latest(registry))
-    _percentiles(f"fleet scrape ({size // 1024} KiB)", lambda: generate_latest(registry), scrapes)
+    churn = int(os.environ.get("BENCH_CHURN", "5"))
+
+    def exporter() -> tuple[FleetCollector, CollectorRegistry]:
+        registry = CollectorRegistry()
+        collector = FleetCollector(lambda: engine, lambda: "0.14.0")
+        registry.register(collector)
+        return collector, registry
+
+    settle()  # as serving does
+    warm, registry = exporter()
+    size = len(warm.render(registry))
+    print(f"  one scrape: {size // 1024} KiB")
+    _percentiles("fleet scrape, first", lambda: _first_scrape(exporter), scrapes)
+    _percentiles("fleet scrape, nothing new", lambda: warm.render(registry), scrapes)
+    turn = iter(range(10**9))
+
+    def churned() -> None:
+        round_ = next(turn)
+        for index in range(churn):
+            _backup(engine, f"host{(round_ * churn + index) % hosts}")
+        began = time.perf_counter()
+        warm.render(registry)
+        churned_ms.append((time.perf_counter() - began) * 1000)
+
+    churned_ms: list[float] = []
+    for _ in range(scrapes):
+        churned()
+    _report(f"fleet scrape, {churn} hosts moved", churned_ms)
     _percentiles("status --fleet", lambda: fleet_overview(engine, utcnow()), scrapes)
+    config = _config("host0")
+    _percentiles("status of one host", lambda: overview(config, engine, utcnow()), scrapes)
     engine.dispose()
+
+
+def _first_scrape(exporter: Callable[[], tuple[FleetCollector, CollectorRegistry]]) -> None:
+    collector, registry = exporter()
+    collector.render(registry)
+
+
+def _backup(engine: Engine, host: str) -> None:
+    """A backup of the host's first source at its first site, recorded as the daemon does."""
+    run_id = start_run(
+        engine,
+        source=SOURCES[0],
+        site=SITES[0],
+        operation=Operation.BACKUP,
+        host=host,
+        restic_version="0.14.0",
+    )
+    finish_run(engine, run_id, RunOutcome(Status.SUCCESS, snapshot_id="bench"))
 
 
 def _fill(engine: Engine, hosts: int, runs: int) -> None:

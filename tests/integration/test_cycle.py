@@ -10,8 +10,8 @@ import pytest
 from firebreak.actions.cycle import run_cycle
 from firebreak.clock import utcnow
 from firebreak.history.freshness import freshness
+from firebreak.history.latest import latest_runs
 from firebreak.history.records import all_runs
-from firebreak.history.series import latest_runs
 from firebreak.outcomes import Status
 from tests.support.restore import assert_same_tree, restore_snapshot
 from tests.support.servers import RestServer, S3Server, SftpServer, silent_server

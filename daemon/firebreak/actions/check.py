@@ -10,9 +10,9 @@ from firebreak.actions.locks import done_at_repository, repository_turn, when
 from firebreak.actions.operation import at_site, run_restic
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.coordination import RepositoryBusy
+from firebreak.history.latest import finished_runs
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome
-from firebreak.history.series import finished_runs
 from firebreak.outcomes import CheckFailed, Failure, Operation, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess

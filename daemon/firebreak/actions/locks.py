@@ -25,8 +25,8 @@ from firebreak.actions.identity import location
 from firebreak.actions.runtime import Runtime
 from firebreak.fleet import peers
 from firebreak.history.coordination import WaitCancelled, repository_lock
+from firebreak.history.latest import newest_since
 from firebreak.history.models import Run
-from firebreak.history.series import newest_since
 from firebreak.outcomes import Interrupted, Operation
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.recording import RunRecord
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.config.references import UnresolvedReference
+from firebreak.history.latest import site_is_lost
 from firebreak.history.models import Run
 from firebreak.history.records import RunOutcome, left_a_lock
-from firebreak.history.series import site_is_lost
 from firebreak.history.unwritten import HISTORY_ERRORS, NotWrittenYet, refusal
 from firebreak.outcomes import (
     Failure,

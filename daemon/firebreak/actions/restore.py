@@ -20,8 +20,8 @@ from pathlib import Path
 from firebreak.actions.identity import expected_repository, replaced, stranger_at
 from firebreak.actions.operation import at_site, run_restic, source_snapshots
 from firebreak.actions.runtime import RunLog, Runtime
+from firebreak.history.latest import latest_runs, lost_sites
 from firebreak.history.records import RunOutcome
-from firebreak.history.series import latest_runs, lost_sites
 from firebreak.outcomes import Operation, SnapshotNotFound, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess

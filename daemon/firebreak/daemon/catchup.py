@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 from firebreak.config.model import Config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.schedules import last_due
+from firebreak.history.latest import latest_runs
 from firebreak.history.records import last_cycle_starts
-from firebreak.history.series import latest_runs
 
 # A scheduled run this late is not late yet: it may be about to start.
 STARTING = timedelta(minutes=1)

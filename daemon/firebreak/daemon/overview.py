@@ -16,7 +16,7 @@ from firebreak.daemon.schedules import next_fire
 from firebreak.fleet import HostProfile, fleet_peers, peers, recorded_profiles, repositories
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.hosts import hosts
-from firebreak.history.series import latest_runs
+from firebreak.history.latest import SeriesState, peer_hosts
 from firebreak.humanize import humanize_age
 from firebreak.placement.whatif import degradation
 from firebreak.scorecard import Scorecard, scorecard
@@ -55,9 +55,11 @@ def overview(config: Config, engine: Engine, now: datetime, host: str | None = N
     """One host's view (by default this one's, config.host_name). Raises DatabaseError (or
     a driver's error) when the history cannot be read."""
     host = host or config.host_name
-    proof = Proof.read(engine, host, peers(engine, host, repositories(config, host)))
+    shares = peers(engine, host, repositories(config, host))
+    history = SeriesState.read(engine, peer_hosts(host, shares))
+    proof = Proof.of(history, host, shares)
     started = last_runs(config, engine, host)
-    report = freshness(config, latest_runs(engine, host=host), now, proof)
+    report = freshness(config, history.latest(host), now, proof)
     profile = HostProfile.of(config, now)
     sources = []
     for source in report:
@@ -122,6 +124,7 @@ def fleet_overview(engine: Engine, now: datetime) -> list[HostOverview]:
     fleet = []
     profiles = recorded_profiles(engine)
     shares = fleet_peers(profiles)
+    history = SeriesState.read(engine, profiles)
     for host in hosts(engine):
         if host.stopped_at is not None:
             state = "stopped"
@@ -131,8 +134,7 @@ def fleet_overview(engine: Engine, now: datetime) -> list[HostOverview]:
         if profile is None:
             sources = None
         else:
-            latest = latest_runs(engine, host=host.host)
-            proof = Proof.read(engine, host.host, shares.get(host.host))
-            sources = freshness(profile.objectives(), latest, now, proof)
+            proof = Proof.of(history, host.host, shares.get(host.host))
+            sources = freshness(profile.objectives(), history.latest(host.host), now, proof)
         fleet.append(HostOverview(host.host, state, host.last_seen_at, host.version, sources))
     return fleet

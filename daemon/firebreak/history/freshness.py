@@ -20,17 +20,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from firebreak.clock import Deadline, within
 from firebreak.config.model import Config
+from firebreak.history.latest import Latest, Peers, SeriesState, peer_hosts
 from firebreak.history.models import Run
-from firebreak.history.series import (
-    Latest,
-    Peers,
-    first_successes,
-    latest_runs,
-    latest_site_verdicts,
-    latest_verdicts,
-    lost_sites,
-)
 from firebreak.humanize import humanize_age
 from firebreak.outcomes import Operation, Status
 
@@ -59,13 +52,20 @@ class Proof:
     def read(cls, engine: Engine, host: str, peers: Peers | None = None) -> Proof:
         """What the history proves of this host's sources and sites (a check by a peer, a
         host sharing the repository, proves it too)."""
-        checks = latest_site_verdicts(engine, Operation.CHECK, host=host, peers=peers)
-        drills = latest_verdicts(engine, Operation.DRILL, host=host)
-        drill_runs = latest_runs(engine, operation=Operation.DRILL, host=host)
-        immutable = latest_site_verdicts(engine, Operation.IMMUTABILITY, host=host)
-        lost = lost_sites(engine, host)
-        firsts = first_successes(engine, host=host)
-        return cls(drills, checks, drill_runs, lost, host, immutable, firsts)
+        return cls.of(SeriesState.read(engine, peer_hosts(host, peers)), host, peers)
+
+    @classmethod
+    def of(cls, state: SeriesState, host: str, peers: Peers | None = None) -> Proof:
+        """Proof.read from a state already read (of the host and its peers)."""
+        return cls(
+            drills=state.verdicts(host, Operation.DRILL),
+            checks=state.site_verdicts(host, Operation.CHECK, peers),
+            drill_runs=state.latest(host, Operation.DRILL),
+            lost=state.lost(host),
+            host=host,
+            immutable=state.site_verdicts(host, Operation.IMMUTABILITY),
+            first_success=state.first_successes(host),
+        )
 
     def loss(self, site: str, now: datetime) -> str | None:
         """Why the site's repository is not the one it held, or None."""
@@ -159,9 +159,10 @@ def freshness(
     latest: dict[tuple[str, str], Latest],
     now: datetime,
     proof: Proof | None = None,
+    deadline: Deadline | None = None,
 ) -> list[SourceFreshness]:
     """One entry per source (of the config, or of recorded objectives), its sites in
-    configured order."""
+    configured order (a deadline notes when the first site would go stale)."""
     proof = proof or Proof({}, {}, {})
     report = []
     wanted = objectives(config) if isinstance(config, Config) else config
@@ -181,7 +182,8 @@ def freshness(
             sites.append(
                 SiteFreshness(
                     site=site_name,
-                    fresh=age is not None and age < max_age,
+                    fresh=success_at is not None
+                    and within(now, success_at, max_age, deadline=deadline),
                     last_success_at=success_at,
                     last_attempt_at=attempt.started_at if attempt else None,
                     last_outcome=attempt.status if attempt else None,

@@ -13,7 +13,7 @@ from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from firebreak.clock import utcnow
-from firebreak.history import series
+from firebreak.history import latest, series
 from firebreak.history.models import Cycle, Run, SiteRepository
 from firebreak.outcomes import Failure, Interrupted, Operation, Status, leaves_stale_lock
 
@@ -342,7 +342,7 @@ def had_repository(engine: Engine, repository: str, host: str, site: str) -> boo
 
 def last_processed_bytes(engine: Engine, source: str, *, host: str) -> int | None:
     """How much this host's source's newest successful backup read (for a dump: its size)."""
-    run = series.last_success(engine, source, host=host)
+    run = latest.last_success(engine, source, host=host)
     return None if run is None else run.bytes_processed
 
 

@@ -19,21 +19,18 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from firebreak import __version__
-from firebreak.clock import utcnow
+from firebreak.clock import Deadline, utcnow
 from firebreak.config.model import Config
 from firebreak.fleet import HostProfile, peers
 from firebreak.history.database import DatabaseError, schema_advice, schema_state
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
-from firebreak.history.series import (
+from firebreak.history.latest import (
     Durations,
     Latest,
     Peers,
     RunCount,
-    consecutive_failures,
-    durations,
-    latest_runs,
-    latest_site_runs,
-    run_counts,
+    SeriesState,
+    peer_hosts,
 )
 from firebreak.outcomes import FINAL_STATUSES, Operation, Status
 from firebreak.scorecard import proven_immutable, proven_mutable, scorecard
@@ -102,7 +99,8 @@ class FirebreakCollector(Collector):
             host = self.inputs.host_name()
             profile = HostProfile.of(config, now)
             shares = peers(engine, host, profile.repositories())
-            metrics = host_metrics(profile, engine, host, now, shares)
+            history = SeriesState.read(engine, peer_hosts(host, shares), totals=True)
+            metrics = host_metrics(profile, history, host, now, shares)
         except Exception as exc:  # a scrape must answer even when the database does not
             self._complain(history_trouble(self.inputs.engine, exc))
             log.debug("reading the run history for /metrics failed", exc_info=True)
@@ -147,31 +145,29 @@ def history_trouble(engine: Callable[[], Engine], exc: Exception) -> str:
 
 def host_metrics(
     profile: HostProfile,
-    engine: Engine,
+    state: SeriesState,
     host: str,
     now: datetime,
     shares: Peers | None = None,
+    deadline: Deadline | None = None,
 ) -> list[Metric]:
     """Every metric of one host's runs, judged against its profile (shares: its sites'
-    peers, whose checks count for it). Everything is read before anything is returned: a
-    history that fails half-way serves nothing half-made."""
-    latest = latest_runs(engine, host=host)
-    failures = consecutive_failures(engine, host=host)
-    counts = run_counts(engine, host=host)
-    histograms = durations(engine, host=host)
-    checks = latest_site_runs(engine, Operation.CHECK, host=host, peers=shares)
+    peers, whose checks count for it; the state holds their series too). A deadline notes
+    the soonest time a metric would change by time alone."""
+    latest = state.latest(host)
+    checks = state.site_latest(host, Operation.CHECK, shares)
     # Drills are due only where they are scheduled (drill_schedule: null turns them off).
     drilled = {name for name, site in profile.sites.items() if site.drill_interval_seconds}
-    proof = Proof.read(engine, host, shares)
+    proof = Proof.of(state, host, shares)
     first = {key: began for key, began in proof.first_success.items() if key[1] in drilled}
-    report = freshness(profile.objectives(), latest, now, proof)
+    report = freshness(profile.objectives(), latest, now, proof, deadline)
     site_checks = [((site,), entry) for site, entry in checks.items()]
-    proofs = latest_site_runs(engine, Operation.IMMUTABILITY, host=host)
+    proofs = state.site_latest(host, Operation.IMMUTABILITY)
     return [
-        *_site_metrics(report, latest, failures, first),
+        *_site_metrics(report, latest, state.failures(host), first),
         *_source_metrics(profile, report),
-        *_site_flags(profile, proof, now),
-        *_rule_metrics(profile, report, proof, now),
+        *_site_flags(profile, proof, now, deadline),
+        *_rule_metrics(profile, report, proof, now, deadline),
         *_proof_metrics(Operation.CHECK, "restic check of the site", site_checks, ["site"]),
         *_proof_metrics(
             Operation.IMMUTABILITY,
@@ -185,8 +181,8 @@ def host_metrics(
             proof.drill_runs.items(),
             ["source", "site"],
         ),
-        *_counters(counts),
-        _histogram(histograms),
+        *_counters(state.counts(host)),
+        _histogram(state.durations(host)),
         *_schedule_metrics(profile),
     ]
 
@@ -275,7 +271,9 @@ def _site_metrics(
     yield outcome
 
 
-def _site_flags(profile: HostProfile, proof: Proof, now: datetime) -> Iterator[Metric]:
+def _site_flags(
+    profile: HostProfile, proof: Proof, now: datetime, deadline: Deadline | None
+) -> Iterator[Metric]:
     """Per configured site, 0 or 1: lost, damaged by a check, and what the newest
     immutability proof found."""
 
@@ -300,7 +298,7 @@ def _site_flags(profile: HostProfile, proof: Proof, now: datetime) -> Iterator[M
             "firebreak_site_immutable",
             "1 if the site is declared append_only and its newest immutability proof, within "
             "its schedule's gap plus a day (8 days at least), saw it refuse to delete",
-            lambda site: proven_immutable(profile, proof, site, now),
+            lambda site: proven_immutable(profile, proof, site, now, deadline),
         ),
         (
             "firebreak_site_not_immutable",
@@ -327,7 +325,11 @@ RULE_GAUGES = {
 
 
 def _rule_metrics(
-    profile: HostProfile, report: list[SourceFreshness], proof: Proof, now: datetime
+    profile: HostProfile,
+    report: list[SourceFreshness],
+    proof: Proof,
+    now: datetime,
+    deadline: Deadline | None,
 ) -> Iterator[Metric]:
     """The 3-2-1-1-0 scorecard of every source, a series per rule."""
     gauges = {
@@ -335,7 +337,7 @@ def _rule_metrics(
         for name, text in RULE_GAUGES.items()
     }
     for source in report:
-        for rule in scorecard(profile, source, proof, now).rules:
+        for rule in scorecard(profile, source, proof, now, deadline).rules:
             key = [source.source, rule.rule]
             gauges["firebreak_source_rule_ok"].add_metric(key, 1 if rule.ok else 0)
             gauges["firebreak_source_rule_required"].add_metric(key, 1 if rule.required else 0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
+from functools import partial
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from sqlalchemy import Engine
 
 from firebreak.clock import utcnow
@@ -73,15 +75,19 @@ def serve(
     """Start serving (fleet: every host of the history, not one); raises OSError when the
     address cannot be bound or TLS files read."""
     registry = CollectorRegistry(auto_describe=False)
+    metrics: Callable[[], bytes]
     if fleet:
-        registry.register(FleetCollector(inputs.engine, inputs.restic_version))
+        collector = FleetCollector(inputs.engine, inputs.restic_version)
+        registry.register(collector)
+        metrics = partial(collector.render, registry)
     else:
         registry.register(FirebreakCollector(inputs))
+        metrics = partial(generate_latest, registry)
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open fds, start
     tls = (str(settings.tls.cert_file), str(settings.tls.key_file)) if settings.tls else None
     server = MetricsServer(
         listen or settings.listen,
-        registry,
+        metrics,
         healthy,
         ready,
         pages={
@@ -91,5 +97,15 @@ def serve(
         users=settings.basic_auth_users,
         tls=tls,
     )
+    settle()
     server.start()
     return server
+
+
+def settle() -> None:
+    """What is alive once serving starts (modules, classes, the config, the engine) lives as
+    long as the process: the garbage collector's full passes, which stop whatever runs
+    while they walk every object, skip it from here on. A fleet exporter's full pass took
+    about 90 ms with it and 12 ms without (docs/scaling.md)."""
+    gc.collect()
+    gc.freeze()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import bcrypt
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from firebreak.config.base import BCRYPT_HASH
 
@@ -82,7 +82,7 @@ class MetricsServer:
     def __init__(
         self,
         listen: str,
-        registry: CollectorRegistry,
+        metrics: Callable[[], bytes],
         healthy: Check,
         ready: Check,
         *,
@@ -124,7 +124,7 @@ class MetricsServer:
                     self.end_headers()
                     return
                 if path == "/metrics":
-                    self._answer(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                    self._answer(200, server.metrics(), CONTENT_TYPE_LATEST)
                     return
                 try:
                     code, html = served[path]()
@@ -146,7 +146,7 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("%s %s", self.address_string(), format % args)
 
-        self.registry = registry
+        self.metrics = metrics
         self.healthy = healthy
         self.ready = ready
         self._server = (_ServerV6 if ":" in host else ThreadingHTTPServer)((host, port), Handler)

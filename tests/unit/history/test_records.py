@@ -21,6 +21,7 @@ from firebreak.history.database import (
     upgrade,
 )
 from firebreak.history.freshness import Proof, freshness
+from firebreak.history.latest import consecutive_failures, durations, latest_runs, run_counts
 from firebreak.history.models import Base
 from firebreak.history.records import (
     RunOutcome,
@@ -29,12 +30,6 @@ from firebreak.history.records import (
     left_a_lock,
     start_cycle,
     start_run,
-)
-from firebreak.history.series import (
-    consecutive_failures,
-    durations,
-    latest_runs,
-    run_counts,
 )
 from firebreak.outcomes import Status
 from tests.support.history import old_run
@@ -190,8 +185,8 @@ def test_latest_attempt_and_latest_success_per_source_and_site(engine: Engine) -
 
 
 def test_two_hosts_with_a_source_of_the_same_name_never_see_each_other(engine: Engine) -> None:
+    from firebreak.history.latest import first_successes
     from firebreak.history.records import last_processed_bytes
-    from firebreak.history.series import first_successes
 
     # web2 backs up its own "www" fine; web1's has only failed: web1 must not look safe.
     _run(engine, "a", Status.SUCCESS, host="web2")
@@ -345,7 +340,7 @@ def test_schema_head_names_the_newest_migration(database_url: str) -> None:
 
 
 def test_a_site_is_lost_until_a_run_meets_its_repository_again(engine: Engine) -> None:
-    from firebreak.history.series import lost_sites, site_is_lost
+    from firebreak.history.latest import lost_sites, site_is_lost
 
     def run(site: str, operation: str, status: Status, error: str | None = None) -> None:
         run_id = start_run(

@@ -19,6 +19,19 @@ from sqlalchemy.orm import Session
 
 from firebreak.clock import utcnow
 from firebreak.history.database import alembic_config
+from firebreak.history.latest import (
+    consecutive_failures,
+    durations,
+    finished_runs,
+    first_successes,
+    latest_runs,
+    latest_site_runs,
+    latest_site_verdicts,
+    latest_verdicts,
+    lost_sites,
+    run_counts,
+    site_is_lost,
+)
 from firebreak.history.models import Cycle, Run, RunTotal, Series
 from firebreak.history.records import (
     RunOutcome,
@@ -28,22 +41,7 @@ from firebreak.history.records import (
     prune_runs,
     start_run,
 )
-from firebreak.history.series import (
-    bucket,
-    consecutive_failures,
-    durations,
-    finished_runs,
-    first_successes,
-    is_identity_verdict,
-    is_verdict,
-    latest_runs,
-    latest_site_runs,
-    latest_site_verdicts,
-    latest_verdicts,
-    lost_sites,
-    run_counts,
-    site_is_lost,
-)
+from firebreak.history.series import bucket, is_identity_verdict, is_verdict
 from firebreak.outcomes import Operation, Status
 
 HOSTS = ("web1", "web2")

@@ -133,7 +133,7 @@ def test_a_page_that_fails_answers_500_and_the_listener_goes_on() -> None:
     import urllib.error
     import urllib.request
 
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, generate_latest
 
     from firebreak.metrics.http import MetricsServer
 
@@ -142,7 +142,7 @@ def test_a_page_that_fails_answers_500_and_the_listener_goes_on() -> None:
 
     server = MetricsServer(
         "127.0.0.1:0",
-        CollectorRegistry(),
+        lambda: generate_latest(CollectorRegistry()),
         lambda: (True, "ok"),
         lambda: (True, "ready"),
         pages={"/": broken, "/fine": lambda: (200, "<p>fine</p>")},
@@ -165,13 +165,13 @@ def test_a_page_that_fails_answers_500_and_the_listener_goes_on() -> None:
 def test_head_answers_what_get_would_without_the_body() -> None:
     import http.client
 
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, generate_latest
 
     from firebreak.metrics.http import MetricsServer
 
     server = MetricsServer(
         "127.0.0.1:0",
-        CollectorRegistry(),
+        lambda: generate_latest(CollectorRegistry()),
         lambda: (True, "ok"),
         lambda: (False, "the history is at revision 0001"),
         pages={"/": lambda: (200, "<p>page</p>")},
