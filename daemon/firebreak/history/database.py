@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -291,6 +290,9 @@ def upsert(
     on_conflict: dict[str, Any],
 ) -> None:
     """Insert a row, or update the one with that key (SQLite and PostgreSQL alike)."""
+    # Imported here: PostgreSQL's dialect costs a command that only reads tens of ms to load.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).values(**key, **values)
