@@ -71,8 +71,10 @@ generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, do
 test: deps venv restic-versions lint typecheck
 	$(BIN)/pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
-bench: deps venv  ## firebreak against plain restic, side by side; then scrapes on a 1M-run history (docs/scaling.md)
+bench: deps venv  ## firebreak against plain restic, side by side (local and rate-limited REST sites); then scrapes on a 1M-run history (docs/performance.md)
 	$(BIN)/python -m tests.benchmarks.bench
+	$(BIN)/python -m tests.benchmarks.network
+	$(BIN)/python -m tests.benchmarks.idle
 	$(BIN)/python -m tests.benchmarks.history
 
 bench-fleet: deps venv  ## a fleet exporter over 100 hosts and 10M runs (BENCH_DATABASE_URL=postgresql+psycopg://…, emptied)

@@ -118,6 +118,7 @@ def _bench(work: Path, megabytes: int, files: int, runs: int) -> None:
     setup.source("data", list(SITES), paths=[str(source)])
     # The same parallelism as the plain restic baseline: every site at once.
     setup.top["max_parallel_runs"] = len(SITES)
+    setup.top["max_parallel_local_runs"] = len(SITES)  # as plain restic, three at once
     config = setup.write()
     firebreak = [sys.executable, "-m", "firebreak", "-c", str(config)]
     restic = shutil.which("restic") or "restic"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +34,7 @@ from firebreak.outcomes import (
     Status,
     leaves_stale_lock,
 )
+from firebreak.placement.targets import site_target
 from firebreak.restic import commands, runner
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteAccess
@@ -164,7 +165,12 @@ def _site_turn(
         yield
         return
     purpose = f"{operation} of {source}" if source else str(operation)
-    with site_lock(rt.locks_dir, site, purpose, cancel), rt.run_slots:
+    # A local run waits for its own slot before it takes one of all runs, so that waiting
+    # it holds none a network-bound run could use.
+    configured = rt.config.sites.get(site)
+    at_home = configured is not None and site_target(configured).kind == "local"
+    local = rt.local_slots if at_home else nullcontext()
+    with site_lock(rt.locks_dir, site, purpose, cancel), local, rt.run_slots:
         yield
 
 

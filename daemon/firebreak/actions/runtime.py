@@ -63,8 +63,10 @@ class Runtime:
     engine: Engine
     restic_version: ResticVersion
     host: str
-    # At most max_parallel_runs restic processes at once, whatever mix of sources and sites.
+    # At most run_limit restic processes at once, whatever mix of sources and sites; of them,
+    # at most local_run_limit at local sites.
     run_slots: RunSlots = field(init=False)
+    local_slots: RunSlots = field(init=False)
     # Sites whose last run was stopped or hit a lock: `restic unlock` before the next run.
     needs_unlock: set[str] = field(default_factory=set)
     # Ends of runs and cycles the history could not take: written when it answers again.
@@ -74,7 +76,8 @@ class Runtime:
     recalled: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.run_slots = RunSlots(self.config.max_parallel_runs)
+        self.run_slots = RunSlots(self.config.run_limit)
+        self.local_slots = RunSlots(self.config.local_run_limit)
 
     @property
     def locks_dir(self) -> Path:
@@ -98,7 +101,9 @@ class Runtime:
         fresh.unwritten = self.unwritten
         fresh.recalled = self.recalled
         fresh.run_slots = self.run_slots
-        self.run_slots.resize(config.max_parallel_runs)
+        fresh.local_slots = self.local_slots
+        self.run_slots.resize(config.run_limit)
+        self.local_slots.resize(config.local_run_limit)
         return fresh
 
     def restic_at(self, access: SiteAccess) -> SiteRestic:

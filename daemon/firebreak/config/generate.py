@@ -49,7 +49,6 @@ DOCS_PATH = Path("docs/configuration.md")
 
 EXAMPLE: dict[str, Any] = {
     "state_dir": "/var/lib/firebreak",
-    "max_parallel_runs": 2,
     "location": {
         "provider": "scaleway",
         "region": "fr-par",

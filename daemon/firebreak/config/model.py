@@ -6,6 +6,7 @@ and ``docs/configuration.md`` are generated from these classes (see ``generate.p
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from datetime import timedelta
@@ -384,11 +385,24 @@ class Config(Strict):
     )
     database: Database = Field(default_factory=Database, description="The run history.")
     restic: Restic = Field(default_factory=Restic, description="How restic is run.")
-    max_parallel_runs: int = Field(
-        default=2,
+    max_parallel_runs: int | None = Field(
+        default=None,
         ge=1,
         le=64,
-        description="restic processes running at once, all sources together.",
+        description=(
+            "restic processes running at once, all sources together. Default: as many as "
+            "the source with the most sites has (at least 2), so a cycle runs at every site "
+            "at once and the slowest site sets its time (docs/performance.md)."
+        ),
+    )
+    max_parallel_local_runs: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description=(
+            "Of those, runs at local sites (a path on this host: CPU and disk work, not "
+            "network) at once. Default: this host's CPU cores."
+        ),
     )
     metrics: Metrics = Field(default_factory=Metrics, description="The Prometheus endpoint.")
     notify: Notify = Field(default_factory=Notify, description="Webhooks after cycles.")
@@ -461,6 +475,22 @@ class Config(Strict):
         was when the config was read (a machine renamed later keeps the name until a
         reload)."""
         return self.host or self._hostname
+
+    @property
+    def run_limit(self) -> int:
+        """restic processes at once: max_parallel_runs, or enough for one cycle at every
+        site of the source with the most."""
+        if self.max_parallel_runs is not None:
+            return self.max_parallel_runs
+        return max([2, *(len(source.sites) for source in self.sources.values())])
+
+    @property
+    def local_run_limit(self) -> int:
+        """Runs at local sites at once: max_parallel_local_runs, or the CPU cores this
+        process may use."""
+        if self.max_parallel_local_runs is not None:
+            return self.max_parallel_local_runs
+        return max(1, len(os.sched_getaffinity(0)))
 
     @property
     def cache_dir(self) -> Path:

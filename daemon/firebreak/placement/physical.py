@@ -401,7 +401,7 @@ def probe_repository_ids(config: Config, sites: Iterable[str]) -> tuple[dict[str
     ids: dict[str, str] = {}
     if not names:
         return ids, notes
-    with ThreadPoolExecutor(max_workers=min(len(names), max(config.max_parallel_runs, 4))) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(names), max(config.run_limit, 4))) as pool:
         for name, found, why in pool.map(probe, names):
             if found:
                 ids[name] = found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import yaml
 
 from firebreak.config import ConfigError, load_config
 from firebreak.config.durations import format_duration, parse_duration
+from firebreak.config.model import Config
 
 GOOD_SITE: dict[str, Any] = {
     "repository": "/srv/repo",
@@ -610,3 +612,17 @@ def test_only_append_only_sites_get_an_immutability_proof_on_their_schedule(
     data["sites"]["gra"]["immutability_schedule"] = None
     planned = {job.id: job for job in jobs.planned(load_config(_write(tmp_path, data)))}
     assert not [name for name in planned if name.startswith("immutability:")]
+
+
+def test_run_limits_default_to_one_cycle_at_every_site_and_local_runs_to_the_cores() -> None:
+    sites = {name: dict(GOOD_SITE) for name in ("a", "b", "c", "d")}
+    wide = {"www": {"paths": ["/var/www"], "sites": ["a", "b", "c", "d"]}}
+    config = Config.model_validate({"sites": sites, "sources": wide})
+    assert config.run_limit == 4
+    assert config.local_run_limit == len(os.sched_getaffinity(0))
+    narrow = {"www": {"paths": ["/var/www"], "sites": ["a"]}}
+    assert Config.model_validate({"sites": sites, "sources": narrow}).run_limit == 2
+    chosen = Config.model_validate(
+        {"sites": sites, "sources": wide, "max_parallel_runs": 1, "max_parallel_local_runs": 3}
+    )
+    assert (chosen.run_limit, chosen.local_run_limit) == (1, 3)

@@ -1,0 +1,91 @@
+"""``make bench`` (idle part): what the daemon costs while nothing is due.
+
+10 sources × 3 local sites, each backed up once by ``firebreak backup --all`` so that
+catch-up finds nothing to do; then ``firebreak run``, and once it is ready and has settled
+(BENCH_IDLE_SETTLE seconds, default 10), its CPU time and resident size over
+BENCH_IDLE_SECONDS (default 60), read from /proc; then the CPU a scrape of /metrics costs
+(the mean of 20), which Prometheus adds at its interval. Targets (issue 17, docs/performance.md): at most 80 MB
+resident and 0.2 % of one CPU. Nothing here asserts them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.daemon import DaemonProcess
+from tests.support.setup import Setup
+
+SOURCES = 10
+SCRAPES = 20
+RSS_TARGET_MB = 80
+CPU_TARGET_PERCENT = 0.2
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system time of the process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    settle = float(os.environ.get("BENCH_IDLE_SETTLE", "10"))
+    seconds = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+    with tempfile.TemporaryDirectory(prefix="firebreak-bench-idle-") as work:
+        setup = Setup(Path(work))
+        for site in ("a", "b", "c"):
+            setup.local_site(site)
+        for index in range(SOURCES):
+            setup.source(f"src{index}", ["a", "b", "c"], paths=[str(setup.source_dir)])
+        config = setup.write()
+        subprocess.run(
+            [sys.executable, "-m", "firebreak", "-c", str(config), "backup", "--all"],
+            check=True,
+            capture_output=True,
+        )
+        daemon = DaemonProcess(config, Path(work), watchdog_usec=None)
+        try:
+            daemon.ready()
+            time.sleep(settle)
+            began, cpu_before = time.monotonic(), _cpu_seconds(daemon.pid)
+            rss = _rss_mb(daemon.pid)
+            while time.monotonic() - began < seconds:
+                time.sleep(1)
+                rss = max(rss, _rss_mb(daemon.pid))
+            cpu = _cpu_seconds(daemon.pid) - cpu_before
+            elapsed = time.monotonic() - began
+            # What Prometheus adds: a scrape's CPU, from the mean of a few.
+            metrics = f"http://{setup.top['metrics']['listen']}/metrics"
+            cpu_before = _cpu_seconds(daemon.pid)
+            for _ in range(SCRAPES):
+                with urllib.request.urlopen(metrics, timeout=10) as answer:  # loopback only
+                    answer.read()
+            scrape_ms = 1000 * (_cpu_seconds(daemon.pid) - cpu_before) / SCRAPES
+            rss = max(rss, _rss_mb(daemon.pid))
+        finally:
+            daemon.stop()
+    percent = 100 * cpu / elapsed
+    print(f"idle daemon, {SOURCES} sources × 3 sites, over {elapsed:.0f} s:")
+    verdict = "PASS" if rss <= RSS_TARGET_MB else "FAIL"
+    print(f"  resident size {rss:6.1f} MB   (target ≤ {RSS_TARGET_MB} MB): {verdict}")
+    verdict = "PASS" if percent <= CPU_TARGET_PERCENT else "FAIL"
+    print(f"  CPU           {percent:6.2f} %    (target ≤ {CPU_TARGET_PERCENT} %): {verdict}")
+    print(
+        f"  a scrape of /metrics: {scrape_ms:.0f} ms of CPU (every 15 s: {scrape_ms / 150:.2f} %)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
