@@ -34,7 +34,7 @@ from firebreak.outcomes import (
     Status,
     leaves_stale_lock,
 )
-from firebreak.placement.targets import site_target
+from firebreak.placement.targets import is_local
 from firebreak.restic import commands, runner
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteAccess
@@ -168,8 +168,7 @@ def _site_turn(
     # A local run waits for its own slot before it takes one of all runs, so that waiting
     # it holds none a network-bound run could use.
     configured = rt.config.sites.get(site)
-    at_home = configured is not None and site_target(configured).kind == "local"
-    local = rt.local_slots if at_home else nullcontext()
+    local = rt.local_slots if configured is not None and is_local(configured) else nullcontext()
     with site_lock(rt.locks_dir, site, purpose, cancel), local, rt.run_slots:
         yield
 

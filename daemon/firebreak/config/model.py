@@ -490,7 +490,7 @@ class Config(Strict):
         process may use."""
         if self.max_parallel_local_runs is not None:
             return self.max_parallel_local_runs
-        return max(1, len(os.sched_getaffinity(0)))
+        return min(64, max(1, len(os.sched_getaffinity(0))))
 
     @property
     def cache_dir(self) -> Path:

@@ -290,11 +290,11 @@ def upsert(
     on_conflict: dict[str, Any],
 ) -> None:
     """Insert a row, or update the one with that key (SQLite and PostgreSQL alike)."""
-    # Imported here: PostgreSQL's dialect costs a command that only reads tens of ms to load.
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # Imported here, only the one written with: loading PostgreSQL's dialect costs tens of ms.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     statement = insert(table).values(**key, **values)
     if on_conflict:
         statement = statement.on_conflict_do_update(index_elements=list(key), set_=on_conflict)

@@ -1,8 +1,8 @@
 """Reading the latest state of hosts' series (history/series.py keeps it as runs end).
 
 ``SeriesState.read`` takes what a scrape or ``firebreak status`` needs of any number of hosts
-in three queries, whatever the history's length: their series rows, every run a series points
-at (a join on the pointers, each an index seek), and their run totals. The questions (the
+in a few queries, whatever the history's length: their series rows, the runs those rows point
+at (by primary key, 500 a query), and their run totals. The questions (the
 newest run and success, the newest verdict, failures since a success, lost sites, counters,
 the duration histogram) are then answered from it without the database. The functions below
 taking an engine read one host's state and ask it one question.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, select, union
+from sqlalchemy import Engine, Row, func, select
 from sqlalchemy.orm import Session
 
 from firebreak.history.models import Run, RunTotal, Series
@@ -25,6 +25,9 @@ from firebreak.outcomes import Operation, site_losses
 # The pointers a series keeps, by the run each names.
 POINTERS = ("last_run_id", "last_success_id", "first_success_id", "last_verdict_id")
 IDENTITY = "last_identity_id"
+
+# Runs fetched per query (by primary key).
+CHUNK = 500
 
 # Other hosts' sites at the same repository as each of this host's sites: site → [(host, site)].
 Peers = Mapping[str, Iterable[tuple[str, str]]]
@@ -94,14 +97,17 @@ class SeriesState:
 
         if not hosts:
             return cls({}, {})
-        named = [narrowed(select(getattr(Series, name).label("id")), Series) for name in pointers]
         with Session(engine, expire_on_commit=False) as session:
             rows = session.execute(narrowed(select(Series.__table__), Series)).all()
+            # The runs these rows name, by id: asking the series table again could meet
+            # pointers a run that ended meanwhile moved, and miss the runs the rows name.
+            wanted = sorted({getattr(row, name) for row in rows for name in pointers} - {None})
             runs: dict[int, Run] = {}
-            if named:
-                ids = union(*named).subquery()
-                query = select(Run).join(ids, Run.id == ids.c.id)
-                runs = {run.id: run for run in session.scalars(query)}
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start : start + CHUNK]
+                runs.update(
+                    (run.id, run) for run in session.scalars(select(Run).where(Run.id.in_(chunk)))
+                )
             session.expunge_all()
             counted: list[Row[Any]] = []
             if totals:
@@ -382,9 +388,10 @@ def site_is_lost(engine: Engine, host: str, site: str) -> bool:
 
 
 def versions(engine: Engine) -> dict[str, tuple[int, ...]]:
-    """A token per host that changes whenever one of its runs starts or ends: a start moves a
-    series' newest-run pointer up (or adds a series), an end adds to the totals, and neither
-    ever goes back (two scans of the small tables; the fleet exporter's cache compares them)."""
+    """A token per host that changes whenever one of its series gets a newer run or one of
+    its runs ends: the newest-run pointer only moves up (or a series is added), an end adds
+    to the totals, and neither goes back (two scans of the small tables; the fleet
+    exporter's cache compares them)."""
     pointers = [func.coalesce(func.sum(getattr(Series, name)), 0) for name in (*POINTERS, IDENTITY)]
     series = select(Series.host, func.count(), *pointers, func.sum(Series.failures)).group_by(
         Series.host

@@ -250,7 +250,8 @@ def _rendered(
             alone = Metric(family.name, family.documentation, family.type, family.unit)
             alone.samples = new
             text = generate_latest(_Families([alone])).decode()[len(header) :]
-            made = iter(text.splitlines(keepends=True))
+            # Cut at newlines only: a label value may hold other line separators.
+            made = iter(line + "\n" for line in text.split("\n")[:-1])
         for key in said:
             lines[key] = known[key] if key in known else next(made)
         rendered[family.name] = (header, "".join(lines[key] for key in said))

@@ -38,6 +38,13 @@ def site_target(site: Site) -> Target:
     return target
 
 
+def is_local(site: Site) -> bool:
+    """The site's repository is a path on this host (its runs cost this host's CPU and disk,
+    not a link). One named whole by an environment variable (``${REPO}``) is taken as
+    remote: what it is, is known only when it runs."""
+    return site_target(site).kind == "local" and not ENV_REFERENCE.match(site.repository)
+
+
 def parse_repository(repository: str) -> Target:
     match = _SCHEME.match(repository)
     if not match or match.group(1) == "local":

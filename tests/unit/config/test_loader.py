@@ -11,7 +11,8 @@ import yaml
 
 from firebreak.config import ConfigError, load_config
 from firebreak.config.durations import format_duration, parse_duration
-from firebreak.config.model import Config
+from firebreak.config.model import Config, Site
+from firebreak.placement.targets import is_local
 
 GOOD_SITE: dict[str, Any] = {
     "repository": "/srv/repo",
@@ -626,3 +627,13 @@ def test_run_limits_default_to_one_cycle_at_every_site_and_local_runs_to_the_cor
         {"sites": sites, "sources": wide, "max_parallel_runs": 1, "max_parallel_local_runs": 3}
     )
     assert (chosen.run_limit, chosen.local_run_limit) == (1, 3)
+
+
+def test_only_a_path_on_this_host_is_a_local_site_for_the_run_limits() -> None:
+    def site(repository: str) -> Site:
+        return Site.model_validate({**GOOD_SITE, "repository": repository})
+
+    assert is_local(site("/srv/repo")) and is_local(site("local:/srv/${HOST}/repo"))
+    assert not is_local(site("rest:http://backup.invalid:8000/repo"))
+    # Named whole by a variable: a remote URL, perhaps; never counted against the cores.
+    assert not is_local(site("${REPO_URL}"))

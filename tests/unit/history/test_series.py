@@ -12,14 +12,16 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from alembic import command
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from firebreak.clock import utcnow
 from firebreak.history.database import alembic_config
 from firebreak.history.latest import (
+    SeriesState,
     consecutive_failures,
     durations,
     finished_runs,
@@ -267,3 +269,40 @@ def test_pruning_keeps_what_is_younger_than_the_cut(engine: Engine) -> None:
     after = {run.id for run in all_runs(engine)}
     assert all(run.id in after for run in runs if run.started_at >= middle or run.host == "web2")
     assert any(run.id not in after for run in runs if run.started_at < middle)
+
+
+def test_a_run_ending_between_a_reads_queries_hides_no_run_the_series_named(
+    engine: Engine,
+) -> None:
+    """A check that passes while a scrape reads: the series rows read before it still name
+    the check before, and that run is what the scrape gets, not nothing."""
+
+    def check() -> int:
+        return start_run(
+            engine,
+            source=None,
+            site="a",
+            operation=Operation.CHECK,
+            host="web1",
+            restic_version="0.14.0",
+        )
+
+    for _ in range(2):
+        finish_run(engine, check(), RunOutcome(Status.SUCCESS))
+    running = check()
+    ended: list[int] = []
+
+    def end_it_first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM runs" in statement and not ended:
+            ended.append(running)
+            finish_run(engine, running, RunOutcome(Status.SUCCESS))
+
+    event.listen(engine, "before_cursor_execute", end_it_first)
+    try:
+        state = SeriesState.read(engine, ["web1"])
+    finally:
+        event.remove(engine, "before_cursor_execute", end_it_first)
+    assert ended, "the run did not end between the reads"
+    newest = state.site_latest("web1", Operation.CHECK)["a"]
+    assert newest.last_success is not None and newest.last_success.id == running - 1
+    assert newest.last_attempt is not None and newest.last_attempt.id == running

@@ -253,12 +253,38 @@ def test_what_is_served_is_what_prometheus_client_renders_of_every_hosts_familie
     _run(engine, "web1", "a", clock.now, status=Status.FAILED)
     clock.now += 3 * HOUR
     served = _scrape(cached)
+    expected = _as_prometheus_client_renders(engine, clock.now)
+    assert len(expected) > 10_000 and served.endswith(expected)
+
+
+def test_a_host_name_holding_a_line_separator_other_than_newline_is_served_whole(
+    fleet_of_two: tuple[Engine, _Clock],
+) -> None:
+    engine, clock = fleet_of_two
+    odd = "web\x1c3"
+    beat(
+        engine,
+        odd,
+        started_at=clock.now,
+        interval=timedelta(minutes=1),
+        version="test",
+        pid=None,
+        profile=HostProfile.of(_config(odd), clock.now).to_json(),
+    )
+    _run(engine, odd, "a", clock.now - HOUR)
+    served = _scrape(FleetCollector(lambda: engine, lambda: "0.14.0"))
+    assert "firebreak_database_up 1.0" in served
+    assert served.endswith(_as_prometheus_client_renders(engine, clock.now))
+
+
+def _as_prometheus_client_renders(engine: Engine, now: datetime) -> str:
+    """Every host's families merged by name, rendered by prometheus_client at once."""
     profiles = {host.host: HostProfile.from_json(host.profile) for host in hosts(engine)}
     shares = fleet_peers(profiles)
     state = latest.SeriesState.read(engine, profiles, totals=True)
     merged: dict[str, Metric] = {}
     for host, profile in profiles.items():
-        for family in host_metrics(profile, state, host, clock.now, shares.get(host)):
+        for family in host_metrics(profile, state, host, now, shares.get(host)):
             into = merged.setdefault(
                 family.name, Metric(family.name, family.documentation, family.type, family.unit)
             )
@@ -268,8 +294,7 @@ def test_what_is_served_is_what_prometheus_client_renders_of_every_hosts_familie
             ]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Merged(list(merged.values())))
-    expected = generate_latest(registry).decode()
-    assert len(expected) > 10_000 and served.endswith(expected)
+    return generate_latest(registry).decode()
 
 
 class _Merged(Collector):
