@@ -178,8 +178,9 @@ def _grace(cancel: threading.Event | None, grace: float) -> Iterator[threading.E
     try:
         yield later
     finally:
+        # Not joined: the follower sees this within half a second and ends by itself, and a
+        # cycle does not wait that long for it (a `firebreak backup` would, every time).
         done.set()
-        follower.join()
 
 
 @dataclass(frozen=True)
