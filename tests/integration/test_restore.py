@@ -175,3 +175,56 @@ def test_restore_refuses_a_non_empty_target_without_force(setup: Setup, tmp_path
         setup.path, "restore", "www", "--target", str(tmp_path / "x"), "--snapshot", "abcd"
     )
     assert lone.returncode == 2 and "--site" in lone.stderr
+
+
+@pytest.mark.restic_matrix
+def test_restore_opens_the_site_once_for_the_snapshot_the_history_recorded(
+    setup: Setup, tmp_path: Path
+) -> None:
+    newest = _two_snapshots(setup)
+
+    target = tmp_path / "restored"
+    done = firebreak(setup.path, "-vv", "restore", "www", "--target", str(target))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"restored www from site a: snapshot {newest[:8]} ")
+    # The restore went straight to the snapshot: no listing of the site before it.
+    assert not re.search(r"started \S*restic snapshots", done.stderr)
+    assert re.search(r"started \S*restic restore", done.stderr)
+    assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
+
+
+@pytest.mark.restic_matrix
+def test_restore_finds_the_newest_the_site_holds_when_the_recorded_one_was_forgotten_by_hand(
+    setup: Setup, tmp_path: Path
+) -> None:
+    older = {path: path.read_bytes() for path in setup.source_dir.rglob("*") if path.is_file()}
+    newest = _two_snapshots(setup)
+    done = firebreak(setup.path, "restic", "a", "forget", newest)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    target = tmp_path / "restored"
+    done = firebreak(setup.path, "restore", "www", "--target", str(target))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"snapshot {newest[:8]}, the newest recorded here, is not at the site" in done.stderr
+    assert done.stdout.startswith("restored www from site a: snapshot ")
+    assert newest[:8] not in done.stdout
+    restored = target / setup.source_dir.relative_to("/")
+    for path, content in older.items():
+        assert (restored / path.relative_to(setup.source_dir)).read_bytes() == content
+    assert not list(tmp_path.glob(".restored.firebreak-*"))
+    runs = [r for r in setup.runs() if r.operation == "restore"]
+    assert [(r.site, r.status) for r in runs] == [("a", "success")]
+
+
+def _two_snapshots(setup: Setup) -> str:
+    """Two cycles of www to a local site a, the second after a change; its snapshot id."""
+    setup.local_site("a")
+    setup.source("www", ["a"])
+    rt = setup.runtime()
+    assert run_cycle(rt, "www").status == Status.SUCCESS
+    (setup.source_dir / "docs" / "readme.txt").write_text("the newer one\n")
+    newest = run_cycle(rt, "www").runs[0].snapshot_id
+    assert newest is not None
+    return newest

@@ -22,12 +22,14 @@ from firebreak.actions.operation import at_site, run_restic, source_snapshots
 from firebreak.actions.runtime import RunLog, Runtime
 from firebreak.history.latest import latest_runs, lost_sites
 from firebreak.history.records import RunOutcome
+from firebreak.history.unwritten import HISTORY_ERRORS
 from firebreak.outcomes import Operation, SnapshotNotFound, Status
 from firebreak.restic import commands
 from firebreak.restic.commands import SiteAccess
 from firebreak.restic.errors import classify
 from firebreak.restic.messages import Snapshot, listed_file
 from firebreak.restic.progress import IoCounters
+from firebreak.restic.result import ResticResult
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 # lock a killed one leaves is non-exclusive and stale once its process is gone, so it need not
 # be given long before SIGKILL, and the next site is tried sooner.
 READER_KILL_GRACE = 5.0
+# What every restic from 0.14 says when asked to restore a snapshot id it does not hold.
+NO_SUCH_SNAPSHOT = "no matching ID found"
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,19 @@ def _restore_from(
     chosen: list[Snapshot] = []
 
     def restore(access: SiteAccess, run_log: RunLog) -> RunOutcome:
+        # The newest of this host's: the one its history says it wrote last, restored without
+        # a listing of the site first (a repository opened once, not twice), unless it is no
+        # longer there (forgotten by hand).
+        recorded = _recorded_newest(rt, source, site_name) if snapshot == "latest" else None
+        if recorded is not None:
+            outcome = restore_snapshot(access, run_log, recorded)
+            if outcome is not None:
+                return outcome
+            run_log.warning(
+                "snapshot %s, the newest recorded here, is not at the site: restoring the "
+                "newest the site holds",
+                recorded.short,
+            )
         # The newest of this host's, or the one named by its id, whichever host wrote it
         # (a machine rebuilt under another name restores its predecessor's).
         snapshots = source_snapshots(rt, access, source, cancel, every_host=snapshot != "latest")
@@ -148,9 +165,12 @@ def _restore_from(
         else:
             found = next((s for s in snapshots if s.id.startswith(snapshot)), None)
             what = f"no snapshot {snapshot}"
-        if found is None:
-            return RunOutcome.failed(SnapshotNotFound(f"{what} at {site_name}"))
-        chosen.append(found)
+        outcome = restore_snapshot(access, run_log, found) if found is not None else None
+        return outcome or RunOutcome.failed(SnapshotNotFound(f"{what} at {site_name}"))
+
+    def restore_snapshot(access: SiteAccess, run_log: RunLog, found: Snapshot) -> RunOutcome | None:
+        """The restore of found, or None when the site has no such snapshot."""
+        chosen[:] = [found]
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         run_log.info("restoring snapshot %s into %s", found.short, staging)
@@ -178,6 +198,8 @@ def _restore_from(
         error = classify(result)
         if error is not None:
             shutil.rmtree(staging, ignore_errors=True)
+            if _no_such_snapshot(result):
+                return None
             return RunOutcome.failed(error, result.exit_code)
         stranger = stranger_at(rt, site_name)
         if stranger is not None:
@@ -192,6 +214,35 @@ def _restore_from(
     if run.status != Status.SUCCESS:
         return Attempt(site_name, f"{run.error_class}: {run.error_message}")
     return Attempt(site_name, None, chosen[0])
+
+
+def _recorded_newest(rt: Runtime, source: str, site: str) -> Snapshot | None:
+    """The snapshot of the newest run of the source at the site in this host's history, when
+    that run wrote one (a success, or a partial backup); None when it did not, or when the
+    history does not answer: the site's own listing decides then."""
+    try:
+        entry = latest_runs(rt.engine, sources=[source], host=rt.host).get((source, site))
+    except HISTORY_ERRORS:
+        return None
+    newest = entry.last_attempt if entry is not None else None
+    if newest is None or not newest.snapshot_id:
+        return None
+    # By its short id: restic then looks for it by that prefix, and every restic says the
+    # same when it is gone (a full id is opened directly, and each backend says that its own
+    # way). restic dates a snapshot when its backup starts, a moment after the run did.
+    short = newest.snapshot_id[:8]
+    return Snapshot(
+        id=short,
+        short_id=short,
+        time=newest.started_at,
+        hostname=rt.host,
+        paths=[str(path) for path in rt.config.sources[source].paths],
+    )
+
+
+def _no_such_snapshot(result: ResticResult) -> bool:
+    said = [result.error_message(), *result.stderr_tail]
+    return result.exit_code != 0 and any(NO_SUCH_SNAPSHOT in line for line in said)
 
 
 def _move_into(staging: Path, target: Path) -> None:
