@@ -10,6 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= /tmp/firebreak-demo
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # make test runs the tests in this many workers at once (pytest-xdist): most of their time is
 # spent waiting on restic, servers and daemons, not on the 2 cores CI has. 1: one process.
 TEST_WORKERS ?= 4
@@ -71,11 +72,8 @@ generate: venv  ## rewrite config/schema.json, config/firebreak.example.yaml, do
 test: deps venv restic-versions lint typecheck
 	$(BIN)/pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
-bench: deps venv  ## firebreak against plain restic, side by side (local and rate-limited REST sites); then scrapes on a 1M-run history (docs/performance.md)
-	$(BIN)/python -m tests.benchmarks.bench
-	$(BIN)/python -m tests.benchmarks.network
-	$(BIN)/python -m tests.benchmarks.idle
-	$(BIN)/python -m tests.benchmarks.history
+bench: deps venv  ## every target of docs/performance.md, PASS/FAIL: firebreak beside plain restic on a seeded 1 GiB dataset, slow links, the daemon, a 1M-run history (BENCH_ARGS=--small: a quick run)
+	$(BIN)/python -m tests.benchmarks.bench $(BENCH_ARGS)
 
 bench-fleet: deps venv  ## a fleet exporter over 100 hosts and 10M runs (BENCH_DATABASE_URL=postgresql+psycopg://…, emptied)
 	$(BIN)/python -m tests.benchmarks.fleet

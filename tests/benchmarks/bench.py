@@ -1,213 +1,343 @@
-"""``make bench``: what firebreak costs on top of restic, measured side by side.
+"""``make bench``: firebreak beside plain restic, and every target of docs/performance.md judged.
 
-Each scenario runs plain restic the way a sysadmin would script it and firebreak doing the same
-work, on the same data, in the same repositories, and prints the median wall time of each and
-their ratio. Sizes come from the environment:
+    python -m tests.benchmarks.bench [--small]
 
-    BENCH_MB       megabytes of random data in the source (default 256)
-    BENCH_FILES    small files beside it (default 5000)
-    BENCH_REPEAT   runs per scenario, the median is printed (default 3)
-    BENCH_DIR      where to work (default: a temporary directory, removed after)
+One run, in this order:
 
-Nothing here asserts a time: the numbers are for people (see docs/development.md).
+1. the CLI: ``firebreak --version``, ``--help``, and ``firebreak status`` on a 10 000-run
+   history;
+2. backups to three local sites of a seeded dataset (dataset.py: about 1 GiB, 20 MiB with
+   --small): a first, an incremental and an unchanged one, each by ``firebreak backup`` (the
+   default limits), a serial loop of ``restic backup``, three ``restic backup`` at once and
+   one site alone, each into repositories of its own, the rounds taken in turn with the
+   order rotated; and what firebreak adds to the restic runs it starts (its wall time less
+   the span from its first restic backup's start to its last one's end, from its log);
+3. a restore from a local site by firebreak and by plain restic: the time to the first
+   byte written, and to the end;
+4. the daemon over a first cycle and (not with --small) an unchanged one: its own CPU
+   against its restic processes';
+5. network.py (three REST sites behind slow links: root only, not with --small), idle.py
+   (the daemon at rest) and history.py (a scrape and status on 1 M runs; 10 000 with
+   --small);
+
+then every target's verdict. BENCH_REPEAT rounds (default 3; medians), BENCH_DIR to work in
+a directory that is kept. Nothing here asserts a time: ``make test`` runs ``--small`` once so
+that this cannot rot, and looks only at whether every target was judged.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from firebreak.history.database import make_engine
+from tests.benchmarks import history, idle, network
+from tests.benchmarks.dataset import Dataset, generate
+from tests.benchmarks.measure import Timing, parallel, restic_version, serial, timed
+from tests.benchmarks.verdicts import judge, skipped, summary
+from tests.support.daemon import DaemonProcess
 from tests.support.setup import Setup
 
 SITES = ("a", "b", "c")
+FIREBREAK = "firebreak backup"
+SERIAL = "a serial loop (restic)"
+PARALLEL = "three at once (restic)"
+ALONE = "one site alone (restic)"
+WAYS = (FIREBREAK, SERIAL, PARALLEL, ALONE)
+# Local sites: firebreak's wall time against a serial loop of restic backup (issue 17).
+LOCAL_TARGETS = {"first": 1.0, "incremental": 0.75, "unchanged": 0.65}
+ADDED_TARGET = 0.3
+FIRST_BYTE_TARGET = 1.5
+CLI_TARGETS = {"--version": 0.1, "--help": 0.1, "status": 0.35}
+CYCLE_CPU_TARGET = 2.0
+CLI_RUNS = 7
 
 
-@dataclass(frozen=True)
-class Timing:
-    seconds: float
-    peak_rss_kib: int
-
-
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> Timing:
-    """Wall time, and the peak resident size of the largest process in the tree."""
-    started = time.monotonic()
-    process = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        error = process.stderr.read().decode() if process.stderr else ""
-        raise SystemExit(f"{shlex.join(argv)} exited {process.returncode}:\n{error}")
-    return Timing(seconds, usage.ru_maxrss)
-
-
-def _parallel(commands: list[list[str]], env: dict[str, str]) -> Timing:
-    """Several restic processes at once (what a cycle does), timed as one; fails if any did."""
-    started = [f"{shlex.join(argv)} & p{n}=$!" for n, argv in enumerate(commands)]
-    waits = " && ".join(f"wait $p{n}" for n in range(len(commands)))
-    return _timed(["sh", "-ec", "; ".join([*started, waits])], env)
-
-
-def _side_by_side(
-    runs: int,
-    plain: Callable[[], Timing],
-    ours: list[Callable[[], Timing]],
-    before: Callable[[], None],
-) -> list[Timing]:
-    """Median of each, the runs taken in turn (plain, ours, plain, ours...) so that both see
-    the same page cache, writeback and machine load."""
-    measures = [plain, *ours]
-    timings: list[list[Timing]] = [[] for _ in measures]
-    for _ in range(runs):
-        for measure, taken in zip(measures, timings, strict=True):
-            before()
-            taken.append(measure())
-            if os.environ.get("BENCH_VERBOSE"):
-                print(f"  {taken[-1].seconds:.2f}s", flush=True)
-    return [
-        Timing(statistics.median(t.seconds for t in taken), max(t.peak_rss_kib for t in taken))
-        for taken in timings
-    ]
-
-
-def _source(root: Path, megabytes: int, files: int) -> Path:
-    data = root / "data"
-    (data / "small").mkdir(parents=True)
-    chunk = 16 * 1024 * 1024
-    left = megabytes * 1024 * 1024
-    number = 0
-    while left > 0:
-        (data / f"big-{number}.bin").write_bytes(os.urandom(min(chunk, left)))
-        left -= chunk
-        number += 1
-    for index in range(files):
-        (data / "small" / f"{index:06}.txt").write_bytes(os.urandom(index % 4096))
-    return data
-
-
-def main() -> None:
-    megabytes = int(os.environ.get("BENCH_MB", "256"))
-    files = int(os.environ.get("BENCH_FILES", "5000"))
-    runs = int(os.environ.get("BENCH_REPEAT", "3"))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench")
+    parser.add_argument("--small", action="store_true", help="a 20 MiB dataset: a smoke run")
+    small = parser.parse_args(argv).small
+    rounds = int(os.environ.get("BENCH_REPEAT", "3"))
     given = os.environ.get("BENCH_DIR")
     work = Path(given) if given else Path(tempfile.mkdtemp(prefix="firebreak-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    restic = shutil.which("restic") or "restic"
     try:
-        _bench(work, megabytes, files, runs)
+        began = time.monotonic()
+        dataset = generate(work / "dataset", small=small)
+        print(
+            f"restic {restic_version(restic)}; {os.cpu_count()} cores; median of {rounds} "
+            f"rounds; dataset: {dataset.describe()} (made in {time.monotonic() - began:.1f} s)",
+            flush=True,
+        )
+        _cli(work / "cli", rounds)
+        local = _Local(work / "local", dataset, restic)
+        local.bench(rounds)
+        _restore(work / "restore", local, rounds)
+        _daemon(work / "daemon", dataset, cycles=1 if small else 2)
+        if small:
+            skipped(network.TARGET_NAME, "not with --small")
+        else:
+            network.main()
+        idle.main(small=small)
+        history.main(small=small)
     finally:
         if not given:
             shutil.rmtree(work, ignore_errors=True)
+    print(summary())
 
 
-def _bench(work: Path, megabytes: int, files: int, runs: int) -> None:
-    setup = Setup(work)
-    source = _source(work, megabytes, files)
-    for name in SITES:
-        setup.local_site(name)
-    setup.source("data", list(SITES), paths=[str(source)])
-    # The same parallelism as the plain restic baseline: every site at once.
-    setup.top["max_parallel_runs"] = len(SITES)
-    setup.top["max_parallel_local_runs"] = len(SITES)  # as plain restic, three at once
-    config = setup.write()
-    firebreak = [sys.executable, "-m", "firebreak", "-c", str(config)]
-    restic = shutil.which("restic") or "restic"
-    env = {**os.environ, "RESTIC_PASSWORD_FILE": str(setup.password_file)}
-    repositories = [str(work / f"repo-{name}") for name in SITES]
-    cache = str(work / "restic-cache")
-    print(f"restic {_restic_version(restic)}; {megabytes} MB + {files} small files; ", end="")
-    print(f"median of {runs}; {os.cpu_count()} cores", flush=True)
+def _firebreak(config: Path) -> list[str]:
+    return [sys.executable, "-m", "firebreak", "-c", str(config)]
 
-    def fresh_repositories() -> None:
-        for repository in repositories:
+
+def _cli(work: Path, rounds: int) -> None:
+    """--version, --help and status on a 10 000-run history, whole processes, taken in turn."""
+    print("\nthe CLI (whole processes):", flush=True)
+    work.mkdir()
+    database = work / "history.db"
+    engine = make_engine(f"sqlite:///{database}")
+    history.fill(engine, 10_000)
+    history.upgrade(engine)
+    engine.dispose()
+    data = history.config_data()
+    data.update(state_dir=str(work / "state"), database={"url": f"sqlite:///{database}"})
+    config = work / "firebreak.yaml"
+    config.write_text(json.dumps(data))
+    commands = {
+        "--version": [*_firebreak(config), "--version"],
+        "--help": [*_firebreak(config), "--help"],
+        "status": [*_firebreak(config), "status"],
+    }
+    taken: dict[str, list[float]] = {what: [] for what in commands}
+    for _ in range(max(rounds, CLI_RUNS)):
+        for what, argv in commands.items():
+            taken[what].append(timed(argv).seconds)
+    for what, limit in CLI_TARGETS.items():
+        label = f"firebreak {what}" + (" (10 000 runs)" if what == "status" else "")
+        judge(label, statistics.median(taken[what]), limit, " s")
+
+
+class _Local:
+    """Three local sites, and for each way of backing up to them repositories of its own."""
+
+    def __init__(self, work: Path, dataset: Dataset, restic: str) -> None:
+        self.work, self.dataset, self.restic = work, dataset, restic
+        work.mkdir()
+        self.setup = Setup(work)
+        for name in SITES:
+            self.setup.local_site(name)
+        self.setup.source("data", list(SITES), paths=[str(dataset.root)])
+        self.env = {**os.environ, "RESTIC_PASSWORD_FILE": str(self.setup.password_file)}
+        self.repositories = {
+            FIREBREAK: [site["repository"] for site in self.setup.sites.values()],
+            SERIAL: [str(work / "serial" / name) for name in SITES],
+            PARALLEL: [str(work / "parallel" / name) for name in SITES],
+            ALONE: [str(work / "alone" / "a")],
+        }
+        self.config = self.setup.write()
+        self.states = 0
+        self.added: list[float] = []  # what firebreak added to its restic runs, each backup
+
+    def fresh(self, way: str) -> None:
+        """Empty repositories for way (created untimed, by restic for every way); firebreak
+        also gets a history of its own, since these are not the repositories it knew."""
+        for repository in self.repositories[way]:
             shutil.rmtree(repository, ignore_errors=True)
-            subprocess.run(
-                [restic, "-r", repository, "init", "-q", "--cache-dir", cache],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
+            self._restic(repository, "init", "-q")
+        if way == FIREBREAK:
+            self.states += 1
+            self.setup.top["state_dir"] = str(self.work / f"state-{self.states}")
+            self.config = self.setup.write()
 
-    def plain_backup() -> Timing:
-        return _parallel(
-            [
-                [restic, "-r", repository, "--cache-dir", cache, "backup", "-q", str(source)]
-                for repository in repositories
-            ],
-            env,
-        )
+    def _restic(self, repository: str, *args: str) -> None:
+        argv = [self.restic, "-r", repository, "--cache-dir", str(self.work / "cache"), *args]
+        subprocess.run(argv, env=self.env, check=True, capture_output=True)
 
-    def nothing() -> None:
-        pass
+    def backup_argv(self, repository: str) -> list[str]:
+        cache = str(self.work / "cache")
+        source = str(self.dataset.root)
+        return [self.restic, "-r", repository, "--cache-dir", cache, "backup", "-q", source]
 
-    results: list[tuple[str, Timing, Timing]] = []
-    backup = [*firebreak, "backup", "data"]
-    plain_first, ours_first = _side_by_side(
-        runs, plain_backup, [lambda: _timed(backup)], fresh_repositories
-    )
-    results.append(("backup to 3 sites, first", plain_first, ours_first))
-    plain_again, ours_again = _side_by_side(runs, plain_backup, [lambda: _timed(backup)], nothing)
-    results.append(("backup to 3 sites, unchanged", plain_again, ours_again))
+    def backup(self, way: str) -> Timing:
+        commands = [self.backup_argv(repository) for repository in self.repositories[way]]
+        if way == SERIAL:
+            return serial(commands, self.env)
+        if way == PARALLEL:
+            return parallel(commands, self.env)
+        if way == ALONE:
+            return timed(commands[0], self.env)
+        log = self.work / "firebreak.log"
+        taken = timed([*_firebreak(self.config), "-vv", "backup", "data"], log=log)
+        self.added.append(taken.seconds - _restic_span(log.read_text()))
+        return taken
 
+    def bench(self, rounds: int) -> None:
+        print(f"\nbackups to three local sites ({self.dataset.describe()}):", flush=True)
+        print(f"  {'':12}" + "".join(f"{way:>25}" for way in WAYS) + f"{'firebreak/loop':>16}")
+        verdicts: list[tuple[str, float, float]] = []
+        for scenario, limit in LOCAL_TARGETS.items():
+            taken: dict[str, list[float]] = {way: [] for way in WAYS}
+            for round_ in range(rounds):
+                if scenario == "incremental":
+                    self.dataset.change(round_)
+                for way in WAYS[round_ % 4 :] + WAYS[: round_ % 4]:
+                    if scenario == "first":
+                        self.fresh(way)
+                    os.sync()  # the last measure's writeback must not slow this one
+                    taken[way].append(self.backup(way).seconds)
+            medians = {way: statistics.median(seconds) for way, seconds in taken.items()}
+            ratio = medians[FIREBREAK] / medians[SERIAL]
+            cells = "".join(f"{medians[way]:24.2f}s" for way in WAYS)
+            print(f"  {scenario:12}{cells}{ratio:16.2f}", flush=True)
+            verdicts.append((f"local sites, {scenario} backup: × a serial loop", ratio, limit))
+        for target, ratio, limit in verdicts:
+            judge(target, ratio, limit)
+        added = statistics.median(self.added)
+        judge("firebreak backup: time added to its restic runs", added, ADDED_TARGET, " s")
+
+
+def _restic_span(log: str) -> float:
+    """Seconds from the first restic backup's start to the last one's end, in firebreak's -vv
+    log (its lines begin with their local time, to the millisecond)."""
+    starts, ends = [], []
+    for line in log.splitlines():
+        if "started restic backup" in line:
+            starts.append(_log_time(line))
+        elif "firebreak.actions.backup:" in line:
+            ends.append(_log_time(line))
+    if not starts or not ends:
+        raise SystemExit(f"no restic backup in firebreak's log:\n{log[-2000:]}")
+    return max(ends) - min(starts)
+
+
+def _log_time(line: str) -> float:
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _restore(work: Path, local: _Local, rounds: int) -> None:
+    print("\na restore from local site a:", flush=True)
+    work.mkdir()
     target = work / "restored"
-
-    def empty_target() -> None:
-        shutil.rmtree(target, ignore_errors=True)
-        for staging in work.glob(".restored.firebreak-*"):
-            shutil.rmtree(staging, ignore_errors=True)
-        os.sync()  # the last run's writeback must not slow the next one
-
+    ours = [*_firebreak(local.config), "restore", "data", "--site", "a", "--target", str(target)]
+    repository = local.repositories[FIREBREAK][0]
     plain = [
-        restic,
+        local.restic,
         "-r",
-        repositories[0],
+        repository,
         "--cache-dir",
-        cache,
+        str(local.work / "cache"),
         "restore",
         "latest",
         "--target",
         str(target),
         "--verify",
     ]
-    ours = [*firebreak, "restore", "data", "--site", "a", "--target", str(target)]
-    # On a terminal firebreak lists the snapshot beside the restore for its progress bar.
-    on_terminal = ["script", "-qefc", shlex.join(ours), "/dev/null"]
-    plain_restore, our_restore, bar_restore = _side_by_side(
-        runs,
-        lambda: _timed(plain, env),
-        [lambda: _timed(ours), lambda: _timed(on_terminal)],
-        empty_target,
-    )
-    results.append(("restore, verified", plain_restore, our_restore))
-    results.append(("restore on a terminal (bar)", plain_restore, bar_restore))
-    _report(results)
+    taken: dict[str, list[tuple[float, float]]] = {"firebreak restore": [], "restic restore": []}
+    for round_ in range(rounds):
+        order = list(taken.items())[round_ % 2 :] + list(taken.items())[: round_ % 2]
+        for what, times in order:
+            for old in work.iterdir():
+                shutil.rmtree(old, ignore_errors=True)
+            os.sync()
+            argv, env = (ours, None) if what == "firebreak restore" else (plain, local.env)
+            times.append(_first_byte(argv, env, work))
+    for what, times in taken.items():
+        first = statistics.median(first for first, _ in times)
+        whole = statistics.median(whole for _, whole in times)
+        print(f"  {what:<20} first byte {first:6.2f} s   all of it {whole:6.2f} s", flush=True)
+    first = statistics.median(first for first, _ in taken["firebreak restore"])
+    judge("firebreak restore: first byte written", first, FIRST_BYTE_TARGET, " s")
 
 
-def _restic_version(restic: str) -> str:
-    done = subprocess.run([restic, "version"], capture_output=True, text=True, check=False)
-    return done.stdout.split()[1] if done.stdout else "?"
+def _first_byte(argv: list[str], env: dict[str, str] | None, watched: Path) -> tuple[float, float]:
+    """Seconds until a file under watched (the target, or firebreak's staging directory
+    beside it) holds a byte, and until the command ends."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.monotonic()
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        first = None
+        while process.poll() is None:
+            if first is None and _holds_a_byte(watched):
+                first = time.monotonic() - started
+            time.sleep(0.005)
+        whole = time.monotonic() - started
+        if process.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"{argv} exited {process.returncode}:\n{errors.read().decode()}")
+    return (first if first is not None else whole), whole
 
 
-def _report(results: list[tuple[str, Timing, Timing]]) -> None:
-    print()
-    header = f"{'scenario':32} {'restic':>9} {'firebreak':>10} {'ratio':>6}"
-    print(header + f" {'peak RSS restic':>16} {'firebreak':>10}")
-    for name, plain, ours in results:
-        print(
-            f"{name:32} {plain.seconds:8.2f}s {ours.seconds:9.2f}s "
-            f"{ours.seconds / plain.seconds:6.2f} "
-            f"{plain.peak_rss_kib / 1024:13.0f} MiB {ours.peak_rss_kib / 1024:6.0f} MiB"
-        )
+def _holds_a_byte(root: Path) -> bool:
+    folders = [str(root)]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False) and entry.stat().st_size > 0:
+                        return True
+                except FileNotFoundError:
+                    continue
+    return False
+
+
+def _daemon(work: Path, dataset: Dataset, cycles: int) -> None:
+    """The daemon's own CPU over its cycles (the first is catch-up's: the source never ran),
+    against the CPU of the restic processes it ran, both from /proc."""
+    print("\nthe daemon over a cycle to three local sites:", flush=True)
+    work.mkdir()
+    setup = Setup(work)
+    for name in SITES:
+        setup.local_site(name)
+    setup.source("data", list(SITES), paths=[str(dataset.root)], schedule="every 10s")
+    daemon = DaemonProcess(setup.write(), work, watchdog_usec=None)
+    try:
+        daemon.ready(timeout=120)
+        for number, what in zip(range(cycles), ("a first", "an unchanged"), strict=False):
+            started = _when_logged(daemon, " of data to ", number + 1)
+            ended = _when_logged(daemon, " of data: ", number + 1)
+            own = ended[0] - started[0]
+            restic = ended[1] - started[1]
+            print(
+                f"  {what} cycle: firebreak {own:.2f} s of CPU, its restic processes "
+                f"{restic:.2f} s",
+                flush=True,
+            )
+            judge(f"daemon CPU over {what} cycle, % of restic's", 100 * own / restic, 2.0, " %")
+    finally:
+        daemon.stop()
+
+
+def _when_logged(daemon: DaemonProcess, text: str, count: int) -> tuple[float, float]:
+    """The daemon's own CPU seconds and its reaped children's, once its log has said text
+    count times (looked at every 10 ms)."""
+    deadline = time.monotonic() + 900
+    while daemon.log().count(text) < count:
+        if daemon.process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the daemon never logged {text!r} {count} times:\n{daemon.log()}")
+        time.sleep(0.01)
+    return _cpu(daemon.pid)
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.benchmarks.verdicts import judge
 from tests.support.daemon import DaemonProcess
 from tests.support.setup import Setup
 
@@ -40,9 +41,9 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def main() -> None:
-    settle = float(os.environ.get("BENCH_IDLE_SETTLE", "10"))
-    seconds = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+def main(small: bool = False) -> None:
+    settle = float(os.environ.get("BENCH_IDLE_SETTLE", "2" if small else "10"))
+    seconds = float(os.environ.get("BENCH_IDLE_SECONDS", "10" if small else "60"))
     with tempfile.TemporaryDirectory(prefix="firebreak-bench-idle-") as work:
         setup = Setup(Path(work))
         for site in ("a", "b", "c"):
@@ -77,15 +78,13 @@ def main() -> None:
         finally:
             daemon.stop()
     percent = 100 * cpu / elapsed
-    print(f"idle daemon, {SOURCES} sources × 3 sites, over {elapsed:.0f} s:")
-    verdict = "PASS" if rss <= RSS_TARGET_MB else "FAIL"
-    print(f"  resident size {rss:6.1f} MB   (target ≤ {RSS_TARGET_MB} MB): {verdict}")
-    verdict = "PASS" if percent <= CPU_TARGET_PERCENT else "FAIL"
-    print(f"  CPU           {percent:6.2f} %    (target ≤ {CPU_TARGET_PERCENT} %): {verdict}")
+    print(f"\nidle daemon, {SOURCES} sources × 3 sites, over {elapsed:.0f} s:")
     print(
         f"  a scrape of /metrics: {scrape_ms:.0f} ms of CPU (every 15 s: {scrape_ms / 150:.2f} %)"
     )
+    judge("idle daemon: resident size", rss, RSS_TARGET_MB, " MB", digits=1)
+    judge("idle daemon: CPU, % of one core", percent, CPU_TARGET_PERCENT, " %")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -29,18 +29,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.benchmarks.bench import _parallel, _restic_version, _timed
+from tests.benchmarks.measure import parallel, restic_version, timed
+from tests.benchmarks.verdicts import judge, skipped
 from tests.support.netns import FarRestServer, Link
 from tests.support.setup import Setup
 
 RATES = {"a": "50mbit", "b": "35mbit", "c": "20mbit"}
 TARGET = 1.15
+TARGET_NAME = "REST sites, slow links: × the slowest site alone"
 
 
 def main() -> None:
     missing = [tool for tool in ("ip", "tc", "nft", "rclone") if shutil.which(tool) is None]
     if os.geteuid() != 0 or missing:
-        print(f"network bench skipped: needs root and {', '.join(missing) or 'ip, tc, nft'}")
+        skipped(TARGET_NAME, f"needs root and {', '.join(missing) or 'ip, tc, nft'}")
         return
     megabytes = int(os.environ.get("BENCH_NET_MB", "42"))
     runs = int(os.environ.get("BENCH_REPEAT", "3"))
@@ -75,16 +77,14 @@ def _bench(work: Path, megabytes: int, runs: int, servers: list[FarRestServer]) 
         for what, seconds in _round(work / f"round-{round_}", servers, source, restic).items():
             rounds.setdefault(what, []).append(seconds)
     print(
-        f"restic {_restic_version(restic)}; {megabytes} MB to 3 REST sites behind "
+        f"\nrestic {restic_version(restic)}; {megabytes} MB to 3 REST sites behind "
         f"{', '.join(RATES.values())}; median of {runs}; {os.cpu_count()} cores"
     )
     medians = {what: statistics.median(taken) for what, taken in rounds.items()}
     slowest = medians[ALONE]
     for what, seconds in medians.items():
         print(f"  {what:<34} {seconds:7.1f} s   {seconds / slowest:5.2f} × the slowest site")
-    ratio = medians[OURS] / slowest
-    verdict = "PASS" if ratio <= TARGET else "FAIL"
-    print(f"  firebreak: {ratio:.2f} × the slowest site (target ≤ {TARGET}): {verdict}")
+    judge(TARGET_NAME, medians[OURS] / slowest, TARGET)
 
 
 ALONE = "the slowest site alone (restic)"
@@ -114,11 +114,11 @@ def _round(root: Path, servers: list[FarRestServer], source: Path, restic: str) 
     def backup(repository: str) -> list[str]:
         return [restic, "-r", repository, "--cache-dir", cache, "backup", "-q", str(source)]
 
-    taken = {ALONE: _timed(backup(fresh("alone")["c"]), env).seconds}
+    taken = {ALONE: timed(backup(fresh("alone")["c"]), env).seconds}
     together = [backup(repository) for repository in fresh("parallel").values()]
-    taken["three sites at once (restic)"] = _parallel(together, env).seconds
+    taken["three sites at once (restic)"] = parallel(together, env).seconds
     loop = " && ".join(shlex.join(backup(repository)) for repository in fresh("serial").values())
-    taken["a serial loop (restic)"] = _timed(["sh", "-ec", loop], env).seconds
+    taken["a serial loop (restic)"] = timed(["sh", "-ec", loop], env).seconds
     for label, what, limit in (("firebreak", OURS, None), ("old", OLD, 2)):
         for name, repository in fresh(label).items():
             setup.sites[name]["repository"] = repository
@@ -128,9 +128,9 @@ def _round(root: Path, servers: list[FarRestServer], source: Path, restic: str) 
         setup.top["state_dir"] = str(root / f"state-{label}")
         config = setup.write()
         firebreak = [sys.executable, "-m", "firebreak", "-c", str(config), "backup", "data"]
-        taken[what] = _timed(firebreak).seconds
+        taken[what] = timed(firebreak).seconds
     return taken
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
