@@ -265,6 +265,13 @@ class _Watch:
         for reader in self.readers:
             reader.join(timeout=1.0)
         self.result.duration_seconds = time.monotonic() - self.started
+        log.debug(
+            "restic %s (pid %d) ended: exit %d after %.2fs",
+            self.result.command or "?",
+            self.process.pid,
+            self.result.exit_code,
+            self.result.duration_seconds,
+        )
         return self.result
 
     def _follow(self) -> bool:
