@@ -43,7 +43,14 @@ from pathlib import Path
 from firebreak.history.database import make_engine
 from tests.benchmarks import history, idle, network
 from tests.benchmarks.dataset import Dataset, generate
-from tests.benchmarks.measure import Timing, parallel, restic_version, serial, timed
+from tests.benchmarks.measure import (
+    Timing,
+    cpu_seconds,
+    parallel,
+    restic_version,
+    serial,
+    timed,
+)
 from tests.benchmarks.verdicts import judge, skipped, summary
 from tests.support.daemon import DaemonProcess
 from tests.support.setup import Setup
@@ -342,13 +349,7 @@ def _when_logged(daemon: DaemonProcess, text: str, count: int) -> tuple[float, f
         if daemon.process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"the daemon never logged {text!r} {count} times:\n{daemon.log()}")
         time.sleep(0.01)
-    return _cpu(daemon.pid)
-
-
-def _cpu(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+    return cpu_seconds(daemon.pid)
 
 
 if __name__ == "__main__":

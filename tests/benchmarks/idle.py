@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.benchmarks.measure import cpu_seconds
 from tests.benchmarks.verdicts import judge
 from tests.support.daemon import DaemonProcess
 from tests.support.setup import Setup
@@ -26,12 +27,6 @@ SOURCES = 10
 SCRAPES = 20
 RSS_TARGET_MB = 80
 CPU_TARGET_PERCENT = 0.2
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system time of the process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -60,20 +55,20 @@ def main(small: bool = False) -> None:
         try:
             daemon.ready()
             time.sleep(settle)
-            began, cpu_before = time.monotonic(), _cpu_seconds(daemon.pid)
+            began, cpu_before = time.monotonic(), cpu_seconds(daemon.pid)[0]
             rss = _rss_mb(daemon.pid)
             while time.monotonic() - began < seconds:
                 time.sleep(1)
                 rss = max(rss, _rss_mb(daemon.pid))
-            cpu = _cpu_seconds(daemon.pid) - cpu_before
+            cpu = cpu_seconds(daemon.pid)[0] - cpu_before
             elapsed = time.monotonic() - began
             # What Prometheus adds: a scrape's CPU, from the mean of a few.
             metrics = f"http://{setup.top['metrics']['listen']}/metrics"
-            cpu_before = _cpu_seconds(daemon.pid)
+            cpu_before = cpu_seconds(daemon.pid)[0]
             for _ in range(SCRAPES):
                 with urllib.request.urlopen(metrics, timeout=10) as answer:  # loopback only
                     answer.read()
-            scrape_ms = 1000 * (_cpu_seconds(daemon.pid) - cpu_before) / SCRAPES
+            scrape_ms = 1000 * (cpu_seconds(daemon.pid)[0] - cpu_before) / SCRAPES
             rss = max(rss, _rss_mb(daemon.pid))
         finally:
             daemon.stop()

@@ -15,7 +15,6 @@ from pathlib import Path
 class Timing:
     seconds: float
     peak_rss_kib: int
-    started_at: float = 0.0  # time.time() at the start, to set beside a log's timestamps
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Timing:
@@ -24,7 +23,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None, log: Path | None =
     with (
         log.open("w+b") if log is not None else tempfile.TemporaryFile() as errors
     ):  # a file, not a pipe: a chatty command must not fill one and wait forever
-        started_at, started = time.time(), time.monotonic()
+        started = time.monotonic()
         process = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True
         )
@@ -35,7 +34,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None, log: Path | None =
             errors.seek(0)
             said = errors.read().decode(errors="replace")[-4000:]
             raise SystemExit(f"{shlex.join(argv)} exited {code}:\n{said}")
-    return Timing(seconds, usage.ru_maxrss, started_at)
+    return Timing(seconds, usage.ru_maxrss)
 
 
 def parallel(commands: list[list[str]], env: dict[str, str]) -> Timing:
@@ -48,6 +47,14 @@ def parallel(commands: list[list[str]], env: dict[str, str]) -> Timing:
 def serial(commands: list[list[str]], env: dict[str, str]) -> Timing:
     """The same commands one after the other, as a shell loop would run them."""
     return timed(["sh", "-ec", " && ".join(shlex.join(argv) for argv in commands)], env)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """A running process's user and system time so far, and that of its children it has
+    reaped (restic's, for the daemon), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
 def restic_version(restic: str) -> str:

@@ -33,11 +33,9 @@ JUDGED = (
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_small_bench_runs_every_scenario_and_judges_every_target() -> None:
+def test_the_small_bench_runs_every_scenario_and_judges_every_target(tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("BENCH_")}
-    # Not under tmp_path: its daemon's notify socket would be a path too long for AF_UNIX
-    # in an xdist worker's. The bench makes a temporary directory of its own, and removes it.
-    env["BENCH_REPEAT"] = "1"
+    env.update(BENCH_REPEAT="1", BENCH_DIR=str(tmp_path / "bench"))
     # A group of its own: if it has to be stopped, its daemon and restic go with it.
     bench = subprocess.Popen(
         [sys.executable, "-m", "tests.benchmarks.bench", "--small"],

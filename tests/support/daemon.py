@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,10 @@ class DaemonProcess:
     def __init__(self, config: Path, workdir: Path, *, watchdog_usec: int | None = 2_000_000):
         self.config = config
         self.log_path = workdir / f"daemon-{time.monotonic_ns()}.log"
-        self.notify_path = workdir / f"notify-{time.monotonic_ns()}.sock"
+        # Not under workdir: a socket's path has room for 107 bytes only, fewer than a deep
+        # pytest or bench directory takes.
+        self.notify_dir = Path(tempfile.mkdtemp(prefix="fb-notify-"))
+        self.notify_path = self.notify_dir / "notify.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
         self.notify.settimeout(0.2)
@@ -82,6 +87,7 @@ class DaemonProcess:
             self.process.wait()
         self._log.close()
         self.notify.close()
+        shutil.rmtree(self.notify_dir, ignore_errors=True)
 
 
 def restic_processes(marker: str) -> list[int]:
