@@ -5,7 +5,8 @@
 One run, in this order:
 
 1. the CLI: ``firebreak --version``, ``--help``, and ``firebreak status`` on a 10 000-run
-   history;
+   history, answered by the daemon running that config (and, reported beside it, read by
+   status itself with no daemon);
 2. backups to three local sites of a seeded dataset (dataset.py: about 1 GiB, 20 MiB with
    --small): a first, an incremental and an unchanged one, each by ``firebreak backup`` (the
    default limits), a serial loop of ``restic backup``, three ``restic backup`` at once and
@@ -53,6 +54,7 @@ from tests.benchmarks.measure import (
 )
 from tests.benchmarks.verdicts import judge, skipped, summary
 from tests.support.daemon import DaemonProcess
+from tests.support.servers import free_port
 from tests.support.setup import Setup
 
 SITES = ("a", "b", "c")
@@ -113,7 +115,8 @@ def _firebreak(config: Path) -> list[str]:
 
 
 def _cli(work: Path, rounds: int) -> None:
-    """--version, --help and status on a 10 000-run history, whole processes, taken in turn."""
+    """--version, --help and status on a 10 000-run history, whole processes, taken in turn;
+    then status again while a daemon runs that config (it answers, daemon/control.py)."""
     print("\nthe CLI (whole processes):", flush=True)
     work.mkdir()
     database = work / "history.db"
@@ -122,7 +125,14 @@ def _cli(work: Path, rounds: int) -> None:
     history.upgrade(engine)
     engine.dispose()
     data = history.config_data()
-    data.update(state_dir=str(work / "state"), database={"url": f"sqlite:///{database}"})
+    data.update(
+        state_dir=str(work / "state"),
+        database={"url": f"sqlite:///{database}"},
+        # The history's sites are paths on one disk, and nothing is due: the daemon only
+        # answers.
+        placement={"enforce": "warn"},
+        metrics={"listen": f"127.0.0.1:{free_port()}"},
+    )
     config = work / "firebreak.yaml"
     config.write_text(json.dumps(data))
     commands = {
@@ -130,10 +140,24 @@ def _cli(work: Path, rounds: int) -> None:
         "--help": [*_firebreak(config), "--help"],
         "status": [*_firebreak(config), "status"],
     }
+    runs = max(rounds, CLI_RUNS)
     taken: dict[str, list[float]] = {what: [] for what in commands}
-    for _ in range(max(rounds, CLI_RUNS)):
+    for _ in range(runs):
         for what, argv in commands.items():
             taken[what].append(timed(argv).seconds)
+    alone = statistics.median(taken.pop("status"))
+    daemon = DaemonProcess(config, work, watchdog_usec=None)
+    try:
+        daemon.ready()
+        asked = subprocess.run(
+            [*_firebreak(config), "-v", "status"], capture_output=True, text=True, check=False
+        )
+        if "answered by the daemon" not in asked.stderr:
+            raise SystemExit(f"the daemon did not answer status:\n{asked.stderr[-2000:]}")
+        taken["status"] = [timed(commands["status"]).seconds for _ in range(runs)]
+    finally:
+        daemon.stop()
+    print(f"  firebreak status with no daemon running: {alone:.2f} s (it reads the history)")
     for what, limit in CLI_TARGETS.items():
         label = f"firebreak {what}" + (" (10 000 runs)" if what == "status" else "")
         judge(label, statistics.median(taken[what]), limit, " s")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -385,3 +391,64 @@ def test_an_invalid_config_keeps_the_daemon_from_starting(
     daemon = _start(setup, daemons)
     assert daemon.process.wait(60) == 2
     assert "sources.www.max_age: 'soon' is not a duration" in daemon.log()
+
+
+def test_status_is_answered_by_the_daemon_running_its_config_and_says_the_same(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("the catch-up", lambda: len(_backups(setup, Status.SUCCESS)) == 2)
+    socket_path = Path(setup.top["state_dir"]) / "control.sock"
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+
+    asked = firebreak(setup.path, "-v", "status", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert "answered by the daemon" in asked.stderr
+    shown = firebreak(setup.path, "-v", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "answered by the daemon" in shown.stderr
+    assert "www: safe" in shown.stdout and "every source is safe (1 source)" in shown.stdout
+    assert "3-2-1-1-0: copies" in shown.stdout and "next cycle: in " in shown.stdout
+    # What makes it quick: neither the config model nor SQLAlchemy is imported.
+    imports = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "firebreak", "-c", str(setup.path), "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    assert "| firebreak.daemon.control" in imports
+    assert "sqlalchemy" not in imports and "pydantic" not in imports
+
+    # An edited file the daemon has not reloaded: status reads the history itself, and
+    # says what the daemon said.
+    setup.path.write_text(setup.path.read_text() + "# edited\n")
+    edited = firebreak(setup.path, "-v", "status", "--json")
+    assert edited.returncode == 0, edited.stderr
+    assert "answered by the daemon" not in edited.stderr
+    assert _timeless(json.loads(edited.stdout)) == _timeless(json.loads(asked.stdout))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for("the reload", lambda: "configuration reloaded" in daemon.log())
+    assert "answered by the daemon" in firebreak(setup.path, "-v", "status").stderr
+
+    # A daemon killed leaves its socket behind: nobody answers there, status reads itself.
+    daemon.process.kill()
+    daemon.process.wait()
+    assert socket_path.exists()
+    orphaned = firebreak(setup.path, "-v", "status", "--json", timeout=30)
+    assert orphaned.returncode == 0, orphaned.stderr
+    assert "answered by the daemon" not in orphaned.stderr
+    assert _timeless(json.loads(orphaned.stdout)) == _timeless(json.loads(asked.stdout))
+
+
+def _timeless(document: dict[str, Any]) -> dict[str, Any]:
+    """A status document less what moves with the clock."""
+    del document["generated_at"]
+    for source in document["sources"]:
+        del source["next_cycle"]
+        for site in source["sites"]:
+            del site["age_seconds"]
+    return document

@@ -77,6 +77,7 @@ def test_an_append_only_site_refuses_to_delete_the_canary_and_is_proven_immutabl
         "ok": True,
         "required": False,
         "detail": "vault",
+        "shown": "1/1",
     }
     assert source["rules"]["copies"]["count"] == 2 and not source["rules"]["copies"]["ok"]
     text = firebreak(setup.path, "status").stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -61,13 +62,16 @@ COMMANDS = {
 
 class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
-        from sqlalchemy.exc import DBAPIError
-
         try:
             return super().invoke(ctx)
-        except DBAPIError as exc:
+        except Exception as exc:
             # The history went away, or another process holds it locked, in the middle of a
             # command: say so, not a traceback. (Opening it is checked before: Exit.NOT_READY.)
+            # A command that never imported SQLAlchemy cannot have met its errors, and need
+            # not import it to learn so (status asking the daemon).
+            raised_by = sys.modules.get("sqlalchemy.exc")
+            if raised_by is None or not isinstance(exc, raised_by.DBAPIError):
+                raise
             from firebreak.history.database import database_problem
 
             fail(f"the history database failed: {database_problem(exc)}", Exit.NOT_READY)

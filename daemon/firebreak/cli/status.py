@@ -1,14 +1,15 @@
-"""``firebreak status``: is everything safe? Answered from the run history, not from restic."""
+"""``firebreak status``: is everything safe? Answered from the run history, not from restic:
+by the running daemon when it runs this config (daemon/control.py), else read here."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import logging
 from datetime import datetime
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.table import Table
 
 from firebreak.cli.common import (
     Exit,
@@ -20,10 +21,17 @@ from firebreak.cli.common import (
     new_table,
 )
 from firebreak.clock import utcnow
-from firebreak.daemon.overview import HostOverview, SourceOverview, fleet_overview, overview
-from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
-from firebreak.history.freshness import SiteFreshness, SourceFreshness
-from firebreak.humanize import format_bytes, format_seconds, humanize_age, plural, short_id
+from firebreak.humanize import format_bytes, humanize_age, plural, short_id
+
+log = logging.getLogger(__name__)
+
+# Asking the daemon needs none of the config model, SQLAlchemy or rich's tables until the
+# answer is drawn: those are imported where they are used.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from firebreak.daemon.overview import HostOverview
+    from firebreak.history.freshness import SourceFreshness
 
 
 @click.command()
@@ -42,6 +50,45 @@ def status(options: Options, as_json: bool, fleet: bool) -> None:
     """
     if as_json:
         errors_as_json()
+    seen = None if fleet else _from_daemon(options.config_path)
+    if seen is None:
+        seen = _from_history(options, fleet, as_json)
+    if as_json:
+        click.echo(json.dumps(seen, indent=2))
+    else:
+        _print(seen)
+    safe = all(source["safe"] for source in seen["sources"])
+    raise SystemExit(Exit.OK if safe else Exit.FAILED)
+
+
+def _from_daemon(config_path: Path) -> dict[str, Any] | None:
+    """The running daemon's answer, when it runs this very file (daemon/control.py); None
+    otherwise, and for a file only the model can read (status then says what is wrong)."""
+    import yaml
+
+    from firebreak.config.fingerprint import fingerprint, state_dir_of
+    from firebreak.daemon.control import ask_status
+
+    try:
+        raw = config_path.read_bytes()
+        data = yaml.safe_load(raw)
+    except (OSError, yaml.YAMLError):
+        return None
+    state_dir = state_dir_of(data, config_path.resolve().parent)
+    if state_dir is None:
+        return None
+    answer = ask_status(state_dir, fingerprint(config_path, raw))
+    if answer is not None:
+        log.info("answered by the daemon running %s", config_path)
+    return answer
+
+
+def _from_history(options: Options, fleet: bool, as_json: bool) -> dict[str, Any]:
+    """The status document read from the history here (with --fleet, print the fleet and
+    exit)."""
+    from firebreak.daemon.overview import document, fleet_overview, overview
+    from firebreak.history.database import DatabaseError, make_engine, require_current, sqlite_path
+
     config = load(options)
     history = sqlite_path(config.database_url)
     if history is not None and not history.exists():
@@ -55,92 +102,57 @@ def status(options: Options, as_json: bool, fleet: bool) -> None:
         require_current(engine)
         if fleet:
             _fleet(fleet_overview(engine, utcnow()), as_json)
-        seen = overview(config, engine, utcnow())
+        return document(overview(config, engine, utcnow()))
     except DatabaseError as exc:
         fail(str(exc), Exit.NOT_READY)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "generated_at": seen.generated_at.isoformat(),
-                    "sources": [_as_json(source) for source in seen.sources],
-                },
-                indent=2,
-            )
-        )
+
+
+def _print(seen: dict[str, Any]) -> None:
+    out = console()
+    now = datetime.fromisoformat(seen["generated_at"])
+    for source in seen["sources"]:
+        out.print(_table(source, now))
+        for line in _problems(source):
+            click.echo(line)
+        if source["placement_degraded"] is not None:
+            click.echo(f"  placement DEGRADED: {source['placement_degraded']}")
+        click.echo(f"  {source['rules_summary']}")
+        for name, rule in source["rules"].items():
+            if rule["required"] and not rule["ok"]:
+                click.echo(f"  required {name} BROKEN: {rule['shown']} ({rule['detail']})")
+        click.echo(f"  next cycle: {source['next_cycle']}")
+    unsafe = [source["source"] for source in seen["sources"] if not source["safe"]]
+    if unsafe:
+        out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
     else:
-        out = console()
-        for source in seen.sources:
-            out.print(_table(source.freshness))
-            for line in _problems(source.freshness):
-                click.echo(line)
-            if source.degraded is not None:
-                click.echo(f"  placement DEGRADED: {source.degraded}")
-            click.echo(f"  {source.rules.line()}")
-            for rule in source.rules.broken_required:
-                click.echo(f"  required {rule.rule} BROKEN: {rule.shown} ({rule.detail})")
-            click.echo(f"  next cycle: {source.next_cycle.text}")
-        unsafe = [s.freshness.source for s in seen.sources if not s.freshness.safe]
-        if unsafe:
-            out.print(f"[bold red]NOT SAFE:[/] {', '.join(unsafe)}")
-        else:
-            out.print(f"[green]every source is safe ({plural(len(seen.sources), 'source')})[/]")
-    raise SystemExit(Exit.OK if seen.safe else Exit.FAILED)
+        out.print(f"[green]every source is safe ({plural(len(seen['sources']), 'source')})[/]")
 
 
-def _as_json(source: SourceOverview) -> dict[str, Any]:
-    data = asdict(source.freshness)
-    upcoming = source.next_cycle.at
-    data["next_cycle_at"] = None if upcoming is None else upcoming.isoformat()
-    data["cycle_overdue"] = source.next_cycle.overdue
-    data["max_age"] = format_seconds(source.freshness.max_age_seconds)
-    data["placement_degraded"] = source.degraded
-    data["rules"] = {
-        rule.rule: {
-            "count": rule.count,
-            "target": rule.target,
-            "ok": rule.ok,
-            "required": rule.required,
-            "detail": rule.detail,
-        }
-        for rule in source.rules.rules
-    }
-    for site, counted in zip(data["sites"], source.freshness.sites, strict=True):
-        site["counts"] = counted.counts
-        for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):
-            if site[key] is not None:
-                site[key] = site[key].isoformat()
-    return data
-
-
-def _table(source: SourceFreshness) -> Table:
-    verdict = "[green]safe[/]" if source.safe else "[bold red]NOT SAFE[/]"
-    max_age = format_seconds(source.max_age_seconds)
+def _table(source: dict[str, Any], now: datetime) -> Table:
+    verdict = "[green]safe[/]" if source["safe"] else "[bold red]NOT SAFE[/]"
     table = new_table(
         title=(
-            f"{source.source}: {verdict} — {source.fresh_sites} of "
-            f"{plural(len(source.sites), 'site')} count (fresh, not damaged or lost), "
-            f"{source.required_fresh_sites} required, "
-            f"max_age {max_age}"
+            f"{source['source']}: {verdict} — {source['fresh_sites']} of "
+            f"{plural(len(source['sites']), 'site')} count (fresh, not damaged or lost), "
+            f"{source['required_fresh_sites']} required, "
+            f"max_age {source['max_age']}"
         ),
         title_justify="left",
     )
     columns = ("site", "state", "success", "attempt", "outcome", "snapshot", "added", "drill")
     for column in columns:
         table.add_column(column, overflow="fold")
-    now = utcnow()
-    for site in source.sites:
+    for site in source["sites"]:
+        age = site["age_seconds"]
         table.add_row(
-            site.site,
-            STATES[site.state],
-            f"{humanize_age(site.age_seconds)} ago" if site.age_seconds is not None else "never",
-            f"{humanize_age((now - site.last_attempt_at).total_seconds())} ago"
-            if site.last_attempt_at
-            else "never",
-            site.last_outcome or "-",
-            short_id(site.snapshot_id),
-            format_bytes(site.bytes_added),
-            _drill(site, now),
+            site["site"],
+            STATES[site["state"]],
+            f"{humanize_age(age)} ago" if age is not None else "never",
+            _ago(site["last_attempt_at"], now),
+            site["last_outcome"] or "-",
+            short_id(site["snapshot_id"]),
+            format_bytes(site["bytes_added"]),
+            _drill(site["last_drill_success_at"], now),
         )
     return table
 
@@ -153,22 +165,26 @@ STATES = {
 }
 
 
-def _drill(site: SiteFreshness, now: datetime) -> str:
-    """When a restore drill last passed at the site."""
-    if site.last_drill_success_at is None:
+def _ago(moment: str | None, now: datetime) -> str:
+    if moment is None:
         return "never"
-    return f"passed {humanize_age((now - site.last_drill_success_at).total_seconds())} ago"
+    return f"{humanize_age((now - datetime.fromisoformat(moment)).total_seconds())} ago"
 
 
-def _problems(source: SourceFreshness) -> list[str]:
+def _drill(passed: str | None, now: datetime) -> str:
+    """When a restore drill last passed at the site."""
+    return "never" if passed is None else f"passed {_ago(passed, now)}"
+
+
+def _problems(source: dict[str, Any]) -> list[str]:
     lines = []
-    for site in source.sites:
-        if site.lost:
-            lines.append(f"  {site.site}: LOST: {site.lost}")
-        if site.damaged:
-            lines.append(f"  {site.site}: DAMAGED: {site.damaged}")
-        if site.last_error and not site.lost:  # a lost site's last error says the same
-            lines.append(f"  {site.site}: {site.last_error}")
+    for site in source["sites"]:
+        if site["lost"]:
+            lines.append(f"  {site['site']}: LOST: {site['lost']}")
+        if site["damaged"]:
+            lines.append(f"  {site['site']}: DAMAGED: {site['damaged']}")
+        if site["last_error"] and not site["lost"]:  # a lost site's last error says the same
+            lines.append(f"  {site['site']}: {site['last_error']}")
     return lines
 
 

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from firebreak.config.durations import DURATION_PATTERN, format_duration, parse_duration
+from firebreak.config.fingerprint import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
 from firebreak.config.references import file_problem
 
 
@@ -34,7 +35,6 @@ COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
 BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 # restic backends are written "name:..." (rest:, sftp:, s3:, rclone:, b2:, local: ...).
 BACKEND_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*:")
-DEFAULT_STATE_DIR = Path("/var/lib/firebreak")
 
 
 def _to_duration(value: Any) -> Any:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from firebreak.config.base import COUNTRY_PATTERN, LISTEN_PATTERN, NAME_PATTERN, Strict
+from firebreak.config.fingerprint import fingerprint
 from firebreak.config.model import Config
 
 Loc = tuple[str | int, ...]
@@ -103,9 +104,11 @@ def load_config(path: Path | str, *, check_environment: bool = False) -> Config:
         byte = raw[exc.start : exc.start + 1].hex()
         problem = f"not UTF-8 text (byte 0x{byte}): save the file as UTF-8"
         raise ConfigError(display, [Problem((), problem, line)]) from None
-    return parse_config(
+    config = parse_config(
         text, display, base_dir=file.resolve().parent, check_environment=check_environment
     )
+    config._fingerprint = fingerprint(file, raw)
+    return config
 
 
 def parse_config(

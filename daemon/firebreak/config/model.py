@@ -430,6 +430,9 @@ class Config(Strict):
     )
     # The hostname when the config was read (host_name).
     _hostname: str = PrivateAttr(default_factory=socket.gethostname)
+    # The file it was loaded from, as config/fingerprint.py hashes it; None when parsed
+    # from text.
+    _fingerprint: str | None = PrivateAttr(default=None)
     timezone: str = Field(
         default="UTC",
         description="Time zone of cron schedules (an IANA name such as Europe/Paris).",
@@ -475,6 +478,10 @@ class Config(Strict):
         was when the config was read (a machine renamed later keeps the name until a
         reload)."""
         return self.host or self._hostname
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self._fingerprint
 
     @property
     def run_limit(self) -> int:

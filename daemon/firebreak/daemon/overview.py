@@ -3,8 +3,9 @@ site, its placement, and when its next cycle is due. Read from the run history o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -17,7 +18,7 @@ from firebreak.fleet import HostProfile, fleet_peers, peers, recorded_profiles, 
 from firebreak.history.freshness import Proof, SourceFreshness, freshness
 from firebreak.history.hosts import hosts
 from firebreak.history.latest import SeriesState, peer_hosts
-from firebreak.humanize import humanize_age
+from firebreak.humanize import format_seconds, humanize_age
 from firebreak.placement.whatif import degradation
 from firebreak.scorecard import Scorecard, scorecard
 
@@ -73,6 +74,44 @@ def overview(config: Config, engine: Engine, now: datetime, host: str | None = N
             )
         )
     return Overview(now, sources)
+
+
+def document(seen: Overview) -> dict[str, Any]:
+    """The overview as ``firebreak status --json`` prints it, and as the daemon's control
+    socket answers it (plain JSON types; times in ISO 8601)."""
+    return {
+        "generated_at": seen.generated_at.isoformat(),
+        "sources": [_source_document(source) for source in seen.sources],
+    }
+
+
+def _source_document(source: SourceOverview) -> dict[str, Any]:
+    data = asdict(source.freshness)
+    upcoming = source.next_cycle.at
+    data["next_cycle_at"] = None if upcoming is None else upcoming.isoformat()
+    data["cycle_overdue"] = source.next_cycle.overdue
+    data["next_cycle"] = source.next_cycle.text
+    data["max_age"] = format_seconds(source.freshness.max_age_seconds)
+    data["placement_degraded"] = source.degraded
+    data["rules"] = {
+        rule.rule: {
+            "count": rule.count,
+            "target": rule.target,
+            "ok": rule.ok,
+            "required": rule.required,
+            "detail": rule.detail,
+            "shown": rule.shown,
+        }
+        for rule in source.rules.rules
+    }
+    data["rules_summary"] = source.rules.line()
+    for site, counted in zip(data["sites"], source.freshness.sites, strict=True):
+        site["state"] = counted.state
+        site["counts"] = counted.counts
+        for key in ("last_success_at", "last_attempt_at", "last_drill_success_at"):
+            if site[key] is not None:
+                site[key] = site[key].isoformat()
+    return data
 
 
 def next_cycle(config: Config, source: str, last: datetime | None, now: datetime) -> NextCycle:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -32,7 +33,9 @@ from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.catchup import overdue_sources
+from firebreak.daemon.control import ControlServer
 from firebreak.daemon.jobs import SCHEDULED_KINDS, Jobs
+from firebreak.daemon.overview import document, overview
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
 from firebreak.daemon.systemd import Notifier
 from firebreak.daemon.triggers import trigger
@@ -64,6 +67,7 @@ class Daemon:
         self.rt: Runtime
         self.scheduler: BackgroundScheduler
         self.metrics: MetricsServer
+        self.control: ControlServer
         self.started_at = utcnow()
         self.beat_failing = False
 
@@ -105,6 +109,13 @@ class Daemon:
         except OSError as exc:
             log.error("cannot serve metrics on %s: %s", config.metrics.listen, exc.strerror)
             return 5
+        self.control = ControlServer(
+            config.state_dir, lambda: self.rt.config.fingerprint, self._status_document
+        )
+        try:
+            self.control.start()
+        except OSError as exc:  # status reads the history itself, as without a daemon
+            log.warning("cannot listen on %s: %s", self.control.path, exc.strerror or exc)
         self._install_signals()
         self.scheduler = self._new_scheduler(config)
         self._schedule_sources(config)
@@ -145,6 +156,11 @@ class Daemon:
 
         threading.Thread(target=loop, name=name, daemon=True).start()
 
+    def _status_document(self) -> dict[str, Any]:
+        """What ``firebreak status --json`` would print here, for the control socket."""
+        rt = self.rt
+        return document(overview(rt.config, rt.engine, utcnow()))
+
     def _healthy(self) -> tuple[bool, str]:
         if self.stop_requested.is_set():
             return False, "stopping"
@@ -178,6 +194,7 @@ class Daemon:
             for what in self.rt.unwritten.abandoned():  # the journal keeps them
                 log.error("never written to the history (it did not answer): %s", what)
         self.metrics.stop()
+        self.control.close()
         self._beat_stopped(self.rt.host)
         log.info("firebreak daemon stopped")
 

@@ -1,0 +1,118 @@
+"""The daemon's control socket on its own: who gets an answer, and when status must read the
+history itself instead."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firebreak.daemon import control
+from firebreak.daemon.control import SOCKET_NAME, ControlServer, ask_status
+
+DOCUMENT = {"generated_at": "2026-12-04T10:00:00+00:00", "sources": []}
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[ControlServer]:
+    server = ControlServer(tmp_path, lambda: "this-config", lambda: DOCUMENT)
+    server.start()
+    yield server
+    server.close()
+
+
+def test_the_daemon_answers_for_its_own_config_only(serving: ControlServer) -> None:
+    assert ask_status(serving.path.parent, "this-config") == DOCUMENT
+    assert ask_status(serving.path.parent, "an-edited-config") is None
+    assert stat.S_IMODE(serving.path.stat().st_mode) == 0o600
+
+
+def test_no_daemon_a_dead_ones_socket_and_a_closed_one_answer_nothing(tmp_path: Path) -> None:
+    assert ask_status(tmp_path, "this-config") is None  # no socket at all
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(tmp_path / SOCKET_NAME))
+    dead.close()  # what SIGKILL leaves: the file, nobody listening
+    assert ask_status(tmp_path, "this-config") is None
+    server = ControlServer(tmp_path, lambda: "this-config", lambda: DOCUMENT)
+    server.start()  # the next daemon replaces it
+    assert ask_status(tmp_path, "this-config") == DOCUMENT
+    server.close()
+    assert not (tmp_path / SOCKET_NAME).exists()
+    assert ask_status(tmp_path, "this-config") is None
+
+
+def test_a_history_the_daemon_cannot_read_is_left_to_status(tmp_path: Path) -> None:
+    def broken() -> dict[str, Any]:
+        raise OSError("database is locked")
+
+    server = ControlServer(tmp_path, lambda: "this-config", broken)
+    server.start()
+    try:
+        assert ask_status(tmp_path, "this-config") is None
+    finally:
+        server.close()
+
+
+def test_a_daemon_loaded_from_text_answers_nobody(tmp_path: Path) -> None:
+    server = ControlServer(tmp_path, lambda: None, lambda: DOCUMENT)
+    server.start()
+    try:
+        assert ask_status(tmp_path, "None") is None
+        assert _ask(tmp_path, b'{"ask": "status", "config": null}\n') == {
+            "refused": "this daemon runs another config (or another version of it)"
+        }
+    finally:
+        server.close()
+
+
+def test_odd_questions_are_refused_and_the_daemon_goes_on(serving: ControlServer) -> None:
+    folder = serving.path.parent
+    assert _ask(folder, b"restart\n") == {"refused": "not a JSON question"}
+    assert _ask(folder, b'{"ask": "stop"}\n') == {"refused": "the only question is status"}
+    assert "refused" in _ask(folder, b"x" * control.MAX_QUESTION)  # no newline, all it reads
+    assert ask_status(folder, "this-config") == DOCUMENT
+
+
+def test_a_deep_state_dir_is_reached_past_the_socket_path_limit(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    assert len(str(deep / SOCKET_NAME)) > 108
+    server = ControlServer(deep, lambda: "this-config", lambda: DOCUMENT)
+    server.start()
+    try:
+        assert ask_status(deep, "this-config") == DOCUMENT
+    finally:
+        server.close()
+    assert not (deep / SOCKET_NAME).exists()
+
+
+def test_a_daemon_that_does_not_answer_is_given_up_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control, "ASK_SECONDS", 0.3)
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(str(tmp_path / SOCKET_NAME))
+    hung.listen(1)  # accepts the connection in the kernel, never answers
+    answered: list[object] = []
+    asking = threading.Thread(target=lambda: answered.append(ask_status(tmp_path, "x")))
+    asking.start()
+    asking.join(timeout=5)
+    hung.close()
+    assert not asking.is_alive()
+    assert answered == [None]
+
+
+def _ask(folder: Path, question: bytes) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as daemon:
+        daemon.settimeout(5)
+        daemon.connect(str(folder / SOCKET_NAME))
+        daemon.sendall(question)
+        daemon.shutdown(socket.SHUT_WR)
+        answer: dict[str, Any] = json.loads(daemon.makefile("rb").read())
+        return answer
