@@ -401,7 +401,9 @@ class Config(Strict):
         le=64,
         description=(
             "Of those, runs at local sites (a path on this host: CPU and disk work, not "
-            "network) at once. Default: this host's CPU cores."
+            "network) at once. Default: this host's CPU cores, or the most sites any source "
+            "has if that is more, so that one cycle's local sites never wait for each other "
+            "(docs/performance.md)."
         ),
     )
     metrics: Metrics = Field(default_factory=Metrics, description="The Prometheus endpoint.")
@@ -494,10 +496,11 @@ class Config(Strict):
     @property
     def local_run_limit(self) -> int:
         """Runs at local sites at once: max_parallel_local_runs, or the CPU cores this
-        process may use."""
+        process may use, or the most sites a source has if that is more."""
         if self.max_parallel_local_runs is not None:
             return self.max_parallel_local_runs
-        return min(64, max(1, len(os.sched_getaffinity(0))))
+        widest = max((len(source.sites) for source in self.sources.values()), default=1)
+        return min(64, max(1, len(os.sched_getaffinity(0)), widest))
 
     @property
     def cache_dir(self) -> Path:

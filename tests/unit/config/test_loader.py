@@ -616,13 +616,17 @@ def test_only_append_only_sites_get_an_immutability_proof_on_their_schedule(
 
 
 def test_run_limits_default_to_one_cycle_at_every_site_and_local_runs_to_the_cores() -> None:
-    sites = {name: dict(GOOD_SITE) for name in ("a", "b", "c", "d")}
-    wide = {"www": {"paths": ["/var/www"], "sites": ["a", "b", "c", "d"]}}
+    cores = len(os.sched_getaffinity(0))
+    names = [f"s{index}" for index in range(cores + 2)]
+    sites = {name: dict(GOOD_SITE) for name in names}
+    wide = {"www": {"paths": ["/var/www"], "sites": names}}
     config = Config.model_validate({"sites": sites, "sources": wide})
-    assert config.run_limit == 4
-    assert config.local_run_limit == len(os.sched_getaffinity(0))
-    narrow = {"www": {"paths": ["/var/www"], "sites": ["a"]}}
-    assert Config.model_validate({"sites": sites, "sources": narrow}).run_limit == 2
+    assert config.run_limit == cores + 2
+    # One cycle's sites never wait for each other, however few the cores.
+    assert config.local_run_limit == cores + 2
+    narrow = {"www": {"paths": ["/var/www"], "sites": ["s0"]}}
+    one = Config.model_validate({"sites": sites, "sources": narrow})
+    assert (one.run_limit, one.local_run_limit) == (2, cores)
     chosen = Config.model_validate(
         {"sites": sites, "sources": wide, "max_parallel_runs": 1, "max_parallel_local_runs": 3}
     )
