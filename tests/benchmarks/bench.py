@@ -9,10 +9,12 @@ One run, in this order:
    status itself with no daemon);
 2. backups to three local sites of a seeded dataset (dataset.py: about 1 GiB, 20 MiB with
    --small): a first, an incremental and an unchanged one, each by ``firebreak backup`` (the
-   default limits), a serial loop of ``restic backup``, three ``restic backup`` at once and
-   one site alone, each into repositories of its own, the rounds taken in turn with the
-   order rotated; and what firebreak adds to the restic runs it starts (its wall time less
-   the span from its first restic backup's start to its last one's end, from its log);
+   default limits; run by a daemon running the config, as where firebreak is installed), a
+   serial loop of ``restic backup``, three ``restic backup`` at once and one site alone,
+   each into repositories of its own, the rounds taken in turn with the order rotated; and
+   what firebreak adds to the restic runs it starts (its wall time less the span from its
+   first restic backup's start to its last one's end, from the daemon's log), and beside
+   it what it adds with no daemon running;
 3. a restore from a local site by firebreak and by plain restic: the time to the first
    byte written, and to the end;
 4. the daemon over a first cycle and (not with --small) an unchanged one: its own CPU
@@ -58,6 +60,7 @@ from tests.support.servers import free_port
 from tests.support.setup import Setup
 
 SITES = ("a", "b", "c")
+IDLE = "idle"  # a tiny source, and its site, for the daemon to catch up on (_Local)
 FIREBREAK = "firebreak backup"
 SERIAL = "a serial loop (restic)"
 PARALLEL = "three at once (restic)"
@@ -95,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         _cli(work / "cli", rounds)
         local = _Local(work / "local", dataset, restic)
-        local.bench(rounds)
+        try:
+            local.bench(rounds)
+        finally:
+            local.stop_daemon()
         _restore(work / "restore", local, rounds)
         _daemon(work / "daemon", dataset, cycles=1 if small else 2)
         if small:
@@ -172,7 +178,17 @@ class _Local:
         self.setup = Setup(work)
         for name in SITES:
             self.setup.local_site(name)
+        # firebreak backup is run by a daemon running this config, as on a host where
+        # firebreak is installed. A fresh history makes the daemon catch up at once on every
+        # source, a day apart: the first is a tiny one, and data's catch-up never comes.
+        self.setup.local_site(IDLE)
+        idle = work / "idle"
+        idle.mkdir()
+        (idle / "file").write_text("idle\n")
+        self.setup.source(IDLE, [IDLE], paths=[str(idle)])
+        self.setup.top["daemon"] = {"catch_up_stagger": "1d"}
         self.setup.source("data", list(SITES), paths=[str(dataset.root)])
+        self.daemon: DaemonProcess | None = None
         self.env = {**os.environ, "RESTIC_PASSWORD_FILE": str(self.setup.password_file)}
         self.repositories = {
             FIREBREAK: [site["repository"] for site in self.setup.sites.values()],
@@ -183,6 +199,22 @@ class _Local:
         self.config = self.setup.write()
         self.states = 0
         self.added: list[float] = []  # what firebreak added to its restic runs, each backup
+        self.started_daemon()
+
+    def started_daemon(self) -> None:
+        """A daemon on the current config, once it has caught up on the tiny source."""
+        self.stop_daemon()
+        self.daemon = DaemonProcess(self.config, self.work, watchdog_usec=None, verbose=2)
+        self.daemon.ready()
+        self.daemon.wait_for(
+            "the catch-up of the tiny source",
+            lambda: any(run.source == IDLE and run.finished_at for run in self.setup.runs()),
+        )
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
 
     def fresh(self, way: str) -> None:
         """Empty repositories for way (created untimed, by restic for every way); firebreak
@@ -194,6 +226,7 @@ class _Local:
             self.states += 1
             self.setup.top["state_dir"] = str(self.work / f"state-{self.states}")
             self.config = self.setup.write()
+            self.started_daemon()
 
     def _restic(self, repository: str, *args: str) -> None:
         argv = [self.restic, "-r", repository, "--cache-dir", str(self.work / "cache"), *args]
@@ -212,10 +245,25 @@ class _Local:
             return parallel(commands, self.env)
         if way == ALONE:
             return timed(commands[0], self.env)
+        assert self.daemon is not None
+        before = len(self.daemon.log())
         log = self.work / "firebreak.log"
-        taken = timed([*_firebreak(self.config), "-vv", "backup", "data"], log=log)
-        self.added.append(taken.seconds - _restic_span(log.read_text()))
+        taken = timed([*_firebreak(self.config), "-v", "backup", "data"], log=log)
+        if "run by the daemon" not in log.read_text():
+            raise SystemExit(f"the daemon did not run firebreak backup:\n{log.read_text()}")
+        self.added.append(taken.seconds - _restic_span(self.daemon.log()[before:]))
         return taken
+
+    def added_alone(self, rounds: int) -> float:
+        """What firebreak backup adds with no daemon running (an unchanged backup, run in
+        its own process): the median of rounds."""
+        self.stop_daemon()
+        added = []
+        log = self.work / "firebreak.log"
+        for _ in range(rounds):
+            taken = timed([*_firebreak(self.config), "-vv", "backup", "data"], log=log)
+            added.append(taken.seconds - _restic_span(log.read_text()))
+        return statistics.median(added)
 
     def bench(self, rounds: int) -> None:
         print(f"\nbackups to three local sites ({self.dataset.describe()}):", flush=True)
@@ -236,6 +284,11 @@ class _Local:
             cells = "".join(f"{medians[way]:24.2f}s" for way in WAYS)
             print(f"  {scenario:12}{cells}{ratio:16.2f}", flush=True)
             verdicts.append((f"local sites, {scenario} backup: × a serial loop", ratio, limit))
+        alone = self.added_alone(rounds)
+        print(
+            f"  firebreak backup with no daemon running adds {alone:.2f} s "
+            "(an unchanged backup, in its own process)"
+        )
         for target, ratio, limit in verdicts:
             judge(target, ratio, limit)
         added = statistics.median(self.added)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from firebreak.history.database import SCHEMA_HEAD
-from tests.support.cli import firebreak
+from tests.support.cli import firebreak, on_a_terminal
 from tests.support.daemon import restic_processes
 from tests.support.scrape import get, running_exporter, samples, value
 from tests.support.servers import RestServer, silent_server
@@ -349,16 +348,7 @@ def test_backup_on_a_terminal_shows_each_sites_progress_and_in_a_pipe_nothing(
     setup.local_site("slow", limit_upload=300)  # ~5 s: restic reports on the way
     setup.source("www", ["fast", "slow"])
     config = setup.write()
-    command = shlex.join([sys.executable, "-m", "firebreak", "-c", str(config), "backup", "www"])
-    # script(1) gives the command a pseudo-terminal, as a sysadmin's shell would.
-    done = subprocess.run(
-        ["script", "-qefc", command, "/dev/null"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
-    )
+    done = on_a_terminal(config, "backup", "www", columns=200)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "www → slow" in done.stdout and "www → fast" in done.stdout
     assert re.search(r"\d+/\d+ files", done.stdout), done.stdout
@@ -373,15 +363,7 @@ def test_backup_on_a_terminal_shows_each_sites_progress_and_in_a_pipe_nothing(
         (["check", "www"], "restic check at slow (structure and a part of the data)"),
         (["drill", "www", "--site", "fast"], "restore drill of www at fast: restoring a sample"),
     ):
-        command = shlex.join([sys.executable, "-m", "firebreak", "-c", str(config), *args])
-        shown = subprocess.run(
-            ["script", "-qefc", command, "/dev/null"],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-            env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
-        )
+        shown = on_a_terminal(config, *args, columns=200)
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert doing in shown.stdout, shown.stdout
         # Each result on a line of its own, not written into the spinner's line.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from firebreak.history.database import make_engine
 from firebreak.history.models import Cycle, Run
 from firebreak.outcomes import Status
-from tests.support.cli import firebreak
+from tests.support.cli import firebreak, on_a_terminal
 from tests.support.daemon import DaemonProcess, restic_processes
 from tests.support.scrape import get, samples, value
 from tests.support.setup import Setup
@@ -336,6 +337,8 @@ def test_a_manual_backup_waits_for_the_daemons_run_on_the_same_site(
     daemon = _backing_up_slowly(setup, daemons)
     manual = firebreak(setup.path, "-v", "backup", "www", timeout=180)
     assert manual.returncode == 0, manual.stderr
+    # The daemon runs it, and what it logs for it is the command's to show.
+    assert "run by the daemon" in manual.stderr
     assert "site slow is busy (pid " in manual.stderr and "waiting for it" in manual.stderr
     assert daemon.stop() == 0
     first, second = sorted(_backups(setup, Status.SUCCESS), key=lambda r: r.started_at)
@@ -396,12 +399,7 @@ def test_an_invalid_config_keeps_the_daemon_from_starting(
 def test_status_is_answered_by_the_daemon_running_its_config_and_says_the_same(
     setup: Setup, daemons: list[DaemonProcess]
 ) -> None:
-    setup.local_site("a")
-    setup.local_site("b")
-    setup.source("www", ["a", "b"], schedule="0 3 * * *")
-    daemon = _start(setup, daemons)
-    daemon.ready()
-    daemon.wait_for("the catch-up", lambda: len(_backups(setup, Status.SUCCESS)) == 2)
+    daemon = _caught_up(setup, daemons)
     socket_path = Path(setup.top["state_dir"]) / "control.sock"
     assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
 
@@ -452,3 +450,137 @@ def _timeless(document: dict[str, Any]) -> dict[str, Any]:
         for site in source["sites"]:
             del site["age_seconds"]
     return document
+
+
+def test_a_backup_asked_of_the_daemon_runs_there_and_reports_as_the_command_does(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    daemon = _caught_up(setup, daemons)
+
+    done = firebreak(setup.path, "-v", "backup", "www")
+    assert done.returncode == 0, done.stderr
+    assert "run by the daemon" in done.stderr
+    assert re.search(r"www: success \(2 of 2 sites, cycle \d+\)", done.stdout), done.stdout
+    assert "WARNING: placement policy is in warn mode" in done.stdout  # as the command says it
+    assert "firebreak backup of www asked on the control socket" in daemon.log()
+    cycles = _cycles(setup)
+    assert [cycle.trigger for cycle in cycles] == ["catch-up", "cli"]
+    assert len(_backups(setup, Status.SUCCESS)) == 4
+
+    one = firebreak(setup.path, "-v", "backup", "www", "--site", "b")
+    assert one.returncode == 0, one.stderr
+    assert "run by the daemon" in one.stderr and "(1 of 1 site," in one.stdout
+    assert [run.site for run in _backups(setup)][-1] == "b" and len(_backups(setup)) == 5
+
+    # What the daemon does not take, the command runs itself, and says what is wrong.
+    typo = firebreak(setup.path, "-v", "backup", "wwww")
+    assert typo.returncode == 2
+    assert "run by the daemon" not in typo.stderr
+    assert "no source 'wwww'" in typo.stderr
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log()
+
+
+def test_ctrl_c_stops_the_backup_the_daemon_runs_for_it_and_the_daemon_goes_on(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    daemon = _caught_up_slowly(setup, daemons)
+
+    asked = subprocess.Popen(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "-v", "backup", "www"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    daemon.wait_for("the backup to start", lambda: bool(_backing_up(setup)))
+    time.sleep(1)
+    asked.send_signal(signal.SIGINT)
+    out, err = asked.communicate(timeout=60)
+    assert asked.returncode == 130, err
+    assert "run by the daemon" in err and "SIGINT: stopping restic" in err
+    assert re.search(r"www: interrupted", out), out
+    assert not _backing_up(setup)
+    assert _backups(setup)[-1].status == Status.INTERRUPTED
+
+    # A command killed outright: the daemon stops the backup it was running for it.
+    (setup.source_dir / "more.bin").write_bytes(os.urandom(3_000_000))
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "backup", "www"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    daemon.wait_for("the next backup to start", lambda: bool(_backing_up(setup)))
+    killed.kill()
+    killed.wait()
+    daemon.wait_for("restic to stop", lambda: not _backing_up(setup), 30)
+    daemon.wait_for(
+        "the run to be recorded", lambda: _backups(setup)[-1].status == Status.INTERRUPTED
+    )
+    # And the daemon goes on: the next backup asked of it succeeds.
+    again = firebreak(setup.path, "-v", "backup", "www", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "run by the daemon" in again.stderr
+    assert daemon.stop() == 0
+
+
+def test_a_daemon_stopping_mid_backup_tells_the_command_its_runs_were_interrupted(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    daemon = _caught_up_slowly(setup, daemons)
+    asked = subprocess.Popen(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "backup", "www"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    daemon.wait_for("the backup to start", lambda: bool(_backing_up(setup)))
+    assert daemon.stop() == 0
+    out, err = asked.communicate(timeout=60)
+    assert asked.returncode == 130, err
+    assert re.search(r"www: interrupted", out), out + err
+    assert _backups(setup)[-1].status == Status.INTERRUPTED
+
+
+def _caught_up(setup: Setup, daemons: list[DaemonProcess]) -> DaemonProcess:
+    """A daemon that has caught up on www at two local sites, a and b."""
+    setup.local_site("a")
+    setup.local_site("b")
+    setup.source("www", ["a", "b"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("the catch-up", lambda: len(_backups(setup, Status.SUCCESS)) == 2)
+    return daemon
+
+
+def _caught_up_slowly(setup: Setup, daemons: list[DaemonProcess]) -> DaemonProcess:
+    """A daemon that has caught up on www at the slow site, with new data since: its next
+    backup there takes about 10 s."""
+    _slow_source(setup)
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("the catch-up", lambda: bool(_backups(setup, Status.SUCCESS)), 90)
+    (setup.source_dir / "more.bin").write_bytes(os.urandom(3_000_000))
+    return daemon
+
+
+def _cycles(setup: Setup) -> list[Cycle]:
+    engine = make_engine(f"sqlite:///{Path(setup.top['state_dir']) / 'firebreak.db'}")
+    try:
+        with Session(engine) as session:
+            return list(session.scalars(select(Cycle).order_by(Cycle.id)))
+    finally:
+        engine.dispose()
+
+
+def test_a_backup_the_daemon_runs_draws_its_bars_on_the_commands_terminal(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    daemon = _caught_up_slowly(setup, daemons)
+    done = on_a_terminal(setup.path, "-v", "backup", "www", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "run by the daemon" in done.stdout  # script(1) merges stderr into the terminal
+    assert "www → slow" in done.stdout
+    assert re.search(r"\d\.\d/\d\.\d MiB", done.stdout), "no bar against what restic found"
+    assert re.search(r"www: success \(1 of 1 site, cycle \d+\)", done.stdout)
+    assert daemon.stop() == 0

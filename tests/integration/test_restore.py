@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +15,7 @@ from firebreak.actions.cycle import run_cycle
 from firebreak.actions.restore import RestoreProgress, restore_source
 from firebreak.history.records import all_runs
 from firebreak.outcomes import Status
-from tests.support.cli import firebreak
+from tests.support.cli import firebreak, on_a_terminal
 from tests.support.restore import assert_same_tree
 from tests.support.servers import RestServer
 from tests.support.setup import Setup
@@ -127,29 +124,7 @@ def test_restore_on_a_terminal_draws_a_progress_bar(
     setup.source("www", ["rest"])
     assert run_cycle(setup.runtime(), "www").status == Status.SUCCESS
     target = tmp_path / "restored"
-    command = shlex.join(
-        [
-            sys.executable,
-            "-m",
-            "firebreak",
-            "-c",
-            str(setup.path),
-            "restore",
-            "www",
-            "--target",
-            str(target),
-        ]
-    )
-
-    # script(1) gives the command a pseudo-terminal, as a sysadmin's shell would.
-    done = subprocess.run(
-        ["script", "-qefc", command, "/dev/null"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "COLUMNS": "160", "TERM": "xterm"},
-    )
+    done = on_a_terminal(setup.path, "restore", "www", "--target", str(target), timeout=120)
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "restoring www from rest (" in done.stdout

@@ -15,7 +15,14 @@ from pathlib import Path
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, workdir: Path, *, watchdog_usec: int | None = 2_000_000):
+    def __init__(
+        self,
+        config: Path,
+        workdir: Path,
+        *,
+        watchdog_usec: int | None = 2_000_000,
+        verbose: int = 0,
+    ):
         self.config = config
         self.log_path = workdir / f"daemon-{time.monotonic_ns()}.log"
         # Not under workdir: a socket's path has room for 107 bytes only, fewer than a deep
@@ -31,7 +38,15 @@ class DaemonProcess:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "firebreak", "-c", str(config), "run"],
+            [
+                sys.executable,
+                "-m",
+                "firebreak",
+                "-c",
+                str(config),
+                *(["-" + "v" * verbose] if verbose else []),
+                "run",
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -6,6 +6,7 @@ hang or timeout is recorded for that site and never stops or delays the others.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -67,6 +69,29 @@ class CycleReport:
     @property
     def succeeded(self) -> int:
         return sum(1 for run in self.runs if run.status == Status.SUCCESS)
+
+    def document(self) -> dict[str, Any]:
+        """The report in plain JSON types: what ``firebreak backup`` draws its table from,
+        also when the daemon ran the cycle for it (daemon/control.py)."""
+        return {
+            "cycle_id": self.cycle_id,
+            "source": self.source,
+            "status": str(self.status),
+            "sites": self.sites,
+            "missing": self.missing,
+            "runs": [
+                {
+                    "site": run.site,
+                    "status": str(run.status),
+                    "snapshot_id": run.snapshot_id,
+                    "bytes_added": run.bytes_added,
+                    "duration_seconds": run.duration_seconds,
+                    "error_class": run.error_class,
+                    "error_message": run.error_message,
+                }
+                for run in self.runs
+            ],
+        }
 
 
 def cycle_status(runs: list[Run], expected: int) -> Status:
@@ -239,8 +264,11 @@ class _Cycle:
                     not_run(rt, source_name, name, Operation.BACKUP, cycle_id, failure)
                 return
             with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=source_name) as pool:
+                # Each site's thread in a copy of this one's context: what the cycle's caller
+                # set there (the daemon relays a backup's log lines) holds for its sites.
                 futures = [
                     pool.submit(
+                        contextvars.copy_context().run,
                         back_up_site,
                         rt,
                         source_name,

@@ -1,42 +1,38 @@
-"""``firebreak backup SOURCE``: one cycle now, to every site of the source (or the ones named)."""
+"""``firebreak backup SOURCE``: one cycle now, to every site of the source (or the ones named):
+run by the daemon when it runs this config (daemon/control.py), else here."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from firebreak.actions.cycle import CycleReport, run_cycle
 from firebreak.cli.common import (
     Exit,
     Options,
     cancel_on_signals,
     check_names,
     console,
+    daemon_of,
     fail,
     load,
     logs_above,
     new_table,
     runtime,
 )
-from firebreak.cli.placement import print_report
 from firebreak.humanize import format_bytes, humanize_age, plural, short_id
-from firebreak.notify.sender import CycleNotifier
-from firebreak.outcomes import Status
-from firebreak.placement.check import check_placement
+
+# Asking the daemon needs none of the config model, SQLAlchemy or the actions: those are
+# imported where the cycle runs here.
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+    from rich.table import Table
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -53,6 +49,84 @@ def backup(
     could not be read, 4 when one or more sites failed, 130 when interrupted (Ctrl-C,
     SIGTERM: restic is stopped and the runs are recorded as interrupted).
     """
+    if sources or all_sources:
+        done = _by_the_daemon(options, sources, all_sources, sites)
+        if done is not None:
+            raise SystemExit(_exit_code(*done))
+    raise SystemExit(_exit_code(*_here(options, sources, all_sources, sites)))
+
+
+def _by_the_daemon(
+    options: Options, sources: tuple[str, ...], all_sources: bool, sites: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], bool] | None:
+    """The cycles run by the daemon that runs this very config file, as this command would
+    run them, with their reports; None when no daemon takes them (none runs, it runs another
+    config, a name is unknown or the placement policy refuses: then they run here, and say
+    why)."""
+    from firebreak.daemon.control import Asking, relog
+
+    found = daemon_of(options.config_path)
+    if found is None:
+        return None
+    state_dir, fingerprint = found
+    progress = sys.stdout.isatty()
+    question = {
+        "ask": "backup",
+        "config": fingerprint,
+        "sources": list(sources),
+        "all": all_sources,
+        "sites": list(sites),
+        "progress": progress,
+        "verbose": options.verbose,
+        "where": str(options.config_path),
+    }
+    try:
+        asking = Asking(state_dir, question)
+    except OSError as exc:
+        log.debug("no daemon on %s: %s", state_dir, exc)
+        return None
+    stopped = threading.Event()
+    end = None
+    with asking:
+        first = asking.first()
+        if first is None or not isinstance(first.get("accepted"), dict):
+            log.debug("the daemon did not take the backup: %s", first)
+            return None
+        log.info("run by the daemon running %s", options.config_path)
+        for to_stderr, line in first["accepted"].get("said", []):
+            click.echo(line, err=to_stderr)
+        bars = _Bars() if progress else None
+        with cancel_on_signals(stopped, then=asking.stop), bars or contextlib.nullcontext():
+            for message in asking.rest():
+                if "progress" in message:
+                    if bars is not None:
+                        bars(*message["progress"])
+                elif "log" in message:
+                    relog(message["log"])
+                else:
+                    end = message
+                    break
+    if end is None:
+        fail(
+            "the daemon stopped before the backup ended (its runs are recorded as interrupted)",
+            Exit.INTERRUPTED,
+        )
+    if "error" in end:
+        fail(str(end["error"]), int(end.get("code", Exit.ERROR)))
+    reports: list[dict[str, Any]] = end["reports"]
+    _show(reports)
+    return reports, bool(end.get("interrupted")) or stopped.is_set()
+
+
+def _here(
+    options: Options, sources: tuple[str, ...], all_sources: bool, sites: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], bool]:
+    """The cycles run in this process, with their reports, and whether it was stopped."""
+    from firebreak.actions.cycle import run_cycle
+    from firebreak.cli.placement import print_report
+    from firebreak.notify.sender import CycleNotifier
+    from firebreak.placement.check import check_placement
+
     config = load(options, check_environment=True)
     names = list(dict.fromkeys(config.sources if all_sources else sources))
     chosen = list(dict.fromkeys(sites)) or None
@@ -81,53 +155,63 @@ def backup(
             cycle = run_cycle(
                 rt, name, sites=chosen, cancel=cancel, notifier=notifier, progress=bars
             )
-            reports.append(cycle)
+            reports.append(cycle.document())
     notifier.wait(timeout=10)  # a short-lived process: let notifications in flight finish
+    _show(reports)
+    return reports, cancel.is_set()
+
+
+def _show(reports: list[dict[str, Any]]) -> None:
     out = console()
     for report in reports:
         out.print(_table(report))
         for line in _problems(report):
             click.echo(line)
-    statuses = {report.status for report in reports}
-    if cancel.is_set():
-        raise SystemExit(Exit.INTERRUPTED)
-    if statuses <= {Status.SUCCESS}:
-        raise SystemExit(Exit.OK)
-    if statuses <= {Status.SUCCESS, Status.PARTIAL}:
-        raise SystemExit(Exit.PARTIAL)
-    raise SystemExit(Exit.FAILED)
 
 
-def _table(report: CycleReport) -> Table:
-    ok = len(report.runs) - len(report.failed)
+def _exit_code(reports: list[dict[str, Any]], interrupted: bool) -> int:
+    statuses = {report["status"] for report in reports}
+    if interrupted:
+        return Exit.INTERRUPTED
+    if statuses <= {"success"}:
+        return Exit.OK
+    if statuses <= {"success", "partial"}:
+        return Exit.PARTIAL
+    return Exit.FAILED
+
+
+def _table(report: dict[str, Any]) -> Table:
+    runs = report["runs"]
+    ok = sum(1 for run in runs if run["status"] in ("success", "partial"))
     table = new_table(
         title=(
-            f"{report.source}: {report.status} "
-            f"({ok} of {plural(len(report.sites), 'site')}, cycle {report.cycle_id})"
+            f"{report['source']}: {report['status']} "
+            f"({ok} of {plural(len(report['sites']), 'site')}, cycle {report['cycle_id']})"
         ),
         title_justify="left",
     )
     for column in ("site", "outcome", "snapshot", "added", "duration", "problem"):
         table.add_column(column, overflow="fold")
-    for run in report.runs:
+    for run in runs:
+        duration = run["duration_seconds"]
         table.add_row(
-            run.site,
-            _colour(run.status),
-            short_id(run.snapshot_id),
-            format_bytes(run.bytes_added),
-            f"{run.duration_seconds:.1f}s" if run.duration_seconds is not None else "-",
-            run.error_class or "",
+            run["site"],
+            _colour(run["status"]),
+            short_id(run["snapshot_id"]),
+            format_bytes(run["bytes_added"]),
+            f"{duration:.1f}s" if duration is not None else "-",
+            run["error_class"] or "",
         )
     return table
 
 
-def _problems(report: CycleReport) -> list[str]:
+def _problems(report: dict[str, Any]) -> list[str]:
     lines = [
-        f"  {run.site}: {run.error_class}: {run.error_message}"
-        for run in report.runs
-        if run.error_class
+        f"  {run['site']}: {run['error_class']}: {run['error_message']}"
+        for run in report["runs"]
+        if run["error_class"]
     ]
-    return lines + [f"  {site}: no run recorded (the log says why)" for site in report.missing]
+    return lines + [f"  {site}: no run recorded (the log says why)" for site in report["missing"]]
 
 
 def _colour(status: str) -> str:
@@ -140,6 +224,15 @@ class _Bars:
     against what it found to back up, its speed and the time it says is left."""
 
     def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
         self.bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,14 +173,19 @@ def load(options: Options, *, check_environment: bool = False) -> Config:
 
 
 @contextmanager
-def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
+def cancel_on_signals(
+    cancel: threading.Event, then: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Ctrl-C or SIGTERM stop restic cleanly (its own process group does not get the
     terminal's SIGINT) and the runs are recorded as interrupted, instead of firebreak dying
-    and leaving restic and ``running`` rows behind."""
+    and leaving restic and ``running`` rows behind. then: also called (a backup the daemon
+    runs is told to stop)."""
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         click.echo(f"{signal.Signals(signum).name}: stopping restic…", err=True)
         cancel.set()
+        if then is not None:
+            then()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -188,6 +193,23 @@ def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def daemon_of(config_path: Path) -> tuple[Path, str] | None:
+    """Where a daemon running this config file would listen (its state_dir) and the file's
+    fingerprint (config/fingerprint.py), without the config model; None when the file cannot
+    be read that way (the command then loads it, and says what is wrong)."""
+    import yaml
+
+    from firebreak.config.fingerprint import fingerprint, state_dir_of
+
+    try:
+        raw = config_path.read_bytes()
+        data = yaml.safe_load(raw)
+    except (OSError, yaml.YAMLError):
+        return None
+    state_dir = state_dir_of(data, config_path.resolve().parent)
+    return None if state_dir is None else (state_dir, fingerprint(config_path, raw))
 
 
 def check_names(

@@ -22,19 +22,8 @@ from firebreak.placement.whatif import (
 
 def print_report(options: Options, report: PlacementReport) -> None:
     """Violations (errors on stderr), warnings loudly, notes quietly; shared with validate."""
-    where = options.config_path
-    for violation in report.errors:
-        click.echo(f"{where}: placement: {violation.message}", err=True)
-    if report.warned_by_policy:
-        click.echo(
-            f"{where}: WARNING: placement policy is in warn mode — these copies can be lost "
-            "together, and firebreak carries on only because enforce: warn says so:"
-        )
-    for violation in report.warnings:
-        click.echo(f"{where}: WARNING: placement: {violation.message}")
-    for note in report.notes:
-        about = f"sites.{note.site}: " if note.site else ""
-        click.echo(f"{where}: note: {about}{note.message}")
+    for to_stderr, line in report.lines(options.config_path):
+        click.echo(line, err=to_stderr)
 
 
 @click.command()

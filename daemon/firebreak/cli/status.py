@@ -15,6 +15,7 @@ from firebreak.cli.common import (
     Exit,
     Options,
     console,
+    daemon_of,
     errors_as_json,
     fail,
     load,
@@ -64,20 +65,12 @@ def status(options: Options, as_json: bool, fleet: bool) -> None:
 def _from_daemon(config_path: Path) -> dict[str, Any] | None:
     """The running daemon's answer, when it runs this very file (daemon/control.py); None
     otherwise, and for a file only the model can read (status then says what is wrong)."""
-    import yaml
-
-    from firebreak.config.fingerprint import fingerprint, state_dir_of
     from firebreak.daemon.control import ask_status
 
-    try:
-        raw = config_path.read_bytes()
-        data = yaml.safe_load(raw)
-    except (OSError, yaml.YAMLError):
+    found = daemon_of(config_path)
+    if found is None:
         return None
-    state_dir = state_dir_of(data, config_path.resolve().parent)
-    if state_dir is None:
-        return None
-    answer = ask_status(state_dir, fingerprint(config_path, raw))
+    answer = ask_status(*found)
     if answer is not None:
         log.info("answered by the daemon running %s", config_path)
     return answer

@@ -1,30 +1,42 @@
-"""The daemon's control socket, STATE_DIR/control.sock: ``firebreak status`` asks the running
-daemon, which has the history open and the config model built, instead of building both
-itself (about half a second of imports for a command that should answer at once).
+"""The daemon's control socket, STATE_DIR/control.sock: ``firebreak status`` and
+``firebreak backup`` ask the running daemon, which has the history open and the config model
+built, instead of building both themselves (about half a second of imports).
 
-One question per connection, one JSON line each way::
+One question per connection, a JSON line; the answers are JSON lines too::
 
     → {"ask": "status", "config": FINGERPRINT}
     ← {"status": DOCUMENT}        (daemon/overview.py's document, as status --json prints it)
-    ← {"refused": WHY}
+
+    → {"ask": "backup", "config": FINGERPRINT, "sources": [...], "all": false,
+       "sites": [...], "progress": true, "verbose": 1, "where": CONFIG_PATH}
+    ← {"accepted": {"said": [[TO_STDERR, LINE], ...]}}
+    ← {"progress": [SOURCE, SITE, RESTIC_STATUS]}     (asked for; the newest per site)
+    ← {"log": {"name": ..., "level": ..., "message": ..., "created": ...}}   (its log lines)
+    ← {"reports": [CYCLE_REPORT, ...], "interrupted": false}   or  {"error": WHY, "code": N}
+    → anything, or the end of the connection: stop the backup (Ctrl-C, or the caller died)
+
+    ← {"refused": WHY}            (to any question: the caller then does the work itself)
 
 The daemon answers only for the config file it loaded (config/fingerprint.py: the same path
 and the same bytes), so an edited file not yet reloaded, or another file naming the same
-state_dir, is answered by status itself. Only the daemon's own user and root may ask: the
-socket is 0600 and each caller's credentials are checked. This module imports nothing of
+state_dir, is answered by the command itself. Only the daemon's own user and root may ask:
+the socket is 0600 and each caller's credentials are checked. This module imports nothing of
 firebreak's beyond the standard library: the CLI's side must stay light.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
+import select
 import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,21 +67,137 @@ def _address(path: Path) -> Iterator[str]:
         os.close(folder)
 
 
+class Caller:
+    """The caller of a long question (a backup), as the work sees it: what to tell it, and
+    whether it asked to stop. Progress is kept to the newest per site and sent when the
+    caller reads, so that a caller that reads slowly (or is suspended) never holds up
+    restic; everything else is sent in order."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.cancel = threading.Event()  # the caller asked to stop, or went away
+        self._connection = connection
+        self._said: list[dict[str, Any]] = []
+        self._progress: dict[tuple[str, str], dict[str, Any]] = {}
+        self._done = False
+        self._more = threading.Condition()
+        self._sender = threading.Thread(target=self._send_all, name="control-send", daemon=True)
+        self._sender.start()
+
+    def say(self, message: dict[str, Any]) -> None:
+        with self._more:
+            self._said.append(message)
+            self._more.notify()
+
+    def progress(self, source: str, site: str, status: dict[str, Any]) -> None:
+        with self._more:
+            self._progress[(source, site)] = status
+            self._more.notify()
+
+    def finish(self) -> None:
+        """Send what is left, then stop sending."""
+        with self._more:
+            self._done = True
+            self._more.notify()
+        self._sender.join()
+
+    def _send_all(self) -> None:
+        while True:
+            with self._more:
+                while not (self._said or self._progress or self._done):
+                    self._more.wait()
+                said, self._said = self._said, []
+                moved, self._progress = self._progress, {}
+                done = self._done and not said and not moved
+            if done:
+                return
+            lines = [{"progress": [*where, status]} for where, status in moved.items()] + said
+            try:
+                self._connection.sendall(b"".join(_line(message) for message in lines))
+            except OSError:
+                self.cancel.set()
+                return
+
+
+# A long question's work: answers on caller (refused, or accepted and then its end).
+Work = Callable[[dict[str, Any], Caller], None]
+
+# The caller this thread's log records are also for, and from which level: set while a
+# backup asked for runs, and seen by its cycle's site threads too (actions/cycle.py runs them
+# in a copy of its context).
+_RELAYED: contextvars.ContextVar[tuple[Caller, int] | None] = contextvars.ContextVar(
+    "relayed", default=None
+)
+
+
+class _Relay(logging.Handler):
+    """Sends what is logged for a caller's backup to that caller, which logs it as its own
+    (a site busy, a retry, a warning), as if it had run the backup itself."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        relayed = _RELAYED.get()
+        if relayed is None or record.levelno < relayed[1]:
+            return
+        said = {
+            "name": record.name,
+            "level": record.levelno,
+            "message": record.getMessage(),
+            "created": record.created,
+        }
+        relayed[0].say({"log": said})
+
+
+@contextlib.contextmanager
+def relaying(caller: Caller, verbose: object) -> Iterator[None]:
+    """While the block runs, this thread's records (and its cycle's) go to caller too: at
+    WARNING, or INFO with -v, DEBUG with -vv (when the daemon logs them)."""
+    count = verbose if isinstance(verbose, int) else 0
+    level = logging.DEBUG if count > 1 else logging.INFO if count == 1 else logging.WARNING
+    token = _RELAYED.set((caller, level))
+    try:
+        yield
+    finally:
+        _RELAYED.reset(token)
+
+
+def relog(said: dict[str, Any]) -> None:
+    """Log a record the daemon relayed, as this process's own."""
+    created = float(said.get("created", time.time()))
+    record = logging.makeLogRecord(
+        {
+            "name": str(said.get("name", "firebreak")),
+            "levelno": int(said.get("level", logging.INFO)),
+            "levelname": logging.getLevelName(int(said.get("level", logging.INFO))),
+            "msg": str(said.get("message", "")),
+            "created": created,
+            "msecs": (created - int(created)) * 1000,
+        }
+    )
+    logging.getLogger(record.name).handle(record)
+
+
 class ControlServer:
-    """Answers status questions on STATE_DIR/control.sock, a thread per caller."""
+    """Answers questions on STATE_DIR/control.sock, a thread per caller."""
 
     def __init__(
         self,
         state_dir: Path,
         fingerprint: Callable[[], str | None],
         status: Callable[[], dict[str, Any]],
+        backup: Work | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
+        """stopping: set when the daemon stops (a backup asked for stops with it)."""
         self.path = state_dir / SOCKET_NAME
         self._fingerprint = fingerprint
         self._status = status
+        self._backup = backup
+        self._stopping = stopping or threading.Event()
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
+        self._callers: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._relay = _Relay()
 
     def start(self) -> None:
         """Listen; a socket left by a daemon that died is replaced. Raises OSError."""
@@ -86,11 +214,14 @@ class ControlServer:
             listener.close()
             raise
         self._socket = listener
+        logging.getLogger().addHandler(self._relay)
         self._thread = threading.Thread(target=self._accept, name="control", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        """Stop listening; callers still being answered get ASK_SECONDS to be told the end."""
         self._closing.set()
+        logging.getLogger().removeHandler(self._relay)
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.shutdown(socket.SHUT_RDWR)
@@ -99,6 +230,11 @@ class ControlServer:
             self._thread.join(timeout=ASK_SECONDS)
         with contextlib.suppress(OSError):
             self.path.unlink()
+        with self._lock:
+            callers = list(self._callers)
+        deadline = time.monotonic() + ASK_SECONDS
+        for thread in callers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _accept(self) -> None:
         assert self._socket is not None
@@ -109,38 +245,96 @@ class ControlServer:
                 if self._closing.is_set():
                     return
                 continue
-            threading.Thread(
+            thread = threading.Thread(
                 target=self._serve, args=(caller,), name="control-caller", daemon=True
-            ).start()
+            )
+            with self._lock:
+                self._callers.add(thread)
+            thread.start()
 
-    def _serve(self, caller: socket.socket) -> None:
-        with caller:
-            caller.settimeout(ASK_SECONDS)
-            try:
-                answer = self._answer(caller)
-                caller.sendall(json.dumps(answer).encode() + b"\n")
-            except OSError as exc:
-                log.debug("control socket: a caller went away: %s", exc)
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            with connection:
+                connection.settimeout(ASK_SECONDS)
+                try:
+                    self._answer(connection)
+                except OSError as exc:
+                    log.debug("control socket: a caller went away: %s", exc)
+        finally:
+            with self._lock:
+                self._callers.discard(threading.current_thread())
 
-    def _answer(self, caller: socket.socket) -> dict[str, Any]:
-        uid = _peer_uid(caller)
+    def _answer(self, connection: socket.socket) -> None:
+        uid = _peer_uid(connection)
         if uid not in (0, os.getuid()):
             log.warning("control socket: refused a caller running as uid %d", uid)
-            return {"refused": "not this daemon's user"}
-        question = _read_line(caller, MAX_QUESTION)
+            connection.sendall(_line({"refused": "not this daemon's user"}))
+            return
+        question, more = _read_line(connection, MAX_QUESTION)
         try:
             asked = json.loads(question)
         except ValueError:
-            return {"refused": "not a JSON question"}
-        if not isinstance(asked, dict) or asked.get("ask") != "status":
-            return {"refused": "the only question is status"}
-        if asked.get("config") is None or asked.get("config") != self._fingerprint():
-            return {"refused": "this daemon runs another config (or another version of it)"}
+            asked = None
+        known = ("status", "backup") if self._backup is not None else ("status",)
+        if not isinstance(asked, dict):
+            refused = "not a JSON question"
+        elif asked.get("ask") not in known:
+            refused = f"the questions are {' and '.join(known)}"
+        elif asked.get("config") is None or asked.get("config") != self._fingerprint():
+            refused = "this daemon runs another config (or another version of it)"
+        elif asked["ask"] == "backup":
+            self._long(connection, asked, stop_now=bool(more))
+            return
+        else:
+            connection.sendall(_line(self._answer_status()))
+            return
+        connection.sendall(_line({"refused": refused}))
+
+    def _answer_status(self) -> dict[str, Any]:
         try:
             return {"status": self._status()}
         except Exception as exc:  # the history is down, or worse: status says it itself
             log.warning("control socket: status could not be read: %s", type(exc).__name__)
             return {"refused": "the daemon could not read the history"}
+
+    def _long(self, connection: socket.socket, asked: dict[str, Any], stop_now: bool) -> None:
+        """A backup: the work in a thread of its own, while this one listens for the caller
+        asking to stop (any byte, or the connection's end) and watches the daemon stop."""
+        assert self._backup is not None
+        caller = Caller(connection)
+        if stop_now:
+            caller.cancel.set()
+        work = threading.Thread(
+            target=self._work, args=(self._backup, asked, caller), name="control-work"
+        )
+        work.start()
+        # No timeout from here: a caller that reads slowly must not end its backup.
+        connection.settimeout(None)
+        listening = not stop_now
+        while work.is_alive():
+            if self._stopping.is_set():
+                caller.cancel.set()
+            if not listening or not select.select([connection], [], [], 0.5)[0]:
+                work.join(0 if listening else 0.5)
+                continue
+            try:
+                heard = connection.recv(64)
+            except OSError:
+                heard = b""
+            if not heard:
+                listening = False  # the caller is gone: stop, and listen no more
+            caller.cancel.set()
+        caller.finish()
+
+    @staticmethod
+    def _work(backup: Work, asked: dict[str, Any], caller: Caller) -> None:
+        try:
+            backup(asked, caller)
+        except Exception:
+            log.exception("control socket: a backup asked for failed inside firebreak")
+            caller.say(
+                {"error": "the daemon failed inside firebreak (its log says why)", "code": 1}
+            )
 
 
 def _peer_uid(caller: socket.socket) -> int:
@@ -151,40 +345,88 @@ def _peer_uid(caller: socket.socket) -> int:
     return int(uid)
 
 
-def _read_line(caller: socket.socket, limit: int) -> bytes:
-    """Up to the first newline, the end, or limit bytes."""
+def _read_line(caller: socket.socket, limit: int) -> tuple[bytes, bytes]:
+    """Up to the first newline, the end, or limit bytes; and what came after the newline."""
     got = b""
     while b"\n" not in got and len(got) < limit:
         chunk = caller.recv(limit - len(got))
         if not chunk:
             break
         got += chunk
-    return got.split(b"\n", 1)[0]
+    line, _, more = got.partition(b"\n")
+    return line, more
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+class Asking:
+    """A question to the running daemon, from the caller's side: its first answer within
+    ASK_SECONDS, then (a backup) what it says until it is done, however long that takes."""
+
+    def __init__(self, state_dir: Path, question: dict[str, Any]) -> None:
+        """Raises OSError when no daemon listens there."""
+        self.path = state_dir / SOCKET_NAME
+        self._daemon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._daemon.settimeout(ASK_SECONDS)
+            with _address(self.path) as address:
+                self._daemon.connect(address)
+            self._daemon.sendall(_line(question))
+        except OSError:
+            self._daemon.close()
+            raise
+        self._answers = self._daemon.makefile("rb")
+
+    def __enter__(self) -> Asking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._answers.close()
+        self._daemon.close()
+
+    def first(self) -> dict[str, Any] | None:
+        """The daemon's first answer; None when it said nothing in time, or nothing JSON."""
+        try:
+            return _message(self._answers.readline())
+        except OSError as exc:
+            log.debug("no answer on %s: %s", self.path, exc)
+            return None
+
+    def rest(self) -> Iterator[dict[str, Any]]:
+        """Everything it says after, until the connection ends; no time limit."""
+        self._daemon.settimeout(None)
+        while line := self._answers.readline():
+            message = _message(line)
+            if message is not None:
+                yield message
+
+    def stop(self) -> None:
+        """Ask the daemon to stop the work (Ctrl-C): it says how that ended, then the end."""
+        with contextlib.suppress(OSError):
+            self._daemon.sendall(b"stop\n")
+
+
+def _message(line: bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
 
 
 def ask_status(state_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     """The running daemon's status document for the config with this fingerprint, or None:
     no daemon listens, it runs another config, it refused, or it did not answer in time."""
-    path = state_dir / SOCKET_NAME
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as daemon:
-            daemon.settimeout(ASK_SECONDS)
-            with _address(path) as address:
-                daemon.connect(address)
-            daemon.sendall(json.dumps({"ask": "status", "config": fingerprint}).encode() + b"\n")
-            chunks = []
-            while chunk := daemon.recv(1 << 16):
-                chunks.append(chunk)
+        with Asking(state_dir, {"ask": "status", "config": fingerprint}) as asking:
+            answer = asking.first()
     except OSError as exc:
-        log.debug("no answer on %s: %s", path, exc)
+        log.debug("no answer on %s: %s", state_dir / SOCKET_NAME, exc)
         return None
-    try:
-        answer = json.loads(b"".join(chunks))
-    except ValueError:
-        log.debug("no answer on %s: not JSON", path)
-        return None
-    if not isinstance(answer, dict) or not isinstance(answer.get("status"), dict):
-        log.debug("the daemon on %s did not answer: %s", path, answer)
+    if answer is None or not isinstance(answer.get("status"), dict):
+        log.debug("the daemon on %s did not answer: %s", state_dir / SOCKET_NAME, answer)
         return None
     status: dict[str, Any] = answer["status"]
     return status

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from firebreak.actions.backup import RetryPlan
+from firebreak.actions.backup import BackupProgress, RetryPlan
 from firebreak.actions.check import check_site
-from firebreak.actions.cycle import run_cycle
+from firebreak.actions.cycle import CycleReport, run_cycle
 from firebreak.actions.immutability import prove_immutable
 from firebreak.actions.prune import prune_history
 from firebreak.actions.restore_drill import drill_site
@@ -69,7 +70,8 @@ class Jobs:
         self._cancel = cancel
         self._next_cycle = next_cycle
         self._cycle_ended = cycle_ended
-        self._running: set[str] = set()
+        # Sources with a cycle running: how many (a scheduled one, and any asked for).
+        self._running: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
 
@@ -126,7 +128,7 @@ class Jobs:
             if source_name in self._running:
                 log.info("%s: a cycle is still running; this one is skipped", source_name)
                 return
-            self._running.add(source_name)
+            self._running[source_name] += 1
         try:
             with _reported(f"cycle of {source_name}"):
                 retry = self._retry_plan(rt, source_name)
@@ -141,10 +143,37 @@ class Jobs:
                     notifier=notifier,
                 )
         finally:
-            with self._idle:
-                self._running.discard(source_name)
-                self._idle.notify_all()
-            self._cycle_ended()
+            self._ended(source_name)
+
+    def asked(
+        self,
+        source_name: str,
+        sites: list[str] | None,
+        cancel: threading.Event,
+        progress: BackupProgress | None,
+    ) -> CycleReport:
+        """A cycle ``firebreak backup`` asked the daemon for (daemon/control.py), as that
+        command would run it itself: not retried, its own cancel (the caller's Ctrl-C, or
+        the daemon stopping). Counted as running: a stop waits for it, and a scheduled
+        cycle of the source due meanwhile is skipped. Raises what run_cycle raises."""
+        rt = self._runtime()
+        with self._lock:
+            self._running[source_name] += 1
+        try:
+            notifier = CycleNotifier(rt.config)
+            return run_cycle(
+                rt, source_name, sites=sites, cancel=cancel, notifier=notifier, progress=progress
+            )
+        finally:
+            self._ended(source_name)
+
+    def _ended(self, source_name: str) -> None:
+        with self._idle:
+            self._running[source_name] -= 1
+            if self._running[source_name] <= 0:
+                del self._running[source_name]
+            self._idle.notify_all()
+        self._cycle_ended()
 
     def check(self, site_name: str) -> None:
         rt = self._runtime()

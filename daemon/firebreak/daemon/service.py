@@ -33,7 +33,7 @@ from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.catchup import overdue_sources
-from firebreak.daemon.control import ControlServer
+from firebreak.daemon.control import Caller, ControlServer, relaying
 from firebreak.daemon.jobs import SCHEDULED_KINDS, Jobs
 from firebreak.daemon.overview import document, overview
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
@@ -47,6 +47,7 @@ from firebreak.humanize import humanize_age, plural
 from firebreak.metrics.collector import ScrapeInputs
 from firebreak.metrics.exporter import database_ready, serve
 from firebreak.metrics.http import MetricsServer
+from firebreak.placement.check import check_placement
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,11 @@ class Daemon:
             log.error("cannot serve metrics on %s: %s", config.metrics.listen, exc.strerror)
             return 5
         self.control = ControlServer(
-            config.state_dir, lambda: self.rt.config.fingerprint, self._status_document
+            config.state_dir,
+            lambda: self.rt.config.fingerprint,
+            self._status_document,
+            backup=self._asked_backup,
+            stopping=self.cancel,
         )
         try:
             self.control.start()
@@ -160,6 +165,46 @@ class Daemon:
         """What ``firebreak status --json`` would print here, for the control socket."""
         rt = self.rt
         return document(overview(rt.config, rt.engine, utcnow()))
+
+    def _asked_backup(self, asked: dict[str, Any], caller: Caller) -> None:
+        """``firebreak backup`` asked over the control socket: its cycles, one source after
+        another as that command runs them, unless a name is unknown or the placement policy
+        refuses (refused: the command then runs, and says why, itself)."""
+        config = self.rt.config
+        sources, sites = asked.get("sources"), asked.get("sites")
+        if not isinstance(sources, list) or not isinstance(sites, list):
+            caller.say({"refused": "sources and sites are lists of names"})
+            return
+        names = list(dict.fromkeys(config.sources if asked.get("all") else sources))
+        chosen = list(dict.fromkeys(sites)) or None
+        if not names or any(
+            name not in config.sources or not set(chosen or ()) <= set(config.sources[name].sites)
+            for name in names
+        ):
+            caller.say({"refused": "a source or site this config does not have"})
+            return
+        placement = check_placement(
+            config, sources=names, resolve_hosts=False, probe_repositories=False
+        )
+        if placement.errors:
+            caller.say({"refused": "the placement policy refuses it"})
+            return
+        where = asked.get("where") or self.config_path
+        caller.say({"accepted": {"said": placement.lines(where)}})
+        log.info("firebreak backup of %s asked on the control socket", ", ".join(names))
+        progress = caller.progress if asked.get("progress") else None
+        reports = []
+        try:
+            with relaying(caller, asked.get("verbose")):
+                for name in names:
+                    if caller.cancel.is_set():
+                        break
+                    cycle = self.jobs.asked(name, chosen, caller.cancel, progress)
+                    reports.append(cycle.document())
+        except HISTORY_ERRORS as exc:
+            caller.say({"error": f"the history database failed: {refusal(exc)}", "code": 5})
+            return
+        caller.say({"reports": reports, "interrupted": caller.cancel.is_set()})
 
     def _healthy(self) -> tuple[bool, str]:
         if self.stop_requested.is_set():

@@ -34,6 +34,24 @@ class PlacementReport:
         label that contradicts its endpoint, are warnings whatever the policy says)."""
         return [v for v in self.warnings if v.rule not in ADVISORY]
 
+    def lines(self, where: object) -> list[tuple[bool, str]]:
+        """What validate and backup print of it, for the config file where: violations
+        (True: for stderr), warnings loudly, notes quietly."""
+        lines = [(True, f"{where}: placement: {violation.message}") for violation in self.errors]
+        if self.warned_by_policy:
+            lines.append(
+                (
+                    False,
+                    f"{where}: WARNING: placement policy is in warn mode — these copies can be "
+                    "lost together, and firebreak carries on only because enforce: warn says so:",
+                )
+            )
+        lines += [(False, f"{where}: WARNING: placement: {v.message}") for v in self.warnings]
+        for note in self.notes:
+            about = f"sites.{note.site}: " if note.site else ""
+            lines.append((False, f"{where}: note: {about}{note.message}"))
+        return lines
+
 
 def check_placement(
     config: Config,

@@ -74,7 +74,7 @@ def test_a_daemon_loaded_from_text_answers_nobody(tmp_path: Path) -> None:
 def test_odd_questions_are_refused_and_the_daemon_goes_on(serving: ControlServer) -> None:
     folder = serving.path.parent
     assert _ask(folder, b"restart\n") == {"refused": "not a JSON question"}
-    assert _ask(folder, b'{"ask": "stop"}\n') == {"refused": "the only question is status"}
+    assert _ask(folder, b'{"ask": "stop"}\n') == {"refused": "the questions are status"}
     assert "refused" in _ask(folder, b"x" * control.MAX_QUESTION)  # no newline, all it reads
     assert ask_status(folder, "this-config") == DOCUMENT
 
