@@ -584,3 +584,40 @@ def test_a_backup_the_daemon_runs_draws_its_bars_on_the_commands_terminal(
     assert re.search(r"\d\.\d/\d\.\d MiB", done.stdout), "no bar against what restic found"
     assert re.search(r"www: success \(1 of 1 site, cycle \d+\)", done.stdout)
     assert daemon.stop() == 0
+
+
+def test_ctrl_c_stops_a_backup_waiting_for_a_run_slot_in_the_daemon(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _slow_source(setup)
+    setup.local_site("a")
+    setup.source("www", ["slow"], schedule="0 3 * * *")
+    setup.source("db", ["a"], schedule="every 24h")
+    setup.top["max_parallel_runs"] = 1
+    setup.top["daemon"] = {"catch_up_stagger": "1d"}  # db's catch-up waits a day
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("www's backup to start", lambda: bool(_backing_up(setup)))
+    asked = subprocess.Popen(
+        [sys.executable, "-m", "firebreak", "-c", str(setup.path), "-v", "backup", "db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    daemon.wait_for(
+        "db's backup to be asked for",
+        lambda: "firebreak backup of db asked on the control socket" in daemon.log(),
+    )
+    time.sleep(1)  # its run waits for the one slot, which www's holds
+    assert not [run for run in setup.runs() if run.source == "db"]
+    stopped_at = time.monotonic()
+    asked.send_signal(signal.SIGINT)
+    _, err = asked.communicate(timeout=60)
+    assert asked.returncode == 130, err
+    assert "run by the daemon" in err
+    assert time.monotonic() - stopped_at < 5, "it waited for www's backup to end"
+    assert _backing_up(setup), "www's backup was stopped too"
+    [db] = [run for run in setup.runs() if run.source == "db"]
+    assert db.status == Status.INTERRUPTED
+    assert db.error_message and "waiting for a run slot" in db.error_message
+    assert daemon.stop() == 0

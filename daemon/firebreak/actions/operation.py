@@ -18,7 +18,7 @@ from typing import Any
 from firebreak.actions.identity import Witness
 from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.recording import RunRecord
-from firebreak.actions.runtime import RunLog, Runtime
+from firebreak.actions.runtime import RunLog, RunSlots, Runtime
 from firebreak.config.references import UnresolvedReference
 from firebreak.history.latest import site_is_lost
 from firebreak.history.models import Run
@@ -168,9 +168,24 @@ def _site_turn(
     # A local run waits for its own slot before it takes one of all runs, so that waiting
     # it holds none a network-bound run could use.
     configured = rt.config.sites.get(site)
-    local = rt.local_slots if configured is not None and is_local(configured) else nullcontext()
-    with site_lock(rt.locks_dir, site, purpose, cancel), local, rt.run_slots:
+    local = configured is not None and is_local(configured)
+    with (
+        site_lock(rt.locks_dir, site, purpose, cancel),
+        _slot(rt.local_slots, cancel, site) if local else nullcontext(),
+        _slot(rt.run_slots, cancel, site),
+    ):
         yield
+
+
+@contextmanager
+def _slot(slots: RunSlots, cancel: threading.Event | None, site: str) -> Iterator[None]:
+    """A run slot, waited for until it is free or the run is stopped."""
+    if not slots.take(cancel):
+        raise LockWaitCancelled(f"stopped while waiting for a run slot for site {site}")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def _rechecked(rt: Runtime, witness: Witness, work: Work, cancel: threading.Event | None) -> Work:

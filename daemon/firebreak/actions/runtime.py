@@ -16,10 +16,30 @@ from firebreak.config.model import Config
 from firebreak.history.database import make_engine, require_current
 from firebreak.history.unwritten import Unwritten
 from firebreak.outcomes import ResticUnavailable
+from firebreak.placement.targets import is_local
 from firebreak.restic.cache import forget_cached
 from firebreak.restic.commands import SiteAccess, SiteRestic
 from firebreak.restic.program import detect_version
 from firebreak.restic.version import ResticVersion
+
+
+def local_run_limit(config: Config) -> int:
+    """Runs at local sites at once: max_parallel_local_runs, or the CPU cores this process
+    may use, or the most local sites a source has if that is more."""
+    if config.max_parallel_local_runs is not None:
+        return config.max_parallel_local_runs
+    widest = max(
+        (
+            sum(1 for name in source.sites if is_local(config.sites[name]))
+            for source in config.sources.values()
+        ),
+        default=1,
+    )
+    return min(64, max(1, len(os.sched_getaffinity(0)), widest))
+
+
+# How often a run waiting for a slot looks whether it was stopped.
+SLOT_POLL_SECONDS = 0.5
 
 
 class RunSlots:
@@ -44,17 +64,28 @@ class RunSlots:
             self._limit = limit
             self._changed.notify_all()
 
-    def __enter__(self) -> RunSlots:
+    def take(self, cancel: threading.Event | None = None) -> bool:
+        """Wait for a slot and take it; False, with none taken, once cancel is set (a
+        backup stopped while it waits for others to end)."""
         with self._changed:
             while self._busy >= self._limit:
-                self._changed.wait()
+                if cancel is not None and cancel.is_set():
+                    return False
+                self._changed.wait(None if cancel is None else SLOT_POLL_SECONDS)
             self._busy += 1
-        return self
+        return True
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         with self._changed:
             self._busy -= 1
             self._changed.notify_all()
+
+    def __enter__(self) -> RunSlots:
+        self.take()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclass
@@ -77,7 +108,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.run_slots = RunSlots(self.config.run_limit)
-        self.local_slots = RunSlots(self.config.local_run_limit)
+        self.local_slots = RunSlots(local_run_limit(self.config))
 
     @property
     def locks_dir(self) -> Path:
@@ -103,7 +134,7 @@ class Runtime:
         fresh.run_slots = self.run_slots
         fresh.local_slots = self.local_slots
         self.run_slots.resize(config.run_limit)
-        self.local_slots.resize(config.local_run_limit)
+        self.local_slots.resize(local_run_limit(config))
         return fresh
 
     def restic_at(self, access: SiteAccess) -> SiteRestic:

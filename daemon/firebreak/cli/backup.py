@@ -58,11 +58,11 @@ def backup(
 
 def _by_the_daemon(
     options: Options, sources: tuple[str, ...], all_sources: bool, sites: tuple[str, ...]
-) -> tuple[list[dict[str, Any]], bool] | None:
+) -> tuple[set[str], bool] | None:
     """The cycles run by the daemon that runs this very config file, as this command would
-    run them, with their reports; None when no daemon takes them (none runs, it runs another
-    config, a name is unknown or the placement policy refuses: then they run here, and say
-    why)."""
+    run them: how they ended, and whether they were stopped. None when no daemon takes them
+    (none runs, it runs another config, a name is unknown or the placement policy refuses:
+    then they run here, and say why)."""
     from firebreak.daemon.control import Asking, relog
 
     found = daemon_of(options.config_path)
@@ -92,6 +92,10 @@ def _by_the_daemon(
         if first is None or not isinstance(first.get("accepted"), dict):
             log.debug("the daemon did not take the backup: %s", first)
             return None
+        try:
+            asking.go()
+        except OSError:  # it went away before it started: nothing ran there
+            return None
         log.info("run by the daemon running %s", options.config_path)
         for to_stderr, line in first["accepted"].get("said", []):
             click.echo(line, err=to_stderr)
@@ -106,6 +110,12 @@ def _by_the_daemon(
                 else:
                     end = message
                     break
+    if end is None and stopped.is_set():
+        fail(
+            "the daemon did not say how the backup ended: it goes on stopping it "
+            "(its log says more)",
+            Exit.INTERRUPTED,
+        )
     if end is None:
         fail(
             "the daemon stopped before the backup ended (its runs are recorded as interrupted)",
@@ -115,13 +125,17 @@ def _by_the_daemon(
         fail(str(end["error"]), int(end.get("code", Exit.ERROR)))
     reports: list[dict[str, Any]] = end["reports"]
     _show(reports)
-    return reports, bool(end.get("interrupted")) or stopped.is_set()
+    statuses = {report["status"] for report in reports}
+    for name in end.get("skipped", []):
+        click.echo(f"  {name}: not backed up: the daemon's config no longer has it (reloaded)")
+        statuses.add("failed")
+    return statuses, bool(end.get("interrupted")) or stopped.is_set()
 
 
 def _here(
     options: Options, sources: tuple[str, ...], all_sources: bool, sites: tuple[str, ...]
-) -> tuple[list[dict[str, Any]], bool]:
-    """The cycles run in this process, with their reports, and whether it was stopped."""
+) -> tuple[set[str], bool]:
+    """The cycles run in this process: how they ended, and whether it was stopped."""
     from firebreak.actions.cycle import run_cycle
     from firebreak.cli.placement import print_report
     from firebreak.notify.sender import CycleNotifier
@@ -158,7 +172,7 @@ def _here(
             reports.append(cycle.document())
     notifier.wait(timeout=10)  # a short-lived process: let notifications in flight finish
     _show(reports)
-    return reports, cancel.is_set()
+    return {report["status"] for report in reports}, cancel.is_set()
 
 
 def _show(reports: list[dict[str, Any]]) -> None:
@@ -169,8 +183,7 @@ def _show(reports: list[dict[str, Any]]) -> None:
             click.echo(line)
 
 
-def _exit_code(reports: list[dict[str, Any]], interrupted: bool) -> int:
-    statuses = {report["status"] for report in reports}
+def _exit_code(statuses: set[str], interrupted: bool) -> int:
     if interrupted:
         return Exit.INTERRUPTED
     if statuses <= {"success"}:

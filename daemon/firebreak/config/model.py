@@ -6,7 +6,6 @@ and ``docs/configuration.md`` are generated from these classes (see ``generate.p
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from datetime import timedelta
@@ -401,9 +400,9 @@ class Config(Strict):
         le=64,
         description=(
             "Of those, runs at local sites (a path on this host: CPU and disk work, not "
-            "network) at once. Default: this host's CPU cores, or the most sites any source "
-            "has if that is more, so that one cycle's local sites never wait for each other "
-            "(docs/performance.md)."
+            "network) at once. Default: this host's CPU cores, or the most local sites any "
+            "source has if that is more, so that one cycle's local sites never wait for each "
+            "other (docs/performance.md)."
         ),
     )
     metrics: Metrics = Field(default_factory=Metrics, description="The Prometheus endpoint.")
@@ -492,15 +491,6 @@ class Config(Strict):
         if self.max_parallel_runs is not None:
             return self.max_parallel_runs
         return max([2, *(len(source.sites) for source in self.sources.values())])
-
-    @property
-    def local_run_limit(self) -> int:
-        """Runs at local sites at once: max_parallel_local_runs, or the CPU cores this
-        process may use, or the most sites a source has if that is more."""
-        if self.max_parallel_local_runs is not None:
-            return self.max_parallel_local_runs
-        widest = max((len(source.sites) for source in self.sources.values()), default=1)
-        return min(64, max(1, len(os.sched_getaffinity(0)), widest))
 
     @property
     def cache_dir(self) -> Path:

@@ -38,6 +38,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ SOCKET_NAME = "control.sock"
 # busy or hung, and status reads the history itself.
 ASK_SECONDS = 5.0
 MAX_QUESTION = 4096
+# How long the daemon keeps telling a caller that does not read the end of its backup.
+FINISH_SECONDS = 60.0
+# How long a caller that asked the daemon to stop its backup waits to hear how it ended.
+STOP_WAIT_SECONDS = 60.0
 # AF_UNIX paths longer than this (108 bytes with the terminator on Linux) are reached
 # through a descriptor of their folder.
 _MAX_PATH = 100
@@ -94,11 +99,16 @@ class Caller:
             self._more.notify()
 
     def finish(self) -> None:
-        """Send what is left, then stop sending."""
+        """Send what is left, then stop sending; a caller that has not read it within
+        FINISH_SECONDS (suspended, or its output stopped) is cut off."""
         with self._more:
             self._done = True
             self._more.notify()
-        self._sender.join()
+        self._sender.join(FINISH_SECONDS)
+        if self._sender.is_alive():
+            with contextlib.suppress(OSError):
+                self._connection.shutdown(socket.SHUT_RDWR)
+            self._sender.join(ASK_SECONDS)
 
     def _send_all(self) -> None:
         while True:
@@ -113,13 +123,23 @@ class Caller:
             lines = [{"progress": [*where, status]} for where, status in moved.items()] + said
             try:
                 self._connection.sendall(b"".join(_line(message) for message in lines))
-            except OSError:
+            except Exception as exc:  # gone (OSError), or a message JSON cannot say
+                log.debug("control socket: stopped telling a caller: %r", exc)
                 self.cancel.set()
                 return
 
 
-# A long question's work: answers on caller (refused, or accepted and then its end).
-Work = Callable[[dict[str, Any], Caller], None]
+@dataclass(frozen=True)
+class Accepted:
+    """A backup the daemon takes: the lines the caller prints first (True: on stderr), and
+    the work, run once the caller says go, which tells the caller how it ended."""
+
+    said: list[tuple[bool, str]]
+    run: Callable[[Caller], None]
+
+
+# A backup asked for: Accepted, or why not (the caller then runs it itself).
+Backup = Callable[[dict[str, Any]], "Accepted | str"]
 
 # The caller this thread's log records are also for, and from which level: set while a
 # backup asked for runs, and seen by its cycle's site threads too (actions/cycle.py runs them
@@ -183,7 +203,7 @@ class ControlServer:
         state_dir: Path,
         fingerprint: Callable[[], str | None],
         status: Callable[[], dict[str, Any]],
-        backup: Work | None = None,
+        backup: Backup | None = None,
         stopping: threading.Event | None = None,
     ) -> None:
         """stopping: set when the daemon stops (a backup asked for stops with it)."""
@@ -218,10 +238,12 @@ class ControlServer:
         self._thread = threading.Thread(target=self._accept, name="control", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop listening; callers still being answered get ASK_SECONDS to be told the end."""
+    def stop_listening(self) -> None:
+        """No new questions (the daemon is stopping: a command asking now does its work
+        itself); callers being answered are still told how their backup ends."""
+        if self._closing.is_set():
+            return
         self._closing.set()
-        logging.getLogger().removeHandler(self._relay)
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.shutdown(socket.SHUT_RDWR)
@@ -230,6 +252,11 @@ class ControlServer:
             self._thread.join(timeout=ASK_SECONDS)
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+    def close(self) -> None:
+        """Stop listening; callers still being answered get ASK_SECONDS to be told the end."""
+        self.stop_listening()
+        logging.getLogger().removeHandler(self._relay)
         with self._lock:
             callers = list(self._callers)
         deadline = time.monotonic() + ASK_SECONDS
@@ -241,9 +268,11 @@ class ControlServer:
         while not self._closing.is_set():
             try:
                 caller, _ = self._socket.accept()
-            except OSError:
+            except OSError as exc:
                 if self._closing.is_set():
                     return
+                log.warning("control socket: %s", exc.strerror or exc)
+                self._closing.wait(1.0)  # out of descriptors, say: not a busy loop
                 continue
             thread = threading.Thread(
                 target=self._serve, args=(caller,), name="control-caller", daemon=True
@@ -270,7 +299,7 @@ class ControlServer:
             log.warning("control socket: refused a caller running as uid %d", uid)
             connection.sendall(_line({"refused": "not this daemon's user"}))
             return
-        question, more = _read_line(connection, MAX_QUESTION)
+        question, _ = _read_line(connection, MAX_QUESTION)
         try:
             asked = json.loads(question)
         except ValueError:
@@ -283,7 +312,7 @@ class ControlServer:
         elif asked.get("config") is None or asked.get("config") != self._fingerprint():
             refused = "this daemon runs another config (or another version of it)"
         elif asked["ask"] == "backup":
-            self._long(connection, asked, stop_now=bool(more))
+            self._long(connection, asked)
             return
         else:
             connection.sendall(_line(self._answer_status()))
@@ -297,20 +326,32 @@ class ControlServer:
             log.warning("control socket: status could not be read: %s", type(exc).__name__)
             return {"refused": "the daemon could not read the history"}
 
-    def _long(self, connection: socket.socket, asked: dict[str, Any], stop_now: bool) -> None:
-        """A backup: the work in a thread of its own, while this one listens for the caller
-        asking to stop (any byte, or the connection's end) and watches the daemon stop."""
+    def _long(self, connection: socket.socket, asked: dict[str, Any]) -> None:
+        """A backup: accepted or refused; once the caller says go, the work in a thread of
+        its own, while this one listens for the caller asking to stop (any byte, or the
+        connection's end) and watches the daemon stop."""
         assert self._backup is not None
+        verdict = "the daemon is stopping" if self._stopping.is_set() else self._backup(asked)
+        if isinstance(verdict, str):
+            connection.sendall(_line({"refused": verdict}))
+            return
+        connection.sendall(_line({"accepted": {"said": verdict.said}}))
+        # Nothing runs before the caller says go: one that gave up waiting for the answer
+        # has gone, and runs the backup itself; it must not run twice.
+        said, more = _read_line(connection, 64)
+        if said != b"go":
+            log.debug("control socket: a backup accepted, never started: %r", said)
+            return
         caller = Caller(connection)
-        if stop_now:
+        if more:
             caller.cancel.set()
         work = threading.Thread(
-            target=self._work, args=(self._backup, asked, caller), name="control-work"
+            target=self._work, args=(verdict, caller), name="control-work", daemon=True
         )
         work.start()
         # No timeout from here: a caller that reads slowly must not end its backup.
         connection.settimeout(None)
-        listening = not stop_now
+        listening = not more
         while work.is_alive():
             if self._stopping.is_set():
                 caller.cancel.set()
@@ -327,14 +368,13 @@ class ControlServer:
         caller.finish()
 
     @staticmethod
-    def _work(backup: Work, asked: dict[str, Any], caller: Caller) -> None:
+    def _work(accepted: Accepted, caller: Caller) -> None:
         try:
-            backup(asked, caller)
+            accepted.run(caller)
         except Exception:
             log.exception("control socket: a backup asked for failed inside firebreak")
-            caller.say(
-                {"error": "the daemon failed inside firebreak (its log says why)", "code": 1}
-            )
+            failed = "the daemon failed inside firebreak (its log says why)"
+            caller.say({"error": failed, "code": 1})
 
 
 def _peer_uid(caller: socket.socket) -> int:
@@ -363,49 +403,87 @@ def _line(message: dict[str, Any]) -> bytes:
 
 class Asking:
     """A question to the running daemon, from the caller's side: its first answer within
-    ASK_SECONDS, then (a backup) what it says until it is done, however long that takes."""
+    ASK_SECONDS, then (a backup) what it says until it is done, however long that takes, or
+    until STOP_WAIT_SECONDS after the caller asked it to stop."""
 
     def __init__(self, state_dir: Path, question: dict[str, Any]) -> None:
-        """Raises OSError when no daemon listens there."""
+        """Raises OSError when no daemon listens there, or what answers is not one (its user
+        is neither root, nor this one, nor state_dir's owner)."""
         self.path = state_dir / SOCKET_NAME
         self._daemon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._heard = b""
+        self._stopped_at: float | None = None
         try:
             self._daemon.settimeout(ASK_SECONDS)
             with _address(self.path) as address:
                 self._daemon.connect(address)
+            uid = _peer_uid(self._daemon)
+            if uid not in (0, os.getuid(), state_dir.stat().st_uid):
+                raise PermissionError(f"{self.path} is served by uid {uid}, not a daemon's")
             self._daemon.sendall(_line(question))
         except OSError:
             self._daemon.close()
             raise
-        self._answers = self._daemon.makefile("rb")
 
     def __enter__(self) -> Asking:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._answers.close()
         self._daemon.close()
 
     def first(self) -> dict[str, Any] | None:
         """The daemon's first answer; None when it said nothing in time, or nothing JSON."""
-        try:
-            return _message(self._answers.readline())
-        except OSError as exc:
-            log.debug("no answer on %s: %s", self.path, exc)
-            return None
+        return self._next(time.monotonic() + ASK_SECONDS)
+
+    def go(self) -> None:
+        """Tell the daemon to start the work it accepted. Raises OSError."""
+        self._daemon.sendall(b"go\n")
 
     def rest(self) -> Iterator[dict[str, Any]]:
-        """Everything it says after, until the connection ends; no time limit."""
-        self._daemon.settimeout(None)
-        while line := self._answers.readline():
-            message = _message(line)
-            if message is not None:
-                yield message
+        """Everything it says after, until the connection ends; no time limit, unless the
+        caller asked it to stop (stop)."""
+        while True:
+            message = self._next(None)
+            if message is None:
+                return
+            yield message
 
     def stop(self) -> None:
-        """Ask the daemon to stop the work (Ctrl-C): it says how that ended, then the end."""
+        """Ask the daemon to stop the work (Ctrl-C): it says how that ended, then the end.
+        Safe in a signal handler."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         with contextlib.suppress(OSError):
             self._daemon.sendall(b"stop\n")
+
+    def _next(self, deadline: float | None) -> dict[str, Any] | None:
+        """The next JSON line; None at the end, at deadline, or STOP_WAIT_SECONDS after a
+        stop."""
+        while True:
+            line, newline, rest = self._heard.partition(b"\n")
+            if newline:
+                self._heard = rest
+                message = _message(line)
+                if message is not None:
+                    return message
+                continue
+            if self._stopped_at is not None:
+                stop_deadline = self._stopped_at + STOP_WAIT_SECONDS
+                deadline = stop_deadline if deadline is None else min(deadline, stop_deadline)
+            if deadline is not None and time.monotonic() >= deadline:
+                log.debug("no more from %s in time", self.path)
+                return None
+            self._daemon.settimeout(1.0)  # a stop asked meanwhile counts within a second
+            try:
+                chunk = self._daemon.recv(1 << 16)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                log.debug("%s: %s", self.path, exc)
+                return None
+            if not chunk:
+                return None
+            self._heard += chunk
 
 
 def _message(line: bytes) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
 from firebreak.config.schedules import parse_schedule
 from firebreak.daemon.catchup import overdue_sources
-from firebreak.daemon.control import Caller, ControlServer, relaying
+from firebreak.daemon.control import Accepted, Caller, ControlServer, relaying
 from firebreak.daemon.jobs import SCHEDULED_KINDS, Jobs
 from firebreak.daemon.overview import document, overview
 from firebreak.daemon.preflight import ReloadStatus, StartupError, preflight, verify_placement
@@ -166,45 +166,53 @@ class Daemon:
         rt = self.rt
         return document(overview(rt.config, rt.engine, utcnow()))
 
-    def _asked_backup(self, asked: dict[str, Any], caller: Caller) -> None:
+    def _asked_backup(self, asked: dict[str, Any]) -> Accepted | str:
         """``firebreak backup`` asked over the control socket: its cycles, one source after
-        another as that command runs them, unless a name is unknown or the placement policy
-        refuses (refused: the command then runs, and says why, itself)."""
+        another as that command runs them; or why not (a name this config does not have, a
+        placement refusal, the daemon stopping), and the command runs them itself."""
+        if self.cancel.is_set():
+            return "the daemon is stopping"
         config = self.rt.config
         sources, sites = asked.get("sources"), asked.get("sites")
         if not isinstance(sources, list) or not isinstance(sites, list):
-            caller.say({"refused": "sources and sites are lists of names"})
-            return
+            return "sources and sites are lists of names"
         names = list(dict.fromkeys(config.sources if asked.get("all") else sources))
         chosen = list(dict.fromkeys(sites)) or None
         if not names or any(
             name not in config.sources or not set(chosen or ()) <= set(config.sources[name].sites)
             for name in names
         ):
-            caller.say({"refused": "a source or site this config does not have"})
-            return
+            return "a source or site this config does not have"
         placement = check_placement(
             config, sources=names, resolve_hosts=False, probe_repositories=False
         )
         if placement.errors:
-            caller.say({"refused": "the placement policy refuses it"})
-            return
+            return "the placement policy refuses it"
+
+        def run(caller: Caller) -> None:
+            log.info("firebreak backup of %s asked on the control socket", ", ".join(names))
+            progress = caller.progress if asked.get("progress") else None
+            reports, skipped = [], []
+            try:
+                with relaying(caller, asked.get("verbose")):
+                    for name in names:
+                        if caller.cancel.is_set():
+                            break
+                        source = self.rt.config.sources.get(name)
+                        if source is None or not set(chosen or ()) <= set(source.sites):
+                            log.warning("%s: not backed up: a reload removed it", name)
+                            skipped.append(name)
+                            continue
+                        cycle = self.jobs.asked(name, chosen, caller.cancel, progress)
+                        reports.append(cycle.document())
+            except HISTORY_ERRORS as exc:
+                caller.say({"error": f"the history database failed: {refusal(exc)}", "code": 5})
+                return
+            interrupted = caller.cancel.is_set()
+            caller.say({"reports": reports, "skipped": skipped, "interrupted": interrupted})
+
         where = asked.get("where") or self.config_path
-        caller.say({"accepted": {"said": placement.lines(where)}})
-        log.info("firebreak backup of %s asked on the control socket", ", ".join(names))
-        progress = caller.progress if asked.get("progress") else None
-        reports = []
-        try:
-            with relaying(caller, asked.get("verbose")):
-                for name in names:
-                    if caller.cancel.is_set():
-                        break
-                    cycle = self.jobs.asked(name, chosen, caller.cancel, progress)
-                    reports.append(cycle.document())
-        except HISTORY_ERRORS as exc:
-            caller.say({"error": f"the history database failed: {refusal(exc)}", "code": 5})
-            return
-        caller.say({"reports": reports, "interrupted": caller.cancel.is_set()})
+        return Accepted(placement.lines(where), run)
 
     def _healthy(self) -> tuple[bool, str]:
         if self.stop_requested.is_set():
@@ -227,6 +235,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.notify("STOPPING=1", "STATUS=stopping: interrupting running restic")
+        self.control.stop_listening()  # a command asking now backs up itself
         self.cancel.set()
         # Not shutdown(wait=True): APScheduler holds its job store lock while it waits, and
         # a finishing job may need it. Running cycles are counted by the daemon itself.

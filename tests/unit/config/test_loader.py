@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from firebreak.actions.runtime import local_run_limit
 from firebreak.config import ConfigError, load_config
 from firebreak.config.durations import format_duration, parse_duration
 from firebreak.config.model import Config, Site
@@ -622,15 +623,25 @@ def test_run_limits_default_to_one_cycle_at_every_site_and_local_runs_to_the_cor
     wide = {"www": {"paths": ["/var/www"], "sites": names}}
     config = Config.model_validate({"sites": sites, "sources": wide})
     assert config.run_limit == cores + 2
-    # One cycle's sites never wait for each other, however few the cores.
-    assert config.local_run_limit == cores + 2
+    # One cycle's local sites never wait for each other, however few the cores.
+    assert local_run_limit(config) == cores + 2
     narrow = {"www": {"paths": ["/var/www"], "sites": ["s0"]}}
     one = Config.model_validate({"sites": sites, "sources": narrow})
-    assert (one.run_limit, one.local_run_limit) == (2, cores)
+    assert (one.run_limit, local_run_limit(one)) == (2, cores)
+    # Remote sites cost a link, not the cores: they do not raise the local bound.
+    remote = {"repository": "rest:http://backup.invalid:8000/repo"}
+    far = {name: {**GOOD_SITE, **remote} for name in names}
+    mixed = Config.model_validate(
+        {
+            "sites": {**far, "near": GOOD_SITE},
+            "sources": {"www": {"paths": ["/var/www"], "sites": [*names, "near"]}},
+        }
+    )
+    assert (mixed.run_limit, local_run_limit(mixed)) == (cores + 3, cores)
     chosen = Config.model_validate(
         {"sites": sites, "sources": wide, "max_parallel_runs": 1, "max_parallel_local_runs": 3}
     )
-    assert (chosen.run_limit, chosen.local_run_limit) == (1, 3)
+    assert (chosen.run_limit, local_run_limit(chosen)) == (1, 3)
 
 
 def test_only_a_path_on_this_host_is_a_local_site_for_the_run_limits() -> None:

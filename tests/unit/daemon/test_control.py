@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from firebreak.daemon import control
-from firebreak.daemon.control import SOCKET_NAME, ControlServer, ask_status
+from firebreak.daemon.control import (
+    SOCKET_NAME,
+    Accepted,
+    Asking,
+    Backup,
+    Caller,
+    ControlServer,
+    ask_status,
+)
 
 DOCUMENT = {"generated_at": "2026-12-04T10:00:00+00:00", "sources": []}
 
@@ -116,3 +124,85 @@ def _ask(folder: Path, question: bytes) -> dict[str, Any]:
         daemon.shutdown(socket.SHUT_WR)
         answer: dict[str, Any] = json.loads(daemon.makefile("rb").read())
         return answer
+
+
+def _backing_up(ran: list[str], until: threading.Event | None = None) -> Backup:
+    """A daemon's backup work: accepted with a line to print; its run notes that it ran,
+    waits for the caller to stop it (or until), and says how it ended."""
+
+    def backup(asked: dict[str, Any]) -> Accepted | str:
+        if asked.get("sources") == ["nosuch"]:
+            return "a source or site this config does not have"
+
+        def run(caller: Caller) -> None:
+            ran.append("ran")
+            caller.progress("www", "a", {"bytes_done": 1})
+            while until is not None and not until.is_set() and not caller.cancel.wait(0.05):
+                pass
+            caller.say({"reports": [], "interrupted": caller.cancel.is_set()})
+
+        return Accepted([(False, "a note")], run)
+
+    return backup
+
+
+def _serving_backups(folder: Path, backup: Backup, stopping: threading.Event) -> ControlServer:
+    server = ControlServer(folder, lambda: "this-config", lambda: DOCUMENT, backup, stopping)
+    server.start()
+    return server
+
+
+QUESTION = {"ask": "backup", "config": "this-config", "sources": ["www"], "sites": []}
+
+
+def test_a_backup_runs_only_once_the_caller_says_go(tmp_path: Path) -> None:
+    ran: list[str] = []
+    server = _serving_backups(tmp_path, _backing_up(ran), threading.Event())
+    try:
+        with Asking(tmp_path, QUESTION) as asking:
+            assert asking.first() == {"accepted": {"said": [[False, "a note"]]}}
+        # The caller gave up (it runs the backup itself): the daemon must not run it too.
+        with Asking(tmp_path, {**QUESTION, "sources": ["nosuch"]}) as asking:
+            assert asking.first() == {"refused": "a source or site this config does not have"}
+        with Asking(tmp_path, QUESTION) as asking:
+            assert "accepted" in (asking.first() or {})
+            asking.go()
+            said = list(asking.rest())
+        assert said[-1] == {"reports": [], "interrupted": False}
+        assert {"progress": ["www", "a", {"bytes_done": 1}]} in said
+    finally:
+        server.close()
+    assert ran == ["ran"]
+
+
+def test_a_caller_stops_its_backup_and_hears_how_it_ended(tmp_path: Path) -> None:
+    ran: list[str] = []
+    never = threading.Event()
+    server = _serving_backups(tmp_path, _backing_up(ran, never), threading.Event())
+    try:
+        with Asking(tmp_path, QUESTION) as asking:
+            assert "accepted" in (asking.first() or {})
+            asking.go()
+            asking.stop()
+            said = list(asking.rest())
+        assert said[-1] == {"reports": [], "interrupted": True}
+    finally:
+        server.close()
+
+
+def test_a_stopping_daemon_takes_no_backup_and_stops_the_one_it_runs(tmp_path: Path) -> None:
+    ran: list[str] = []
+    stopping = threading.Event()
+    server = _serving_backups(tmp_path, _backing_up(ran, threading.Event()), stopping)
+    try:
+        with Asking(tmp_path, QUESTION) as asking:
+            assert "accepted" in (asking.first() or {})
+            asking.go()
+            stopping.set()
+            said = list(asking.rest())
+        assert said[-1] == {"reports": [], "interrupted": True}
+        with Asking(tmp_path, QUESTION) as asking:
+            assert asking.first() == {"refused": "the daemon is stopping"}
+    finally:
+        server.close()
+    assert ran == ["ran"]
