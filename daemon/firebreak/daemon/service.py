@@ -169,9 +169,8 @@ class Daemon:
     def _asked_backup(self, asked: dict[str, Any]) -> Accepted | str:
         """``firebreak backup`` asked over the control socket: its cycles, one source after
         another as that command runs them; or why not (a name this config does not have, a
-        placement refusal, the daemon stopping), and the command runs them itself."""
-        if self.cancel.is_set():
-            return "the daemon is stopping"
+        placement refusal), and the command runs them itself. (The control socket refuses
+        on its own once the daemon is stopping: it watches self.cancel.)"""
         config = self.rt.config
         sources, sites = asked.get("sources"), asked.get("sites")
         if not isinstance(sources, list) or not isinstance(sites, list):
