@@ -15,8 +15,9 @@ One run, in this order:
    what firebreak adds to the restic runs it starts (its wall time less the span from its
    first restic backup's start to its last one's end, from the daemon's log), and beside
    it what it adds with no daemon running;
-3. a restore from a local site by firebreak and by plain restic: the time to the first
-   byte written, and to the end;
+3. a restore from a local site by firebreak (a daemon running the config names the
+   snapshot) and by plain restic: the time to the first byte written, and to the end; and
+   beside them firebreak's with no daemon running;
 4. the daemon over a first cycle and (not with --small) an unchanged one: its own CPU
    against its restic processes';
 5. network.py (three REST sites behind slow links: root only, not with --small), idle.py
@@ -100,9 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         local = _Local(work / "local", dataset, restic)
         try:
             local.bench(rounds)
+            _restore(work / "restore", local, rounds)
         finally:
             local.stop_daemon()
-        _restore(work / "restore", local, rounds)
         _daemon(work / "daemon", dataset, cycles=1 if small else 2)
         if small:
             skipped(network.TARGET_NAME, "not with --small")
@@ -315,10 +316,14 @@ def _log_time(line: str) -> float:
 
 
 def _restore(work: Path, local: _Local, rounds: int) -> None:
+    """Rounds of firebreak restore with no daemon running; then, with a daemon running the
+    config (as on an installed host: it names the snapshot, and restic starts before the
+    rest of firebreak is loaded), firebreak restore and plain restic restore in turn."""
     print("\na restore from local site a:", flush=True)
     work.mkdir()
     target = work / "restored"
-    ours = [*_firebreak(local.config), "restore", "data", "--site", "a", "--target", str(target)]
+    ours = [*_firebreak(local.config), "-v", "restore", "data", "--site", "a"]
+    ours += ["--target", str(target)]
     repository = local.repositories[FIREBREAK][0]
     plain = [
         local.restic,
@@ -332,26 +337,48 @@ def _restore(work: Path, local: _Local, rounds: int) -> None:
         str(target),
         "--verify",
     ]
-    taken: dict[str, list[tuple[float, float]]] = {"firebreak restore": [], "restic restore": []}
-    for round_ in range(rounds):
-        order = list(taken.items())[round_ % 2 :] + list(taken.items())[: round_ % 2]
-        for what, times in order:
-            for old in work.iterdir():
-                shutil.rmtree(old, ignore_errors=True)
-            os.sync()
-            argv, env = (ours, None) if what == "firebreak restore" else (plain, local.env)
-            times.append(_first_byte(argv, env, work))
+    alone = "with no daemon running"
+    taken: dict[str, list[tuple[float, float]]] = {
+        "firebreak restore": [],
+        "restic restore": [],
+        alone: [],
+    }
+
+    def measure(what: str) -> None:
+        for old in work.iterdir():
+            shutil.rmtree(old, ignore_errors=True)
+        os.sync()
+        argv, env = (plain, local.env) if what == "restic restore" else (ours, None)
+        first, whole, said = _first_byte(argv, env, work)
+        if what == "firebreak restore" and "restic started at site a" not in said:
+            raise SystemExit(f"firebreak restore did not start restic ahead:\n{said[-2000:]}")
+        taken[what].append((first, whole))
+
+    local.stop_daemon()
+    for _ in range(rounds):
+        measure(alone)
+    local.started_daemon()
+    try:
+        for round_ in range(rounds):
+            ways = ["firebreak restore", "restic restore"]
+            for what in ways[round_ % 2 :] + ways[: round_ % 2]:
+                measure(what)
+    finally:
+        local.stop_daemon()
     for what, times in taken.items():
         first = statistics.median(first for first, _ in times)
         whole = statistics.median(whole for _, whole in times)
-        print(f"  {what:<20} first byte {first:6.2f} s   all of it {whole:6.2f} s", flush=True)
+        label = f"firebreak restore {what}" if what == alone else what
+        print(f"  {label:<40} first byte {first:6.2f} s   all of it {whole:6.2f} s", flush=True)
     first = statistics.median(first for first, _ in taken["firebreak restore"])
     judge("firebreak restore: first byte written", first, FIRST_BYTE_TARGET, " s")
 
 
-def _first_byte(argv: list[str], env: dict[str, str] | None, watched: Path) -> tuple[float, float]:
+def _first_byte(
+    argv: list[str], env: dict[str, str] | None, watched: Path
+) -> tuple[float, float, str]:
     """Seconds until a file under watched (the target, or firebreak's staging directory
-    beside it) holds a byte, and until the command ends."""
+    beside it) holds a byte, and until the command ends; and what it said on stderr."""
     with tempfile.TemporaryFile() as errors:
         started = time.monotonic()
         process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
@@ -361,10 +388,11 @@ def _first_byte(argv: list[str], env: dict[str, str] | None, watched: Path) -> t
                 first = time.monotonic() - started
             time.sleep(0.005)
         whole = time.monotonic() - started
+        errors.seek(0)
+        said = errors.read().decode(errors="replace")
         if process.returncode != 0:
-            errors.seek(0)
-            raise SystemExit(f"{argv} exited {process.returncode}:\n{errors.read().decode()}")
-    return (first if first is not None else whole), whole
+            raise SystemExit(f"{argv} exited {process.returncode}:\n{said}")
+    return (first if first is not None else whole), whole, said
 
 
 def _holds_a_byte(root: Path) -> bool:

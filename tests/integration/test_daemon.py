@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -24,6 +25,7 @@ from firebreak.history.models import Cycle, Run
 from firebreak.outcomes import Status
 from tests.support.cli import firebreak, on_a_terminal
 from tests.support.daemon import DaemonProcess, restic_processes
+from tests.support.restore import assert_same_tree
 from tests.support.scrape import get, samples, value
 from tests.support.setup import Setup
 
@@ -621,3 +623,77 @@ def test_ctrl_c_stops_a_backup_waiting_for_a_run_slot_in_the_daemon(
     assert db.status == Status.INTERRUPTED
     assert db.error_message and "waiting for a run slot" in db.error_message
     assert daemon.stop() == 0
+
+
+def test_a_restore_starts_restic_before_loading_the_rest_when_the_daemon_names_the_snapshot(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _caught_up(setup, daemons)
+    target = setup.dir / "restored"
+    restore = ["-vv", "restore", "www", "--target", str(target)]
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "firebreak", "-c", str(setup.path), *restore],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    ahead = re.search(r"restic started at site (\w+), snapshot (\w+)", done.stderr)
+    assert ahead, done.stderr[-3000:]
+    site, snapshot = ahead.groups()
+    assert done.stdout.startswith(f"restored www from site {site}: snapshot {snapshot} ")
+    # restic was started before the history's libraries were imported, and taken over by
+    # the run: one restic restore, no listing of the site.
+    sqlalchemy = re.search(r"\|\s+sqlalchemy$", done.stderr, re.MULTILINE)
+    assert sqlalchemy and ahead.start() < sqlalchemy.start()
+    assert "(restic started ahead)" in done.stderr
+    assert len(re.findall(r"started \S*restic restore", done.stderr)) == 1
+    assert not re.search(r"started \S*restic snapshots", done.stderr)
+    assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
+    [run] = [run for run in setup.runs() if run.operation == "restore"]
+    assert (run.site, run.status, run.snapshot_id) == (site, Status.SUCCESS, snapshot)
+
+
+def test_a_restic_started_ahead_at_a_site_whose_disk_is_gone_hands_over_to_the_next(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _caught_up(setup, daemons)
+    backup = firebreak(setup.path, "backup", "www", "--site", "a")  # a is now the freshest
+    assert backup.returncode == 0, backup.stderr
+    shutil.rmtree(setup.dir / "repo-a")  # its disk is not mounted
+    target = setup.dir / "restored"
+
+    done = firebreak(setup.path, "-v", "restore", "www", "--target", str(target))
+
+    assert done.returncode == 0, done.stderr
+    assert "restic started at site a" in done.stderr
+    assert done.stdout.startswith("restored www from site b: ")
+    assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
+    assert not list(setup.dir.glob(".restored.firebreak-*"))
+    runs = [(run.site, run.status) for run in setup.runs() if run.operation == "restore"]
+    assert runs == [("a", Status.FAILED), ("b", Status.SUCCESS)]
+
+
+def test_a_snapshot_the_daemon_names_but_forgotten_by_hand_is_not_what_is_restored(
+    setup: Setup, daemons: list[DaemonProcess]
+) -> None:
+    _caught_up(setup, daemons)
+    older = {path: path.read_bytes() for path in setup.source_dir.rglob("*") if path.is_file()}
+    (setup.source_dir / "docs" / "readme.txt").write_text("the newer one\n")
+    assert firebreak(setup.path, "backup", "www", "--site", "a").returncode == 0
+    [newest] = [r.snapshot_id for r in _backups(setup, site="a")][-1:]
+    assert newest is not None
+    assert firebreak(setup.path, "restic", "a", "forget", newest).returncode == 0
+    target = setup.dir / "restored"
+
+    done = firebreak(setup.path, "-v", "restore", "www", "--target", str(target))
+
+    assert done.returncode == 0, done.stderr
+    assert f"restic started at site a, snapshot {newest[:8]}" in done.stderr
+    assert f"snapshot {newest[:8]}, the newest recorded here, is not at the site" in done.stderr
+    assert done.stdout.startswith("restored www from site a: ")
+    restored = target / setup.source_dir.relative_to("/")
+    for path, content in older.items():
+        assert (restored / path.relative_to(setup.source_dir)).read_bytes() == content

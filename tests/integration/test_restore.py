@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from firebreak.actions.cycle import run_cycle
+from firebreak.actions.head_start import HeadStart, staging_for
 from firebreak.actions.restore import RestoreProgress, restore_source
 from firebreak.history.records import all_runs
 from firebreak.outcomes import Status
+from firebreak.restic import commands, runner
+from firebreak.restic.access import resolve_site
 from tests.support.cli import firebreak, on_a_terminal
 from tests.support.restore import assert_same_tree
 from tests.support.servers import RestServer
@@ -191,6 +194,31 @@ def test_restore_finds_the_newest_the_site_holds_when_the_recorded_one_was_forgo
     assert not list(tmp_path.glob(".restored.firebreak-*"))
     runs = [r for r in setup.runs() if r.operation == "restore"]
     assert [(r.site, r.status) for r in runs] == [("a", "success")]
+
+
+def test_a_restic_started_ahead_for_another_snapshot_is_stopped_and_none_of_it_restored(
+    setup: Setup, tmp_path: Path
+) -> None:
+    newest = _two_snapshots(setup)
+    rt = setup.runtime()
+    [older, _] = [run.snapshot_id for run in setup.runs() if run.operation == "backup"]
+    assert older is not None
+    target = tmp_path / "restored"
+    staging = staging_for(target, "a")
+    staging.mkdir()
+    at = rt.restic_at(resolve_site("a", rt.config.sites["a"]))
+    ahead = commands.restore(at, snapshot=older[:8], target=staging, verify=True)
+    head = HeadStart("a", ahead, runner.start(ahead), staging)
+
+    report = restore_source(rt, "www", target, head=head)
+
+    assert report.restored is not None and report.restored.snapshot is not None
+    assert report.restored.snapshot.id == newest[:8]
+    assert head.process.returncode is not None  # stopped and reaped
+    restored = target / setup.source_dir.relative_to("/")
+    assert (restored / "docs" / "readme.txt").read_text() == "the newer one\n"
+    assert_same_tree(setup.source_dir, restored)
+    assert not staging.exists()
 
 
 def _two_snapshots(setup: Setup) -> str:

@@ -9,6 +9,7 @@ access, lets the operation do its work, and records how it ended, also when the 
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -61,9 +62,11 @@ def run_restic(
     on_io: Callable[[IoCounters], None] | None = None,
     give_up: Callable[[str], bool] | None = None,
     kill_grace: float | None = None,
+    started: subprocess.Popen[bytes] | None = None,
 ) -> ResticResult:
     """restic at the site, within the site's timeout and stall timeout. kill_grace: how long
-    restic gets after SIGINT (default: the daemon's shutdown_grace)."""
+    restic gets after SIGINT (default: the daemon's shutdown_grace); started: this
+    invocation's restic, already started (actions/head_start.py)."""
     site = access.site
     return runner.run(
         invocation,
@@ -75,6 +78,7 @@ def run_restic(
         on_message=on_message,
         on_io=on_io,
         give_up=give_up,
+        started=started,
     )
 
 

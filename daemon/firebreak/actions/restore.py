@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from firebreak.actions.head_start import HeadStart, staging_for
 from firebreak.actions.identity import expected_repository, replaced, stranger_at
 from firebreak.actions.operation import at_site, run_restic, source_snapshots
 from firebreak.actions.runtime import RunLog, Runtime
@@ -59,15 +60,19 @@ class RestoreReport:
         return next((a for a in self.attempts if a.error is None), None)
 
 
-def site_order(rt: Runtime, source: str, only: str | None, without: str | None = None) -> list[str]:
+def site_order(
+    rt: Runtime, source: str, only: str | None, without: str | None = None, *, quiet: bool = False
+) -> list[str]:
     """The source's sites, freshest recorded success first (never-succeeded ones last). A lost
-    site is not tried unless named: its repository is gone, or not the site's."""
+    site is not tried unless named: its repository is gone, or not the site's (said, unless
+    quiet)."""
     if only is not None:
         return [only]
     latest = latest_runs(rt.engine, sources=[source], host=rt.host)
     lost = lost_sites(rt.engine, rt.host)
     for name in sorted(set(rt.config.sources[source].sites) & set(lost)):
-        log.warning("restore of %s: site %s is lost; not tried", source, name)
+        if not quiet:
+            log.warning("restore of %s: site %s is lost; not tried", source, name)
     sites = [s for s in rt.config.sources[source].sites if s != without and s not in lost]
 
     def freshness(site: str) -> float:
@@ -109,18 +114,31 @@ def restore_source(
     cancel: threading.Event | None = None,
     without: str | None = None,
     progress: Callable[[RestoreProgress], None] | None = None,
+    head: HeadStart | None = None,
 ) -> RestoreReport:
     """without: a site to treat as destroyed (the disaster rehearsal). progress: called a few
-    times a second while restic restores."""
+    times a second while restic restores. head: restic started ahead (actions/head_start.py),
+    taken over by the attempt that would start the same one, stopped otherwise."""
     attempts: list[Attempt] = []
-    for name in site_order(rt, source, site, without):
-        attempt = _restore_from(rt, source, name, target, snapshot, include, cancel, progress)
-        attempts.append(attempt)
-        if attempt.error is None or (cancel is not None and cancel.is_set()):
-            break
-        log.warning(
-            "restore of %s from %s failed (%s); trying the next site", source, name, attempt.error
-        )
+    try:
+        for name in site_order(rt, source, site, without):
+            if head is not None and head.site != name:
+                head.discard()
+            attempt = _restore_from(
+                rt, source, name, target, snapshot, include, cancel, progress, head
+            )
+            attempts.append(attempt)
+            if attempt.error is None or (cancel is not None and cancel.is_set()):
+                break
+            log.warning(
+                "restore of %s from %s failed (%s); trying the next site",
+                source,
+                name,
+                attempt.error,
+            )
+    finally:
+        if head is not None:
+            head.discard()
     return RestoreReport(source, target, attempts)
 
 
@@ -133,15 +151,16 @@ def _restore_from(
     include: tuple[str, ...],
     cancel: threading.Event | None,
     progress: Callable[[RestoreProgress], None] | None,
+    head: HeadStart | None,
 ) -> Attempt:
-    staging = target.parent / f".{target.name}.firebreak-{site_name}"
+    staging = staging_for(target, site_name)
     chosen: list[Snapshot] = []
 
     def restore(access: SiteAccess, run_log: RunLog) -> RunOutcome:
         # The newest of this host's: the one its history says it wrote last, restored without
         # a listing of the site first (a repository opened once, not twice), unless it is no
         # longer there (forgotten by hand).
-        recorded = _recorded_newest(rt, source, site_name) if snapshot == "latest" else None
+        recorded = recorded_newest(rt, source, site_name) if snapshot == "latest" else None
         if recorded is not None:
             outcome = restore_snapshot(access, run_log, recorded)
             if outcome is not None:
@@ -171,9 +190,6 @@ def _restore_from(
     def restore_snapshot(access: SiteAccess, run_log: RunLog, found: Snapshot) -> RunOutcome | None:
         """The restore of found, or None when the site has no such snapshot."""
         chosen[:] = [found]
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        run_log.info("restoring snapshot %s into %s", found.short, staging)
         invocation = commands.restore(
             rt.restic_at(access),
             snapshot=found.id,
@@ -181,8 +197,20 @@ def _restore_from(
             include=include,
             verify=True,
         )
+        started = head.adopt(site_name, invocation) if head is not None else None
+        if started is None:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        run_log.info(
+            "restoring snapshot %s into %s%s",
+            found.short,
+            staging,
+            " (restic started ahead)" if started is not None else "",
+        )
         if progress is None:
-            result = run_restic(rt, invocation, access, cancel, kill_grace=READER_KILL_GRACE)
+            result = run_restic(
+                rt, invocation, access, cancel, kill_grace=READER_KILL_GRACE, started=started
+            )
         else:
             with _SizeListing(rt, access, found, include) as size:
                 progress(RestoreProgress(site_name))
@@ -193,7 +221,13 @@ def _restore_from(
                     )
 
                 result = run_restic(
-                    rt, invocation, access, cancel, on_io=on_io, kill_grace=READER_KILL_GRACE
+                    rt,
+                    invocation,
+                    access,
+                    cancel,
+                    on_io=on_io,
+                    kill_grace=READER_KILL_GRACE,
+                    started=started,
                 )
         error = classify(result)
         if error is not None:
@@ -216,7 +250,7 @@ def _restore_from(
     return Attempt(site_name, None, chosen[0])
 
 
-def _recorded_newest(rt: Runtime, source: str, site: str) -> Snapshot | None:
+def recorded_newest(rt: Runtime, source: str, site: str) -> Snapshot | None:
     """The snapshot of the newest run of the source at the site in this host's history, when
     that run wrote one (a success, or a partial backup); None when it did not, or when the
     history does not answer: the site's own listing decides then."""

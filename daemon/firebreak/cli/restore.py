@@ -6,21 +6,11 @@ import contextlib
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from firebreak.actions.dumps import load_instructions
-from firebreak.actions.restore import RestoreProgress, restore_source, snapshot_age
+from firebreak.actions.head_start import head_start
 from firebreak.cli.common import (
     Exit,
     Options,
@@ -33,6 +23,15 @@ from firebreak.cli.common import (
 )
 from firebreak.clock import utcnow
 from firebreak.humanize import format_bytes, humanize_age
+
+# restic is started (actions/head_start.py) before the history's libraries and rich are
+# imported: those are imported where they are used.
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from firebreak.actions.head_start import HeadStart
+    from firebreak.actions.restore import RestoreProgress, RestoreReport
+    from firebreak.config import Config
 
 
 @click.command()
@@ -79,20 +78,26 @@ def restore(
             f"{target} is not empty: choose an empty directory, or --force to restore into it",
             Exit.CONFIG,
         )
-    rt = runtime(config)
+    # The newest snapshot at the first site, restored while the rest is loaded; a snapshot
+    # named by its id is looked up first (it must be one of this source's).
     cancel = threading.Event()
-    bar = _Bar(source) if sys.stdout.isatty() else None
-    with cancel_on_signals(cancel), bar or contextlib.nullcontext():
-        report = restore_source(
-            rt,
-            source,
-            target,
-            site=site,
-            snapshot=snapshot,
-            include=include,
-            cancel=cancel,
-            progress=bar,
-        )
+    with cancel_on_signals(cancel):
+        head = head_start(config, source, site, target, include) if snapshot == "latest" else None
+        try:
+            report = _restore(config, source, target, site, snapshot, include, head, cancel)
+        finally:
+            if head is not None:
+                head.discard()  # the restore failed before it took it over
+    _said(config, source, target, report, cancel)
+
+
+def _said(
+    config: Config, source: str, target: Path, report: RestoreReport, cancel: threading.Event
+) -> None:
+    """How the restore ended, and how to load a dump it restored; exits unless restored."""
+    from firebreak.actions.dumps import load_instructions
+    from firebreak.actions.restore import snapshot_age
+
     for attempt in report.attempts:
         if attempt.error:
             click.echo(f"  {attempt.site}: {attempt.error}", err=True)
@@ -111,11 +116,49 @@ def restore(
         click.echo(line)
 
 
+def _restore(
+    config: Config,
+    source: str,
+    target: Path,
+    site: str | None,
+    snapshot: str,
+    include: tuple[str, ...],
+    head: HeadStart | None,
+    cancel: threading.Event,
+) -> RestoreReport:
+    from firebreak.actions.restore import restore_source
+
+    rt = runtime(config)
+    bar = _Bar(source) if sys.stdout.isatty() else None
+    with bar or contextlib.nullcontext():
+        return restore_source(
+            rt,
+            source,
+            target,
+            site=site,
+            snapshot=snapshot,
+            include=include,
+            cancel=cancel,
+            progress=bar,
+            head=head,
+        )
+
+
 class _Bar:
     """A progress bar per site tried: bytes written against the size of what is restored,
     then "verifying" while restic reads the files back."""
 
     def __init__(self, source: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.source = source
         self.bars = Progress(
             SpinnerColumn(),

@@ -1,11 +1,16 @@
-"""The daemon's control socket, STATE_DIR/control.sock: ``firebreak status`` and
-``firebreak backup`` ask the running daemon, which has the history open and the config model
-built, instead of building both themselves (about half a second of imports).
+"""The daemon's control socket, STATE_DIR/control.sock: ``firebreak status``, ``backup`` and
+``restore`` ask the running daemon, which has the history open and the config model built,
+instead of building both themselves (about half a second of imports).
 
 One question per connection, a JSON line; the answers are JSON lines too::
 
     → {"ask": "status", "config": FINGERPRINT}
     ← {"status": DOCUMENT}        (daemon/overview.py's document, as status --json prints it)
+
+    → {"ask": "restore", "config": FINGERPRINT, "source": SOURCE, "site": SITE or null}
+    ← {"restore": {"site": FIRST_SITE, "snapshot": SHORT_ID or null}}
+                                  (the site a restore tries first, and the newest snapshot
+                                   the history recorded there: actions/head_start.py)
 
     → {"ask": "backup", "config": FINGERPRINT, "sources": [...], "all": false,
        "sites": [...], "progress": true, "verbose": 1, "where": CONFIG_PATH}
@@ -140,6 +145,8 @@ class Accepted:
 
 # A backup asked for: Accepted, or why not (the caller then runs it itself).
 Backup = Callable[[dict[str, Any]], "Accepted | str"]
+# Where a restore asked about starts: the answer, or why not.
+Restore = Callable[[dict[str, Any]], "dict[str, Any] | str"]
 
 # The caller this thread's log records are also for, and from which level: set while a
 # backup asked for runs, and seen by its cycle's site threads too (actions/cycle.py runs them
@@ -205,12 +212,14 @@ class ControlServer:
         status: Callable[[], dict[str, Any]],
         backup: Backup | None = None,
         stopping: threading.Event | None = None,
+        restore: Restore | None = None,
     ) -> None:
         """stopping: set when the daemon stops (a backup asked for stops with it)."""
         self.path = state_dir / SOCKET_NAME
         self._fingerprint = fingerprint
         self._status = status
         self._backup = backup
+        self._restore = restore
         self._stopping = stopping or threading.Event()
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -304,15 +313,22 @@ class ControlServer:
             asked = json.loads(question)
         except ValueError:
             asked = None
-        known = ("status", "backup") if self._backup is not None else ("status",)
+        known = [
+            "status",
+            *(["backup"] if self._backup else []),
+            *(["restore"] if self._restore else []),
+        ]
         if not isinstance(asked, dict):
             refused = "not a JSON question"
         elif asked.get("ask") not in known:
-            refused = f"the questions are {' and '.join(known)}"
+            refused = f"the questions are {', '.join(known)}"
         elif asked.get("config") is None or asked.get("config") != self._fingerprint():
             refused = "this daemon runs another config (or another version of it)"
         elif asked["ask"] == "backup":
             self._long(connection, asked)
+            return
+        elif asked["ask"] == "restore":
+            connection.sendall(_line(self._answer_restore(asked)))
             return
         else:
             connection.sendall(_line(self._answer_status()))
@@ -325,6 +341,15 @@ class ControlServer:
         except Exception as exc:  # the history is down, or worse: status says it itself
             log.warning("control socket: status could not be read: %s", type(exc).__name__)
             return {"refused": "the daemon could not read the history"}
+
+    def _answer_restore(self, asked: dict[str, Any]) -> dict[str, Any]:
+        assert self._restore is not None
+        try:
+            answer = self._restore(asked)
+        except Exception as exc:  # the history is down: the restore reads it itself
+            log.warning("control socket: a restore could not be planned: %s", type(exc).__name__)
+            return {"refused": "the daemon could not read the history"}
+        return {"refused": answer} if isinstance(answer, str) else {"restore": answer}
 
     def _long(self, connection: socket.socket, asked: dict[str, Any]) -> None:
         """A backup: accepted or refused; once the caller says go, the work in a thread of
@@ -406,15 +431,19 @@ class Asking:
     ASK_SECONDS, then (a backup) what it says until it is done, however long that takes, or
     until STOP_WAIT_SECONDS after the caller asked it to stop."""
 
-    def __init__(self, state_dir: Path, question: dict[str, Any]) -> None:
-        """Raises OSError when no daemon listens there, or what answers is not one (its user
-        is neither root, nor this one, nor state_dir's owner)."""
+    def __init__(
+        self, state_dir: Path, question: dict[str, Any], within: float | None = None
+    ) -> None:
+        """within: how long the first answer may take (ASK_SECONDS). Raises OSError when no
+        daemon listens there, or what answers is not one (its user is neither root, nor this
+        one, nor state_dir's owner)."""
         self.path = state_dir / SOCKET_NAME
         self._daemon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._heard = b""
         self._stopped_at: float | None = None
+        self._within = ASK_SECONDS if within is None else within
         try:
-            self._daemon.settimeout(ASK_SECONDS)
+            self._daemon.settimeout(self._within)
             with _address(self.path) as address:
                 self._daemon.connect(address)
             uid = _peer_uid(self._daemon)
@@ -433,7 +462,7 @@ class Asking:
 
     def first(self) -> dict[str, Any] | None:
         """The daemon's first answer; None when it said nothing in time, or nothing JSON."""
-        return self._next(time.monotonic() + ASK_SECONDS)
+        return self._next(time.monotonic() + self._within)
 
     def go(self) -> None:
         """Tell the daemon to start the work it accepted. Raises OSError."""
@@ -494,17 +523,25 @@ def _message(line: bytes) -> dict[str, Any] | None:
     return message if isinstance(message, dict) else None
 
 
-def ask_status(state_dir: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The running daemon's status document for the config with this fingerprint, or None:
-    no daemon listens, it runs another config, it refused, or it did not answer in time."""
+def ask(
+    state_dir: Path, question: dict[str, Any], key: str, within: float | None = None
+) -> dict[str, Any] | None:
+    """The running daemon's answer to a short question (status, restore): what it said
+    under key, or None when no daemon listens, it runs another config, it refused, or it did
+    not answer within that many seconds (ASK_SECONDS)."""
     try:
-        with Asking(state_dir, {"ask": "status", "config": fingerprint}) as asking:
+        with Asking(state_dir, question, within) as asking:
             answer = asking.first()
     except OSError as exc:
         log.debug("no answer on %s: %s", state_dir / SOCKET_NAME, exc)
         return None
-    if answer is None or not isinstance(answer.get("status"), dict):
+    if answer is None or not isinstance(answer.get(key), dict):
         log.debug("the daemon on %s did not answer: %s", state_dir / SOCKET_NAME, answer)
         return None
-    status: dict[str, Any] = answer["status"]
-    return status
+    said: dict[str, Any] = answer[key]
+    return said
+
+
+def ask_status(state_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The running daemon's status document for the config with this fingerprint, or None."""
+    return ask(state_dir, {"ask": "status", "config": fingerprint}, "status")

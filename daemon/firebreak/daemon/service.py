@@ -28,6 +28,7 @@ from apscheduler.triggers.date import DateTrigger
 from firebreak import __version__
 from firebreak.actions.dumps import remove_leftover_stages
 from firebreak.actions.identity import recall_repositories
+from firebreak.actions.restore import recorded_newest, site_order
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow
 from firebreak.config import Config, ConfigError, load_config
@@ -116,6 +117,7 @@ class Daemon:
             self._status_document,
             backup=self._asked_backup,
             stopping=self.cancel,
+            restore=self._asked_restore,
         )
         try:
             self.control.start()
@@ -165,6 +167,21 @@ class Daemon:
         """What ``firebreak status --json`` would print here, for the control socket."""
         rt = self.rt
         return document(overview(rt.config, rt.engine, utcnow()))
+
+    def _asked_restore(self, asked: dict[str, Any]) -> dict[str, Any] | str:
+        """``firebreak restore`` asked where it starts: the site it tries first and the newest
+        snapshot the history recorded there, read as the command would read them, so that it
+        can start restic before it has loaded the rest of firebreak (actions/head_start.py).
+        Raises what the history raises."""
+        config = self.rt.config
+        source, site = asked.get("source"), asked.get("site")
+        if source not in config.sources or (
+            site is not None and site not in config.sources[source].sites
+        ):
+            return "a source or site this config does not have"
+        first = next(iter(site_order(self.rt, source, site, quiet=True)), None)
+        newest = recorded_newest(self.rt, source, first) if first is not None else None
+        return {"site": first, "snapshot": newest.id if newest is not None else None}
 
     def _asked_backup(self, asked: dict[str, Any]) -> Accepted | str:
         """``firebreak backup`` asked over the control socket: its cycles, one source after

@@ -121,16 +121,18 @@ def run(
     on_io: Callable[[IoCounters], None] | None = None,
     give_up: Callable[[str], bool] | None = None,
     kill_grace: float = KILL_GRACE_SECONDS,
+    started: subprocess.Popen[bytes] | None = None,
 ) -> ResticResult:
     """Run restic to the end (or until a limit) and return what it said. The keywords are
-    those of Limits and Listeners; kill_grace: how long after SIGINT restic gets SIGKILL.
+    those of Limits and Listeners; kill_grace: how long after SIGINT restic gets SIGKILL;
+    started: this invocation's restic, already started by ``start`` (and read by nobody).
 
     Never raises for restic's own failures: ``errors.classify`` reads the result. Raises
     ResticUnavailable only when the program cannot be started at all.
     """
     watch = _Watch(
         invocation,
-        _start(invocation),
+        started or start(invocation),
         Limits(timeout, stall_timeout, cancel),
         Listeners(on_status, on_message, on_io, give_up),
         kill_grace,
@@ -138,7 +140,7 @@ def run(
     return watch.to_the_end()
 
 
-def _start(invocation: Invocation) -> subprocess.Popen[bytes]:
+def start(invocation: Invocation) -> subprocess.Popen[bytes]:
     """restic in a process group of its own, its password (if any) on an inherited pipe."""
     env = dict(invocation.env)
     argv = invocation.argv
@@ -469,6 +471,15 @@ def _masked(message: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(message, list):
         return [_masked(value, secrets) for value in message]
     return message
+
+
+def discard(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop a restic that ``start`` started and no run watches, reap it, close its pipes."""
+    _stop(process, grace)
+    process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float) -> None:

@@ -21,6 +21,7 @@ from firebreak.daemon.control import (
     Backup,
     Caller,
     ControlServer,
+    ask,
     ask_status,
 )
 
@@ -85,6 +86,38 @@ def test_odd_questions_are_refused_and_the_daemon_goes_on(serving: ControlServer
     assert _ask(folder, b'{"ask": "stop"}\n') == {"refused": "the questions are status"}
     assert "refused" in _ask(folder, b"x" * control.MAX_QUESTION)  # no newline, all it reads
     assert ask_status(folder, "this-config") == DOCUMENT
+
+
+def test_a_restore_asks_where_it_starts_and_a_daemon_that_cannot_say_is_left_to_it(
+    tmp_path: Path,
+) -> None:
+    asked: list[dict[str, Any]] = []
+
+    def where(question: dict[str, Any]) -> dict[str, Any] | str:
+        asked.append(question)
+        if question["source"] == "gone":
+            return "a source or site this config does not have"
+        if question["source"] == "broken":
+            raise OSError("database is locked")
+        return {"site": "a", "snapshot": "0123abcd"}
+
+    server = ControlServer(tmp_path, lambda: "this-config", lambda: DOCUMENT, restore=where)
+    server.start()
+    try:
+
+        def question(source: str, config: str = "this-config") -> dict[str, Any]:
+            return {"ask": "restore", "config": config, "source": source, "site": None}
+
+        assert ask(tmp_path, question("www"), "restore") == {"site": "a", "snapshot": "0123abcd"}
+        assert ask(tmp_path, question("gone"), "restore") is None
+        assert ask(tmp_path, question("broken"), "restore") is None
+        assert ask(tmp_path, question("www", "an-edited-config"), "restore") is None
+        assert [q["source"] for q in asked] == ["www", "gone", "broken"]
+        assert _ask(tmp_path, b'{"ask": "stop"}\n') == {
+            "refused": "the questions are status, restore"
+        }
+    finally:
+        server.close()
 
 
 def test_a_deep_state_dir_is_reached_past_the_socket_path_limit(tmp_path: Path) -> None:
