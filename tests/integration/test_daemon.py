@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -669,6 +670,7 @@ def test_a_restic_started_ahead_at_a_site_whose_disk_is_gone_hands_over_to_the_n
 
     assert done.returncode == 0, done.stderr
     assert "restic started at site a" in done.stderr
+    assert "(restic started ahead)" in done.stderr  # taken over, then failed
     assert done.stdout.startswith("restored www from site b: ")
     assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
     assert not list(setup.dir.glob(".restored.firebreak-*"))
@@ -697,3 +699,36 @@ def test_a_snapshot_the_daemon_names_but_forgotten_by_hand_is_not_what_is_restor
     restored = target / setup.source_dir.relative_to("/")
     for path, content in older.items():
         assert (restored / path.relative_to(setup.source_dir)).read_bytes() == content
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_restore_stopped_before_its_run_begins_stops_the_restic_it_started_ahead(
+    setup: Setup, daemons: list[DaemonProcess], sig: signal.Signals
+) -> None:
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(3_000_000))
+    setup.local_site("a", limit_download=300)  # a restore of about 10 s
+    setup.source("www", ["a"], schedule="0 3 * * *")
+    daemon = _start(setup, daemons)
+    daemon.ready()
+    daemon.wait_for("the catch-up", lambda: bool(_backups(setup, Status.SUCCESS)))
+    state = Path(setup.top["state_dir"])
+    said = setup.dir / "restore.err"
+    restore = ["-v", "restore", "www", "--target", str(setup.dir / "restored")]
+    with (state / "firebreak.db.migrate-lock").open("a") as migrating, said.open("w") as err:
+        # A schema upgrade under way: the command waits for it before it records a run.
+        fcntl.flock(migrating, fcntl.LOCK_EX)
+        asked = subprocess.Popen(
+            [sys.executable, "-m", "firebreak", "-c", str(setup.path), *restore],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        daemon.wait_for("restic started ahead", lambda: "restic started at" in said.read_text())
+        assert restic_processes(str(state))
+        asked.send_signal(sig)
+        asked.wait(timeout=30)
+
+    assert asked.returncode == 130, said.read_text()
+    assert "interrupted before the restore began" in said.read_text()
+    assert not restic_processes(str(state))
+    assert not list(setup.dir.glob(".restored.firebreak-*"))
+    assert not [run for run in setup.runs() if run.operation == "restore"]

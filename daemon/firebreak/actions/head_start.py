@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firebreak.config.model import Config
-from firebreak.config.references import UnresolvedReference
 from firebreak.daemon.control import ask
-from firebreak.outcomes import ResticUnavailable
 from firebreak.restic import commands, runner
 from firebreak.restic.access import resolve_site
 from firebreak.restic.commands import SiteRestic
@@ -33,8 +31,9 @@ from firebreak.restic.program import detect_version
 
 log = logging.getLogger(__name__)
 
-# A restic that nobody adopted only ever read: a short SIGINT grace, then SIGKILL.
-DISCARD_GRACE = 5.0
+# A restic nobody took over has only read: a second to leave on SIGINT (and remove its lock),
+# then SIGKILL (restic 0.14 ignores SIGINT while it waits on a dead site).
+DISCARD_GRACE = 1.0
 # A daemon answers in milliseconds; one that does not is busy or hung, and the restore
 # (which needs no answer) goes on without one.
 ASK_SECONDS = 1.0
@@ -84,6 +83,8 @@ def head_start(
     """restic restoring the newest snapshot recorded at the site the restore starts with, as
     the running daemon names them; None when no daemon runs this config file, it names none,
     or restic cannot be started this way (the restore then finds out, and says so)."""
+    if not target.parent.is_dir():
+        return None  # the restore creates it, and says so if it cannot
     answer = ask(
         config.state_dir,
         {"ask": "restore", "config": config.fingerprint, "source": source, "site": site},
@@ -102,23 +103,19 @@ def head_start(
     ):
         log.debug("the daemon named no snapshot to restore %s from: %s", source, answer)
         return None
+    staging = staging_for(target, first)
     try:
         access = resolve_site(first, config.sites[first])
         at = SiteRestic.of(config, access, os.environ, detect_version(config.restic.binary))
-    except (UnresolvedReference, ResticUnavailable) as exc:
-        log.debug("restore of %s: restic not started ahead: %s", source, exc)
-        return None
-    staging = staging_for(target, first)
-    invocation = commands.restore(
-        at, snapshot=snapshot, target=staging, include=include, verify=True
-    )
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        staging.mkdir(parents=True)
-        process = runner.start(invocation)
-    except (ResticUnavailable, OSError) as exc:
+        invocation = commands.restore(
+            at, snapshot=snapshot, target=staging, include=include, verify=True
+        )
         shutil.rmtree(staging, ignore_errors=True)
-        log.debug("restore of %s: restic not started ahead: %s", source, exc)
+        staging.mkdir()
+        process = runner.start(invocation)
+    except Exception as exc:  # whatever it is, the restore meets it too and says it there
+        shutil.rmtree(staging, ignore_errors=True)
+        log.debug("restore of %s: restic not started ahead: %r", source, exc)
         return None
     log.info("restore of %s: restic started at site %s, snapshot %s", source, first, snapshot)
     return HeadStart(first, invocation, process, staging)

@@ -195,6 +195,21 @@ def cancel_on_signals(
             signal.signal(sig, handler)
 
 
+@contextmanager
+def terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that what the block started is
+    stopped on the way out (Python's default for SIGTERM is to end without cleaning up)."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def daemon_of(config_path: Path) -> tuple[Path, str] | None:
     """Where a daemon running this config file would listen (its state_dir) and the file's
     fingerprint (config/fingerprint.py), without the config model; None when the file cannot

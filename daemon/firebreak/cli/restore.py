@@ -20,6 +20,7 @@ from firebreak.cli.common import (
     fail,
     load,
     runtime,
+    terminated_as_interrupted,
 )
 from firebreak.clock import utcnow
 from firebreak.humanize import format_bytes, humanize_age
@@ -78,16 +79,24 @@ def restore(
             f"{target} is not empty: choose an empty directory, or --force to restore into it",
             Exit.CONFIG,
         )
-    # The newest snapshot at the first site, restored while the rest is loaded; a snapshot
-    # named by its id is looked up first (it must be one of this source's).
     cancel = threading.Event()
-    with cancel_on_signals(cancel):
-        head = head_start(config, source, site, target, include) if snapshot == "latest" else None
+    # Until the restore's runs watch the signals, Ctrl-C or SIGTERM ends the command at once
+    # (loading the history can wait for a schema upgrade) and stops a restic started ahead.
+    with terminated_as_interrupted():
         try:
-            report = _restore(config, source, target, site, snapshot, include, head, cancel)
-        finally:
-            if head is not None:
-                head.discard()  # the restore failed before it took it over
+            # The newest snapshot at the first site, restored while the rest is loaded; a
+            # snapshot named by its id is looked up first (it must be one of this source's).
+            head = None
+            if snapshot == "latest":
+                head = head_start(config, source, site, target, include)
+            try:
+                report = _restore(config, source, target, site, snapshot, include, head, cancel)
+            finally:
+                if head is not None:
+                    head.discard()  # the restore ended before it took it over
+        except KeyboardInterrupt:
+            click.echo("interrupted before the restore began", err=True)
+            raise SystemExit(Exit.INTERRUPTED) from None
     _said(config, source, target, report, cancel)
 
 
@@ -130,7 +139,7 @@ def _restore(
 
     rt = runtime(config)
     bar = _Bar(source) if sys.stdout.isatty() else None
-    with bar or contextlib.nullcontext():
+    with cancel_on_signals(cancel), bar or contextlib.nullcontext():
         return restore_source(
             rt,
             source,

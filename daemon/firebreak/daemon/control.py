@@ -434,16 +434,17 @@ class Asking:
     def __init__(
         self, state_dir: Path, question: dict[str, Any], within: float | None = None
     ) -> None:
-        """within: how long the first answer may take (ASK_SECONDS). Raises OSError when no
-        daemon listens there, or what answers is not one (its user is neither root, nor this
-        one, nor state_dir's owner)."""
+        """within: how long from now the first answer may take (ASK_SECONDS), connecting
+        included. Raises OSError when no daemon listens there, or what answers is not one
+        (its user is neither root, nor this one, nor state_dir's owner)."""
         self.path = state_dir / SOCKET_NAME
         self._daemon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._heard = b""
         self._stopped_at: float | None = None
-        self._within = ASK_SECONDS if within is None else within
+        within = ASK_SECONDS if within is None else within
+        self._first_by = time.monotonic() + within
         try:
-            self._daemon.settimeout(self._within)
+            self._daemon.settimeout(within)
             with _address(self.path) as address:
                 self._daemon.connect(address)
             uid = _peer_uid(self._daemon)
@@ -462,7 +463,7 @@ class Asking:
 
     def first(self) -> dict[str, Any] | None:
         """The daemon's first answer; None when it said nothing in time, or nothing JSON."""
-        return self._next(time.monotonic() + self._within)
+        return self._next(self._first_by)
 
     def go(self) -> None:
         """Tell the daemon to start the work it accepted. Raises OSError."""
@@ -502,7 +503,9 @@ class Asking:
             if deadline is not None and time.monotonic() >= deadline:
                 log.debug("no more from %s in time", self.path)
                 return None
-            self._daemon.settimeout(1.0)  # a stop asked meanwhile counts within a second
+            # A stop asked meanwhile counts within a second.
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            self._daemon.settimeout(max(0.01, min(1.0, left)))
             try:
                 chunk = self._daemon.recv(1 << 16)
             except TimeoutError:

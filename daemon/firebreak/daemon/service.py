@@ -173,14 +173,16 @@ class Daemon:
         snapshot the history recorded there, read as the command would read them, so that it
         can start restic before it has loaded the rest of firebreak (actions/head_start.py).
         Raises what the history raises."""
-        config = self.rt.config
+        rt = self.rt  # one config throughout, whatever a reload does meanwhile
         source, site = asked.get("source"), asked.get("site")
-        if source not in config.sources or (
-            site is not None and site not in config.sources[source].sites
+        if not isinstance(source, str) or not isinstance(site, str | None):
+            return "source and site are names"
+        if source not in rt.config.sources or (
+            site is not None and site not in rt.config.sources[source].sites
         ):
             return "a source or site this config does not have"
-        first = next(iter(site_order(self.rt, source, site, quiet=True)), None)
-        newest = recorded_newest(self.rt, source, first) if first is not None else None
+        first = next(iter(site_order(rt, source, site, quiet=True)), None)
+        newest = recorded_newest(rt, source, first) if first is not None else None
         return {"site": first, "snapshot": newest.id if newest is not None else None}
 
     def _asked_backup(self, asked: dict[str, Any]) -> Accepted | str:

@@ -475,8 +475,9 @@ def _masked(message: Any, secrets: tuple[str, ...]) -> Any:
 
 def discard(process: subprocess.Popen[bytes], grace: float) -> None:
     """Stop a restic that ``start`` started and no run watches, reap it, close its pipes."""
-    _stop(process, grace)
-    process.wait()
+    if process.poll() is None:  # once reaped, its pid (and group) may be another's
+        _stop(process, grace)
+        process.wait()
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()

@@ -16,7 +16,6 @@ import pytest
 
 from firebreak.actions.head_start import ASK_SECONDS, HeadStart, head_start, staging_for
 from firebreak.config import Config
-from firebreak.daemon import control
 from firebreak.daemon.control import SOCKET_NAME, ControlServer
 from firebreak.restic import runner
 from firebreak.restic.runner import Invocation
@@ -110,7 +109,7 @@ def test_a_hung_daemon_holds_the_restore_up_a_second_at_most(tmp_path: Path) -> 
         began = time.monotonic()
         assert head_start(config, "www", None, tmp_path / "restored", ()) is None
         waited = time.monotonic() - began
-    assert ASK_SECONDS <= waited < control.ASK_SECONDS  # not the 5 s status would wait
+    assert ASK_SECONDS <= waited < ASK_SECONDS + 0.5  # not the 5 s status would wait
 
 
 def _sites(setup: Setup) -> None:
