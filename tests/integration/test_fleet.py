@@ -109,7 +109,9 @@ def test_a_fleet_shows_a_killed_host_silent_and_its_sites_going_stale(
 
     monitor = setups["web1"].write()
     fleet = firebreak(monitor, "status", "--fleet", "--json")
-    assert fleet.returncode == 0, fleet.stdout + fleet.stderr
+    # (Seen once in CI, not reproduced: web2 and web3 not safe here. Their logs say why.)
+    logs = "".join(f"\n--- {name}:\n{daemon.log()[-4000:]}" for name, daemon in daemons.items())
+    assert fleet.returncode == 0, fleet.stdout + fleet.stderr + logs
     seen = {host["host"]: host for host in json.loads(fleet.stdout)["hosts"]}
     assert {name: seen[name]["state"] for name in HOSTS} == dict.fromkeys(HOSTS, "alive")
     assert all(seen[name]["sources"] == {"etc": True} for name in HOSTS)
