@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -234,3 +236,33 @@ def _two_snapshots(setup: Setup) -> str:
     newest = run_cycle(rt, "www").runs[0].snapshot_id
     assert newest is not None
     return newest
+
+
+def test_a_second_restore_into_the_same_target_is_refused_and_the_first_finishes(
+    setup: Setup, tmp_path: Path
+) -> None:
+    (setup.source_dir / "big.bin").write_bytes(os.urandom(3_000_000))
+    setup.local_site("a", limit_download=300)  # a restore of about 10 s
+    setup.source("www", ["a"])
+    assert run_cycle(setup.runtime(), "www").status == Status.SUCCESS
+    target = tmp_path / "restored"
+    restore = [sys.executable, "-m", "firebreak", "-c", str(setup.path), "restore", "www"]
+    first = subprocess.Popen(
+        [*restore, "--target", str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    staging = tmp_path / ".restored.firebreak-a"
+    deadline = time.monotonic() + 60
+    while not (staging.exists() and any(staging.rglob("*"))):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.1)
+
+    (tmp_path / "elsewhere").mkdir()
+    spelled = tmp_path / "elsewhere" / ".." / "restored"  # the same target, spelled otherwise
+    second = firebreak(setup.path, "restore", "www", "--target", str(spelled))
+
+    assert second.returncode == 2, second.stderr
+    assert f"another firebreak restore into {target} is under way" in second.stderr
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert_same_tree(setup.source_dir, target / setup.source_dir.relative_to("/"))
+    assert [r.status for r in setup.runs() if r.operation == "restore"] == [Status.SUCCESS]

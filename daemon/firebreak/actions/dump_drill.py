@@ -24,7 +24,7 @@ from firebreak.actions.dumps import (
     program,
     readonly_uri,
 )
-from firebreak.actions.locks import site_lock
+from firebreak.actions.flocks import site_lock
 from firebreak.actions.programs import failure_of
 from firebreak.config.dumps import MariaDB, PostgreSQL
 from firebreak.config.model import Source

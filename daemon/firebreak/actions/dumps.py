@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from firebreak.actions.locks import LockWaitCancelled, if_free, site_lock
+from firebreak.actions.flocks import LockWaitCancelled, if_free, site_lock
 from firebreak.actions.programs import failure_of
 from firebreak.actions.runtime import Runtime
 from firebreak.config.dumps import DATABASE_PATTERN, MariaDB, PostgreSQL, SQLite

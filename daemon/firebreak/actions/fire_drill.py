@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firebreak.actions.dump_drill import prove_dump, scratch_lock
+from firebreak.actions.flocks import LockWaitCancelled
 from firebreak.actions.live_files import untouched_since
-from firebreak.actions.locks import LockWaitCancelled
 from firebreak.actions.restore import restore_source, snapshot_age
 from firebreak.actions.runtime import Runtime
 from firebreak.clock import utcnow

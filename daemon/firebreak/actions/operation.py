@@ -16,8 +16,8 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
+from firebreak.actions.flocks import LockWaitCancelled, site_lock
 from firebreak.actions.identity import Witness
-from firebreak.actions.locks import LockWaitCancelled, site_lock
 from firebreak.actions.recording import RunRecord
 from firebreak.actions.runtime import RunLog, RunSlots, Runtime
 from firebreak.config.references import UnresolvedReference

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from firebreak.actions.dump_drill import prove_dump, scratch_lock
+from firebreak.actions.flocks import LockWaitCancelled
 from firebreak.actions.live_files import untouched_since
-from firebreak.actions.locks import LockWaitCancelled
 from firebreak.actions.operation import at_site, not_run, run_restic, source_snapshots
 from firebreak.actions.restore import READER_KILL_GRACE
 from firebreak.actions.runtime import RunLog, Runtime

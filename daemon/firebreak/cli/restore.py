@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from firebreak.actions.flocks import if_free
 from firebreak.actions.head_start import head_start
 from firebreak.cli.common import (
     Exit,
@@ -30,7 +35,6 @@ from firebreak.humanize import format_bytes, humanize_age
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-    from firebreak.actions.head_start import HeadStart
     from firebreak.actions.restore import RestoreProgress, RestoreReport
     from firebreak.config import Config
 
@@ -79,6 +83,40 @@ def restore(
             f"{target} is not empty: choose an empty directory, or --force to restore into it",
             Exit.CONFIG,
         )
+    with restoring_into(config, target):
+        report, cancel = _restore_here(config, source, target, site, snapshot, include)
+    _said(config, source, target, report, cancel)
+
+
+@contextmanager
+def restoring_into(config: Config, target: Path) -> Iterator[None]:
+    """This host's only restore into target (two would share its staging directories), or
+    exit 2 saying that another one is under way."""
+    locks = config.state_dir / "locks" / "restores"
+    key = hashlib.sha256(os.fsencode(target)).hexdigest()[:16]
+    with contextlib.ExitStack() as held:
+        try:
+            mine = held.enter_context(if_free(locks, key, f"restore into {target}"))
+        except OSError as exc:
+            fail(f"cannot lock in {locks}: {exc.strerror or exc}", Exit.NOT_READY)
+        if not mine:
+            fail(
+                f"another firebreak restore into {target} is under way: wait for it, or choose "
+                "another --target",
+                Exit.CONFIG,
+            )
+        yield
+
+
+def _restore_here(
+    config: Config,
+    source: str,
+    target: Path,
+    site: str | None,
+    snapshot: str,
+    include: tuple[str, ...],
+) -> tuple[RestoreReport, threading.Event]:
+    """The restore's attempts, in this process, and whether it was stopped."""
     cancel = threading.Event()
     # Until the restore's runs watch the signals, Ctrl-C or SIGTERM ends the command at once
     # (loading the history can wait for a schema upgrade) and stops a restic started ahead.
@@ -90,14 +128,29 @@ def restore(
             if snapshot == "latest":
                 head = head_start(config, source, site, target, include)
             try:
-                report = _restore(config, source, target, site, snapshot, include, head, cancel)
+                from firebreak.actions.restore import restore_source
+
+                rt = runtime(config)
+                bar = _Bar(source) if sys.stdout.isatty() else None
+                with cancel_on_signals(cancel), bar or contextlib.nullcontext():
+                    report = restore_source(
+                        rt,
+                        source,
+                        target,
+                        site=site,
+                        snapshot=snapshot,
+                        include=include,
+                        cancel=cancel,
+                        progress=bar,
+                        head=head,
+                    )
             finally:
                 if head is not None:
                     head.discard()  # the restore ended before it took it over
         except KeyboardInterrupt:
             click.echo("interrupted before the restore began", err=True)
             raise SystemExit(Exit.INTERRUPTED) from None
-    _said(config, source, target, report, cancel)
+    return report, cancel
 
 
 def _said(
@@ -123,34 +176,6 @@ def _said(
     )
     for line in load_instructions(config.sources[source], target):
         click.echo(line)
-
-
-def _restore(
-    config: Config,
-    source: str,
-    target: Path,
-    site: str | None,
-    snapshot: str,
-    include: tuple[str, ...],
-    head: HeadStart | None,
-    cancel: threading.Event,
-) -> RestoreReport:
-    from firebreak.actions.restore import restore_source
-
-    rt = runtime(config)
-    bar = _Bar(source) if sys.stdout.isatty() else None
-    with cancel_on_signals(cancel), bar or contextlib.nullcontext():
-        return restore_source(
-            rt,
-            source,
-            target,
-            site=site,
-            snapshot=snapshot,
-            include=include,
-            cancel=cancel,
-            progress=bar,
-            head=head,
-        )
 
 
 class _Bar:

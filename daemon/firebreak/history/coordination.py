@@ -5,7 +5,7 @@ that takes restic's exclusive lock (forget and prune, check) and creating a repo
 PostgreSQL's advisory lock on the repository's location first: session-level, so a daemon that
 dies releases it with its connection. Backups take restic's shared lock and stay concurrent.
 
-A SQLite history belongs to one host, whose site locks (actions/locks.py) already serialise its
+A SQLite history belongs to one host, whose site locks (actions/flocks.py) already serialise its
 runs: there is no fleet to coordinate, and these locks are always free.
 """
 
