@@ -53,16 +53,16 @@ class HeadStart:
     invocation: runner.Invocation
     process: subprocess.Popen[bytes]
     staging: Path
-    adopted: bool = False
-    discarded: bool = False
+    # Taken over by a run, or discarded: either way, no longer this object's to give or stop.
+    settled: bool = False
 
     def adopt(self, site: str, invocation: runner.Invocation) -> subprocess.Popen[bytes] | None:
         """This restic, for the run that would start exactly this invocation at site;
         None otherwise, and then it is stopped first (it may be writing where that run will)."""
-        if self.adopted or self.discarded:
+        if self.settled:
             return None
         if site == self.site and invocation == self.invocation:
-            self.adopted = True
+            self.settled = True
             return self.process
         log.debug("restore from %s: the restic started ahead was not the one needed", site)
         self.discard()
@@ -70,9 +70,9 @@ class HeadStart:
 
     def discard(self) -> None:
         """Stop it and remove what it wrote, unless a run took it over."""
-        if self.adopted or self.discarded:
+        if self.settled:
             return
-        self.discarded = True
+        self.settled = True
         runner.discard(self.process, DISCARD_GRACE)
         shutil.rmtree(self.staging, ignore_errors=True)
 

@@ -70,8 +70,8 @@ def site_order(
         return [only]
     latest = latest_runs(rt.engine, sources=[source], host=rt.host)
     lost = lost_sites(rt.engine, rt.host)
-    for name in sorted(set(rt.config.sources[source].sites) & set(lost)):
-        if not quiet:
+    if not quiet:
+        for name in sorted(set(rt.config.sources[source].sites) & set(lost)):
             log.warning("restore of %s: site %s is lost; not tried", source, name)
     sites = [s for s in rt.config.sources[source].sites if s != without and s not in lost]
 

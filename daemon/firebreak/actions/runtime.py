@@ -112,7 +112,7 @@ class Runtime:
 
     @property
     def locks_dir(self) -> Path:
-        return self.config.state_dir / "locks"
+        return self.config.locks_dir
 
     @property
     def kill_grace(self) -> float:

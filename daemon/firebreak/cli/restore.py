@@ -92,7 +92,7 @@ def restore(
 def restoring_into(config: Config, target: Path) -> Iterator[None]:
     """This host's only restore into target (two would share its staging directories), or
     exit 2 saying that another one is under way."""
-    locks = config.state_dir / "locks" / "restores"
+    locks = config.locks_dir / "restores"
     key = hashlib.sha256(os.fsencode(target)).hexdigest()[:16]
     with contextlib.ExitStack() as held:
         try:
@@ -120,36 +120,35 @@ def _restore_here(
     cancel = threading.Event()
     # Until the restore's runs watch the signals, Ctrl-C or SIGTERM ends the command at once
     # (loading the history can wait for a schema upgrade) and stops a restic started ahead.
+    head = None
     with terminated_as_interrupted():
         try:
             # The newest snapshot at the first site, restored while the rest is loaded; a
             # snapshot named by its id is looked up first (it must be one of this source's).
-            head = None
             if snapshot == "latest":
                 head = head_start(config, source, site, target, include)
-            try:
-                from firebreak.actions.restore import restore_source
+            from firebreak.actions.restore import restore_source
 
-                rt = runtime(config)
-                bar = _Bar(source) if sys.stdout.isatty() else None
-                with cancel_on_signals(cancel), bar or contextlib.nullcontext():
-                    report = restore_source(
-                        rt,
-                        source,
-                        target,
-                        site=site,
-                        snapshot=snapshot,
-                        include=include,
-                        cancel=cancel,
-                        progress=bar,
-                        head=head,
-                    )
-            finally:
-                if head is not None:
-                    head.discard()  # the restore ended before it took it over
+            rt = runtime(config)
+            bar = _Bar(source) if sys.stdout.isatty() else None
+            with cancel_on_signals(cancel), bar or contextlib.nullcontext():
+                report = restore_source(
+                    rt,
+                    source,
+                    target,
+                    site=site,
+                    snapshot=snapshot,
+                    include=include,
+                    cancel=cancel,
+                    progress=bar,
+                    head=head,
+                )
         except KeyboardInterrupt:
             click.echo("interrupted before the restore began", err=True)
             raise SystemExit(Exit.INTERRUPTED) from None
+        finally:
+            if head is not None:
+                head.discard()  # the restore ended before it took it over
     return report, cancel
 
 

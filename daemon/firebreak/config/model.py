@@ -496,6 +496,11 @@ class Config(Strict):
     def cache_dir(self) -> Path:
         return self.restic.cache_dir or self.state_dir / "cache"
 
+    @property
+    def locks_dir(self) -> Path:
+        """Where firebreak's processes on this host take turns (actions/flocks.py)."""
+        return self.state_dir / "locks"
+
     def site_cache_dir(self, site: str) -> Path:
         """restic's cache for one site: restic keeps a directory per repository there, named
         by the repository's id, which tells firebreak which repository a run opened."""
