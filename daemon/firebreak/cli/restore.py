@@ -120,35 +120,37 @@ def _restore_here(
     cancel = threading.Event()
     # Until the restore's runs watch the signals, Ctrl-C or SIGTERM ends the command at once
     # (loading the history can wait for a schema upgrade) and stops a restic started ahead.
-    head = None
     with terminated_as_interrupted():
         try:
             # The newest snapshot at the first site, restored while the rest is loaded; a
             # snapshot named by its id is looked up first (it must be one of this source's).
+            head = None
             if snapshot == "latest":
                 head = head_start(config, source, site, target, include)
-            from firebreak.actions.restore import restore_source
+            # Stopped within this try: a second Ctrl-C while it stops is still caught below.
+            try:
+                from firebreak.actions.restore import restore_source
 
-            rt = runtime(config)
-            bar = _Bar(source) if sys.stdout.isatty() else None
-            with cancel_on_signals(cancel), bar or contextlib.nullcontext():
-                report = restore_source(
-                    rt,
-                    source,
-                    target,
-                    site=site,
-                    snapshot=snapshot,
-                    include=include,
-                    cancel=cancel,
-                    progress=bar,
-                    head=head,
-                )
+                rt = runtime(config)
+                bar = _Bar(source) if sys.stdout.isatty() else None
+                with cancel_on_signals(cancel), bar or contextlib.nullcontext():
+                    report = restore_source(
+                        rt,
+                        source,
+                        target,
+                        site=site,
+                        snapshot=snapshot,
+                        include=include,
+                        cancel=cancel,
+                        progress=bar,
+                        head=head,
+                    )
+            finally:
+                if head is not None:
+                    head.discard()  # the restore ended before it took it over
         except KeyboardInterrupt:
             click.echo("interrupted before the restore began", err=True)
             raise SystemExit(Exit.INTERRUPTED) from None
-        finally:
-            if head is not None:
-                head.discard()  # the restore ended before it took it over
     return report, cancel
 
 
